@@ -1,0 +1,17 @@
+# The two commands at the top of the README, plus stop. Each does its own idempotent setup.
+.PHONY: demo test stop setup lint
+
+setup:
+	@scripts/setup
+
+demo: setup
+	@.venv/bin/kongstack up
+
+test: setup
+	@scripts/test
+
+stop:
+	@if [ -x .venv/bin/kongstack ]; then .venv/bin/kongstack down; fi
+
+lint:
+	@.venv/bin/ruff check . && .venv/bin/mypy .

@@ -1,0 +1,38 @@
+"""Real local services for tests: started on free loopback ports, stopped afterwards."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from kongstack.procs import Daemon, free_port, port_open
+
+
+def require_binary(path: str) -> str:
+    found = shutil.which(path) or (path if Path(path).exists() else None)
+    if not found:
+        pytest.skip(f"{path} is not installed (run scripts/setup)")
+    return found
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[str, int, Daemon]]:
+    """A real redis-server on a free loopback port, no persistence."""
+    binary = require_binary("redis-server")
+    port = free_port()
+    daemon = Daemon(name=f"redis-{port}", run_dir=workdir)
+    daemon.start(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        ready=lambda: port_open("127.0.0.1", port),
+        log_file=workdir / f"redis-{port}.log",
+        timeout=15,
+    )
+    try:
+        yield "127.0.0.1", port, daemon
+    finally:
+        daemon.stop(grace=5)
