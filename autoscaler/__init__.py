@@ -1,0 +1,52 @@
+"""kongstack's PURE autoscaling decision core (no I/O, no clock, no Prefect).
+
+Typical tick (in the autoscale flow)::
+
+    policy = AutoscalePolicy.from_file("stack.yaml").with_overrides(flow_params)
+    decision = decide(policy, observation, history, now)      # pure
+    victims = select_victims(policy, observation.instances, decision.current - decision.desired)
+    ... act (unless decision.dry_run) ...
+    history = history.record(decision, acted=ok)               # store as JSON (model_dump)
+
+``ConfigError`` (from ``kongstack.errors``) is raised by ``AutoscalePolicy.build``/``from_file``/
+``from_env``/``with_overrides`` with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from autoscaler.config import AutoscalePolicy, StrategyName, VictimSelector
+from autoscaler.decide import decide
+from autoscaler.model import (
+    Decision,
+    Direction,
+    InstanceState,
+    InstanceView,
+    LimitApplied,
+    Metrics,
+    Observation,
+    RateSample,
+    Recommendation,
+    ScaleEvent,
+    ScalingHistory,
+)
+from autoscaler.victims import SELECTORS, select_victims
+
+__all__ = [
+    "SELECTORS",
+    "AutoscalePolicy",
+    "Decision",
+    "Direction",
+    "InstanceState",
+    "InstanceView",
+    "LimitApplied",
+    "Metrics",
+    "Observation",
+    "RateSample",
+    "Recommendation",
+    "ScaleEvent",
+    "ScalingHistory",
+    "StrategyName",
+    "VictimSelector",
+    "decide",
+    "select_victims",
+]

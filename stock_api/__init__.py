@@ -1,0 +1,44 @@
+"""The stock-quote API that Kong fronts and the autoscaler scales.
+
+Run one instance (from the repository or image work directory)::
+
+    PORT=18101 REDIS_URL=redis://127.0.0.1:16379/0 \\
+        gunicorn -c python:stock_api.gunicorn_conf 'stock_api.app:create_app()'
+
+Load the demo data set (deterministic, idempotent)::
+
+    python -m stock_api.seed --symbols 500 --days 365
+
+Endpoints: ``GET /health`` (liveness), ``GET /ready`` (readiness: cache and store reachable
+and not shutting down; otherwise 503 naming the failing part), ``GET /metrics``
+(Prometheus), ``GET /api/stocks`` (``page``, ``per_page`` <= 200, ``exchange``, ``sector``,
+``min_price``, ``max_price``, ``q``, ``sort``), ``POST /api/stocks``,
+``GET|PUT|DELETE /api/stocks/<symbol>``, ``GET /api/stocks/<symbol>/history``
+(``range`` = 1m|3m|6m|1y|max, ``limit``). Errors are
+``{"error": {"code": ..., "message": ..., "field": ...}}`` with 400/401/404/405/409/413/
+415/422/503; a rejected request writes nothing.
+
+Environment (validated by :class:`stock_api.config.StockApiConfig`): ``PORT``, ``HOST``
+(127.0.0.1), ``REDIS_URL``, ``MONGODB_URI`` (else the embedded montydb/sqlite store in
+``STOCK_API_DATA_DIR``, safe for several processes), ``API_KEY`` (then header ``apikey``
+is required except on /health, /ready, /metrics), ``INSTANCE_ID``, ``LOG_FILE``,
+``GRACEFUL_TIMEOUT``, and ``STOCK_API_*`` knobs: ``THREADS``, ``CACHE_ENABLED``,
+``CACHE_TTL``, ``CACHE_PREFIX``, ``REDIS_TIMEOUT``, ``CACHE_RETRY_AFTER``, ``MONGODB_DB``,
+``STORE_TIMEOUT``, ``MAX_BODY_BYTES``, ``DEBUG_ENDPOINTS``.
+
+Behaviour worth knowing:
+
+* Reads are cache-aside in Redis with a TTL; every write invalidates the symbol and all
+  list pages (a version key). Redis down: reads come from the store, counted as
+  ``stock_api_cache_requests_total{result="error"}``, never a 500.
+* SIGTERM: gunicorn stops accepting (new connections are refused), ``/ready`` turns 503,
+  and in-flight requests finish within ``GRACEFUL_TIMEOUT``.
+* One JSON log line per request (``ts, level, msg, method, path, route, status,
+  duration_ms, correlation_id, instance_id, remote_addr``) to stdout and ``LOG_FILE``; the
+  correlation id comes from ``Kong-Request-ID`` / ``X-Correlation-ID`` and is echoed in
+  ``X-Correlation-ID``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -38,9 +38,22 @@ class Operation:
     kind: str  # "upstream" | "target" | "service" | "route" | "plugin" | "consumer" | ...
     name: str
     body: dict[str, Any] = field(default_factory=dict)
+    # How the operation is carried out (e.g. "PUT", "/services/stock-api"); empty when the
+    # gateway has no HTTP API (nginx). Plain data too, so a dry run shows the exact request.
+    method: str = ""
+    path: str = ""
 
     def describe(self) -> str:
-        return f"{self.action} {self.kind} {self.name}"
+        via = f" ({self.method} {self.path})" if self.method else ""
+        return f"{self.action} {self.kind} {self.name}{via}"
+
+
+def format_plan(operations: list[Operation]) -> str:
+    """The plan as printed for a dry run: one line per operation (bodies are not shown,
+    so secrets such as key-auth keys never reach the output)."""
+    if not operations:
+        return "no changes"
+    return "\n".join(op.describe() for op in operations)
 
 
 @dataclass

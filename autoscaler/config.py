@@ -1,0 +1,208 @@
+"""The one typed autoscaling configuration: ``AutoscalePolicy``.
+
+Field names and defaults follow the seed scripts (min 3, max 6, scale up at 80 %, scale down at
+30 %, check every 30 s, 5 min cooldown). Invalid values are rejected when the policy is built,
+with a message that names the field. ``from_file``/``from_env`` read at the edge (the flow or the
+CLI), never inside ``decide``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kongstack.errors import ConfigError
+
+StrategyName = Literal["proportional", "threshold"]
+VictimSelector = Literal["newest", "oldest", "least_loaded"]
+
+ENV_PREFIX = "KONGSTACK_AUTOSCALE_"
+
+
+class AutoscalePolicy(BaseModel):
+    """Autoscaling configuration. Unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    strategy: StrategyName = "proportional"
+    min_instances: int = Field(default=3, ge=1)
+    max_instances: int = Field(default=6, ge=1)
+
+    # Seed thresholds (the `threshold` strategy uses them exactly; `proportional` uses the
+    # scale-up threshold as the flapping-check ceiling for CPU/memory).
+    scale_up_threshold: float = Field(default=80.0, gt=0, le=100)
+    scale_down_threshold: float = Field(default=30.0, ge=0, lt=100)
+    scale_up_rps: float = Field(default=150.0, gt=0)
+    scale_down_rps: float = Field(default=50.0, ge=0)
+    response_time_threshold_ms: float = Field(default=1000.0, gt=0)
+    check_interval_seconds: float = Field(default=30.0, gt=0)
+    cooldown_seconds: float = Field(default=300.0, ge=0)
+
+    # Proportional targets: desired = ceil(current x value / target), the max over metrics.
+    # 70 %: the top of the 60-70 % the anchors suggest for an 80 % alarm; with the 0.1 up band
+    # a scale-up starts at 77 %, before the 80 % seed threshold is crossed.
+    target_cpu_percent: float | None = Field(default=70.0, gt=0, le=100)
+    target_memory_percent: float | None = Field(default=70.0, gt=0, le=100)
+    target_rps_per_instance: float | None = Field(default=None, gt=0)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    scale_up_tolerance: float | None = Field(default=None, ge=0, lt=1)
+    # Wider band downwards (Azure's "out at 80, in at 60" margin): scale in below 56 % of a
+    # 70 % target, which halves direction reversals on noisy traffic (docs/bench/autoscaler.md).
+    scale_down_tolerance: float | None = Field(default=0.2, ge=0, lt=1)
+    forecast_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """Look this far ahead on the recent upward request-rate trend (rps target only; 0 = off).
+    60 s covers a start-up plus a scrape; a falling trend is never extrapolated."""
+    trend_window_seconds: float = Field(default=120.0, gt=0, le=3600)
+    error_rate_threshold: float | None = Field(default=None, gt=0, le=1)
+
+    # Safety rules (proportional).
+    scale_up_limit_instances: int = Field(default=4, ge=1)
+    scale_up_limit_percent: float = Field(default=100.0, gt=0)
+    scale_up_period_seconds: float = Field(default=30.0, gt=0, le=1800)
+    scale_down_limit_instances: int | None = Field(default=None, ge=1)
+    scale_down_stabilization_seconds: float = Field(default=300.0, ge=0, le=3600)
+    scale_up_stabilization_seconds: float = Field(default=0.0, ge=0, le=3600)
+    scale_up_cooldown_seconds: float = Field(default=0.0, ge=0)
+    scale_down_cooldown_seconds: float | None = Field(default=None, ge=0)
+    """None: the proportional strategy relies on the stabilisation window alone."""
+    flapping_check: bool = True
+    warmup_seconds: float = Field(default=60.0, ge=0)
+    metric_max_age_seconds: float = Field(default=90.0, gt=0)
+
+    victim_selection: VictimSelector = "newest"
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> AutoscalePolicy:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) must not exceed "
+                f"max_instances ({self.max_instances})"
+            )
+        if self.scale_down_threshold >= self.scale_up_threshold:
+            raise ValueError(
+                f"scale_down_threshold ({self.scale_down_threshold}) must be below "
+                f"scale_up_threshold ({self.scale_up_threshold})"
+            )
+        if self.scale_down_rps >= self.scale_up_rps:
+            raise ValueError(
+                f"scale_down_rps ({self.scale_down_rps}) must be below "
+                f"scale_up_rps ({self.scale_up_rps})"
+            )
+        if self.strategy == "proportional" and not self.target_metrics:
+            raise ValueError(
+                "target_cpu_percent, target_memory_percent, target_rps_per_instance: "
+                "the proportional strategy needs at least one target"
+            )
+        return self
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def up_tolerance(self) -> float:
+        return self.tolerance if self.scale_up_tolerance is None else self.scale_up_tolerance
+
+    @property
+    def down_tolerance(self) -> float:
+        return self.tolerance if self.scale_down_tolerance is None else self.scale_down_tolerance
+
+    @property
+    def target_metrics(self) -> dict[str, float]:
+        """The proportional targets that are switched on: metric name -> target value."""
+        targets = {
+            "cpu": self.target_cpu_percent,
+            "memory": self.target_memory_percent,
+            "rps": self.target_rps_per_instance,
+        }
+        return {name: value for name, value in targets.items() if value is not None}
+
+    # -- building from the outside world ---------------------------------------------------
+    @classmethod
+    def build(cls, data: Mapping[str, Any], *, source: str = "policy") -> AutoscalePolicy:
+        """Validate ``data``; on error raise ``ConfigError`` naming every bad field."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_describe(exc)}") from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AutoscalePolicy:
+        """Load a JSON or YAML file (a mapping of field names; an ``autoscale:`` section is
+        also accepted)."""
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read policy file ({exc.strerror})") from exc
+        data = _parse_mapping(text, file)
+        section = data.get("autoscale", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{file}: autoscale: expected a mapping")
+        return cls.build(section, source=str(file))
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        prefix: str = ENV_PREFIX,
+        base: AutoscalePolicy | None = None,
+    ) -> AutoscalePolicy:
+        """Read ``<prefix><FIELD>`` variables (e.g. ``KONGSTACK_AUTOSCALE_MIN_INSTANCES=2``)
+        from the mapping you pass (``os.environ`` at the edge). Unknown names are errors; an
+        empty value switches an optional field off."""
+        overrides: dict[str, Any] = {}
+        for key, raw in environ.items():
+            if key.upper().startswith(prefix):
+                overrides[key[len(prefix) :].lower()] = _env_value(raw)
+        start = (base or cls()).model_dump()
+        return cls.build({**start, **overrides}, source="environment")
+
+    def with_overrides(
+        self, overrides: Mapping[str, Any] | None, *, source: str = "parameters"
+    ) -> AutoscalePolicy:
+        """This policy with some fields replaced (e.g. Prefect flow parameters); ``None``
+        values are ignored so optional flow parameters can be passed straight through."""
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        return self.build({**self.model_dump(), **given}, source=source)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        # Cross-field errors carry no location; their message names the fields itself.
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
+
+
+def _parse_mapping(text: str, file: Path) -> dict[str, Any]:
+    try:
+        if file.suffix.lower() == ".json":
+            data: Any = json.loads(text)
+        else:
+            import yaml  # only needed for YAML files; pure parsing
+
+            data = yaml.safe_load(text)
+    except ValueError as exc:
+        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
+    except Exception as exc:  # yaml.YAMLError has no common stdlib base
+        raise ConfigError(f"{file}: not valid YAML ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of policy fields")
+    return data
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are strings; pydantic coerces numbers and booleans. An empty value
+    means "unset" (None) so an optional target can be switched off."""
+    stripped = raw.strip()
+    if stripped == "" or stripped.lower() in {"none", "null"}:
+        return None
+    return stripped

@@ -1,0 +1,64 @@
+"""Named configurations for replays and the benchmark.
+
+* ``default``   – ``AutoscalePolicy()`` (proportional, 30 s ticks) with the pool bounds of the
+  replay and a request-rate target derived from the service model: ``capacity x
+  target_cpu_percent`` (what an operator sets after one load test), so the CPU and rps targets
+  agree. Everything else is the shipped default.
+* ``threshold`` – the seed's rules (80/30 %, one 5 min cooldown, 30 s checks). The seed's
+  absolute request-rate limits (150/50 per s) mean nothing at a replay's scale, so they are
+  switched off (up never fires on rps, down never waits for it).
+* ``hpa``       – a Kubernetes-HPA-style baseline: CPU target 70 %, tolerance 0.1, 300 s
+  scale-down window, 15 s sync, +4/+100 % per 15 s, 30 s readiness delay, no flapping check,
+  no latency trigger, no forecast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from autoscaler.config import AutoscalePolicy
+from autoscaler.service_model import ServiceModel
+
+_OFF = 1e12
+
+
+def default_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
+    base = AutoscalePolicy(min_instances=lo, max_instances=hi)
+    cpu = base.target_cpu_percent or 70.0
+    return base.with_overrides({"target_rps_per_instance": model.capacity_rps * cpu / 100})
+
+
+def threshold_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
+    return AutoscalePolicy(
+        strategy="threshold",
+        min_instances=lo,
+        max_instances=hi,
+        scale_up_rps=_OFF,
+        scale_down_rps=_OFF - 1,
+    )
+
+
+def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
+    return AutoscalePolicy(
+        min_instances=lo,
+        max_instances=hi,
+        target_cpu_percent=70.0,
+        target_memory_percent=None,
+        tolerance=0.1,
+        scale_down_stabilization_seconds=300,
+        check_interval_seconds=15,
+        scale_up_period_seconds=15,
+        scale_up_limit_instances=4,
+        scale_up_limit_percent=100,
+        flapping_check=False,
+        warmup_seconds=30,
+        response_time_threshold_ms=_OFF,
+        forecast_seconds=0,
+    )
+
+
+PRESETS: dict[str, Callable[[ServiceModel, int, int], AutoscalePolicy]] = {
+    "default": default_policy,
+    "threshold": threshold_policy,
+    "hpa": hpa_policy,
+}

@@ -1,0 +1,298 @@
+"""Replay a request-rate trace through ``decide`` and the service model, second by second.
+
+``simulate(policy, demand, model)`` runs the real decision core every ``tick`` seconds on the
+metrics the model would have scraped, starts/drains instances as decided, and scores the run.
+``oracle(demand, model, lo, hi)`` is the foresight limit: each second exactly the instances
+that second needs, ready in advance. Pure: the trace comes in as a list of per-second rates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autoscaler.config import AutoscalePolicy
+from autoscaler.decide import decide
+from autoscaler.model import InstanceState, InstanceView, Metrics, Observation, ScalingHistory
+from autoscaler.service_model import ServiceModel, minute_means
+from autoscaler.victims import select_victims
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+REACTION_HORIZON = 1800
+"""A step not met within this many seconds counts as "no reaction"."""
+_TIMEOUT_MS = 60_000.0  # what a saturated pool's p95 looks like to a scraper
+
+
+@dataclass
+class ReplayResult:
+    name: str
+    strategy: str
+    tick_seconds: float
+    seconds: int
+    offered_requests: float
+    dropped_requests: float
+    slo_violation_seconds: int
+    instance_seconds: float
+    scale_actions: int
+    reversals: int
+    reaction_seconds: list[float | None] = field(default_factory=list)
+    active: list[int] = field(default_factory=list, repr=False)
+    """Instances costing money each second (starting + ready + draining)."""
+    ready: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def dropped_percent(self) -> float:
+        return (
+            100.0 * self.dropped_requests / self.offered_requests if self.offered_requests else 0.0
+        )
+
+    def summary(self) -> dict[str, Any]:
+        met = [r for r in self.reaction_seconds if r is not None]
+        return {
+            "name": self.name,
+            "strategy": self.strategy,
+            "tick_seconds": self.tick_seconds,
+            "seconds": self.seconds,
+            "slo_violation_seconds": self.slo_violation_seconds,
+            "dropped_requests": round(self.dropped_requests, 1),
+            "dropped_percent": round(self.dropped_percent, 4),
+            "instance_seconds": round(self.instance_seconds, 1),
+            "scale_actions": self.scale_actions,
+            "reversals": self.reversals,
+            "load_steps": len(self.reaction_seconds),
+            "reaction_seconds": self.reaction_seconds,
+            "reaction_median_seconds": _median(met),
+            "reaction_max_seconds": max(met) if met else None,
+            "steps_not_met": len(self.reaction_seconds) - len(met),
+        }
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@dataclass
+class _Instance:
+    id: str
+    started: int
+    ready_at: int
+
+    def view(self, t: int, metrics: Metrics | None) -> InstanceView:
+        state = InstanceState.READY if self.ready_at <= t else InstanceState.STARTING
+        # model_construct: the simulator's own values need no re-validation (speed).
+        return InstanceView.model_construct(
+            id=self.id,
+            state=state,
+            started_at=EPOCH + timedelta(seconds=self.started),
+            metrics=metrics if state is InstanceState.READY else None,
+        )
+
+
+class _Counter:
+    """Counts scale actions and direction reversals (up then down, or down then up)."""
+
+    def __init__(self) -> None:
+        self.actions = 0
+        self.reversals = 0
+        self._last = 0
+
+    def add(self, delta: int) -> None:
+        if delta == 0:
+            return
+        sign = 1 if delta > 0 else -1
+        self.actions += 1
+        if self._last and sign != self._last:
+            self.reversals += 1
+        self._last = sign
+
+
+def simulate(
+    policy: AutoscalePolicy,
+    demand: Sequence[float],
+    model: ServiceModel,
+    *,
+    name: str | None = None,
+    tick_seconds: float | None = None,
+) -> ReplayResult:
+    tick = max(1, round(tick_seconds or policy.check_interval_seconds))
+    total = len(demand)
+    cap = model.capacity_rps
+    umax = model.max_utilisation
+    scrape, window = model.scrape_interval_seconds, model.rate_window_seconds
+    starting: list[_Instance] = []
+    ready: list[_Instance] = [
+        _Instance(id=f"i{k}", started=-3600, ready_at=-3600) for k in range(policy.min_instances)
+    ]
+    next_id = policy.min_instances
+    draining: list[int] = []  # drain end times
+    cum_d = [0.0] * (total + 1)
+    cum_cpu = [0.0] * (total + 1)
+    cum_u = [0.0] * (total + 1)
+    active_series = [0] * total
+    ready_series = [0] * total
+    history = ScalingHistory()
+    counter = _Counter()
+    dropped = cost = 0.0
+    violations = 0
+    for t in range(total):
+        if t and t % tick == 0:
+            obs = _observe(t, starting, ready, cum_d, cum_cpu, cum_u, scrape, window, model)
+            decision = decide(policy, obs, history, EPOCH + timedelta(seconds=t))
+            history = history.record(decision)
+            change = decision.desired - decision.current
+            counter.add(change)
+            if change > 0:
+                for _ in range(change):
+                    starting.append(_Instance(f"i{next_id}", t, t + model.startup_seconds))
+                    next_id += 1
+            elif change < 0:
+                gone = {v.id for v in select_victims(policy, obs.instances, -change)}
+                starting = [i for i in starting if i.id not in gone]
+                ready = [i for i in ready if i.id not in gone]
+                draining.extend([t + model.drain_seconds] * len(gone))
+        while starting and starting[0].ready_at <= t:
+            ready.append(starting.pop(0))
+        if draining and min(draining) <= t:
+            draining = [d for d in draining if d > t]
+        n = len(ready)
+        d = demand[t]
+        capacity = n * cap
+        u = d / capacity if capacity else (math.inf if d > 0 else 0.0)
+        served = d if u <= 1 else capacity
+        lost = d - served
+        dropped += lost
+        if lost > 1e-9 or u > umax + 1e-12:
+            violations += 1
+        cost += n + len(starting) + len(draining)
+        cum_d[t + 1] = cum_d[t] + d
+        cum_cpu[t + 1] = cum_cpu[t] + (100.0 * served / capacity if capacity else 0.0)
+        cum_u[t + 1] = cum_u[t] + min(u, 1.0)
+        ready_series[t] = n
+        active_series[t] = n + len(starting) + len(draining)
+    return ReplayResult(
+        name=name or policy.strategy,
+        strategy=policy.strategy,
+        tick_seconds=tick,
+        seconds=total,
+        offered_requests=cum_d[total],
+        dropped_requests=dropped,
+        slo_violation_seconds=violations,
+        instance_seconds=cost,
+        scale_actions=counter.actions,
+        reversals=counter.reversals,
+        reaction_seconds=reactions(demand, ready_series, model, policy),
+        active=active_series,
+        ready=ready_series,
+    )
+
+
+def _observe(
+    t: int,
+    starting: list[_Instance],
+    ready: list[_Instance],
+    cum_d: list[float],
+    cum_cpu: list[float],
+    cum_u: list[float],
+    scrape: int,
+    window: int,
+    model: ServiceModel,
+) -> Observation:
+    """What Prometheus would report at ``t``: the last scrape's ``rate(...[window])``."""
+    s = (t // scrape) * scrape
+    lo = max(0, s - window)
+    span = s - lo
+    if span <= 0:
+        metrics = Metrics.model_construct(sampled_at=EPOCH + timedelta(seconds=s))
+        return Observation.model_construct(
+            instances=tuple(i.view(t, None) for i in (*ready, *starting)), aggregate=metrics
+        )
+    at = EPOCH + timedelta(seconds=s)
+    rps = (cum_d[s] - cum_d[lo]) / span
+    cpu = (cum_cpu[s] - cum_cpu[lo]) / span
+    u = (cum_u[s] - cum_u[lo]) / span
+    p95 = _TIMEOUT_MS if u >= 1 else min(model.p95_ms(u), _TIMEOUT_MS)
+    memory = model.memory_base_percent + model.memory_load_percent * min(cpu, 100.0) / 100.0
+    per_instance = Metrics.model_construct(
+        cpu_percent=cpu,
+        memory_percent=memory,
+        rps=None,
+        p95_latency_ms=None,
+        error_rate=None,
+        sampled_at=at,
+    )
+    aggregate = Metrics.model_construct(
+        cpu_percent=None,
+        memory_percent=None,
+        rps=rps,
+        p95_latency_ms=p95,
+        error_rate=None,
+        sampled_at=at,
+    )
+    views = tuple(i.view(t, per_instance) for i in (*ready, *starting))
+    return Observation.model_construct(instances=views, aggregate=aggregate)
+
+
+def oracle(demand: Sequence[float], model: ServiceModel, lo: int, hi: int) -> ReplayResult:
+    """Foresight: each second exactly the instances it needs, already ready."""
+    cap, umax = model.capacity_rps, model.max_utilisation
+    counts = [model.needed(d, lo, hi) for d in demand]
+    counter = _Counter()
+    dropped = 0.0
+    violations = 0
+    for k, (n, d) in enumerate(zip(counts, demand, strict=True)):
+        if k:
+            counter.add(n - counts[k - 1])
+        dropped += max(0.0, d - n * cap)
+        if d > n * cap * umax * (1 + 1e-12):
+            violations += 1
+    return ReplayResult(
+        name="oracle",
+        strategy="oracle",
+        tick_seconds=1,
+        seconds=len(demand),
+        offered_requests=float(sum(demand)),
+        dropped_requests=dropped,
+        slo_violation_seconds=violations,
+        instance_seconds=float(sum(counts)),
+        scale_actions=counter.actions,
+        reversals=counter.reversals,
+        reaction_seconds=[0.0 for _ in load_steps(demand, model, lo, hi)],
+        active=counts,
+        ready=counts,
+    )
+
+
+def load_steps(
+    demand: Sequence[float], model: ServiceModel, lo: int, hi: int
+) -> list[tuple[int, int]]:
+    """Load steps: minutes whose mean needs at least max(2, +50 %) more instances than the
+    minute before. Returns (start second, instances needed); one step per 5 minutes at most."""
+    means = minute_means(demand)
+    steps: list[tuple[int, int]] = []
+    last = -math.inf
+    for k in range(1, len(means)):
+        before = model.needed(means[k - 1], lo, hi)
+        after = model.needed(means[k], lo, hi)
+        if after - before >= max(2, math.ceil(0.5 * before)) and k * 60 - last >= 300:
+            steps.append((k * 60, after))
+            last = k * 60
+    return steps
+
+
+def reactions(
+    demand: Sequence[float], ready: Sequence[int], model: ServiceModel, policy: AutoscalePolicy
+) -> list[float | None]:
+    """Seconds from each load step until enough instances are ready for the new level."""
+    out: list[float | None] = []
+    for start, need in load_steps(demand, model, policy.min_instances, policy.max_instances):
+        end = min(len(ready), start + REACTION_HORIZON)
+        met = next((t - start for t in range(start, end) if ready[t] >= need), None)
+        out.append(None if met is None else float(met))
+    return out

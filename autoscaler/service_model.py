@@ -1,0 +1,137 @@
+"""The replay's model of the service and of a request-rate trace (pure arithmetic).
+
+Service model (every parameter is an option of ``kongstack simulate``):
+
+* each ready instance serves ``capacity_rps`` requests/s at 100 % CPU; CPU % = served/capacity;
+  memory % = ``memory_base_percent`` + ``memory_load_percent`` x utilisation;
+* an added instance is ``starting`` for ``startup_seconds`` (costs, serves nothing), a removed
+  one drains for ``drain_seconds`` (costs, serves nothing);
+* Kong spreads the offered load evenly over ready instances; utilisation u = demand/capacity;
+  demand above capacity is **dropped**;
+* p95 latency = ``base_p95_ms / (1 - u)`` (an M/M/1-like queue: it rises sharply as u nears 1;
+  u >= 1 is a timeout); a second **violates the SLO** when its p95 exceeds ``slo_p95_ms`` (or,
+  if ``slo_utilisation`` is set, when u exceeds it) or when any request is dropped;
+* metrics are scraped every ``scrape_interval_seconds``; each value is the mean over the
+  preceding ``rate_window_seconds`` (PromQL ``rate(...[1m])``); the gateway's request rate
+  counts every offered request, also dropped ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ServiceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capacity_rps: float = Field(default=100.0, gt=0)
+    startup_seconds: int = Field(default=30, ge=0)
+    drain_seconds: int = Field(default=10, ge=0)
+    scrape_interval_seconds: int = Field(default=15, ge=1)
+    rate_window_seconds: int = Field(default=60, ge=1)
+    base_p95_ms: float = Field(default=100.0, gt=0)
+    slo_p95_ms: float = Field(default=500.0, gt=0)
+    slo_utilisation: float | None = Field(default=None, gt=0, le=1)
+    memory_base_percent: float = Field(default=20.0, ge=0, le=100)
+    memory_load_percent: float = Field(default=25.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServiceModel:
+        if self.slo_utilisation is None and self.slo_p95_ms <= self.base_p95_ms:
+            raise ValueError(
+                f"slo_p95_ms ({self.slo_p95_ms}) must exceed base_p95_ms ({self.base_p95_ms})"
+            )
+        return self
+
+    @property
+    def max_utilisation(self) -> float:
+        """The highest utilisation that still meets the SLO."""
+        if self.slo_utilisation is not None:
+            return self.slo_utilisation
+        return 1.0 - self.base_p95_ms / self.slo_p95_ms
+
+    def p95_ms(self, utilisation: float) -> float:
+        if utilisation >= 1.0:
+            return math.inf
+        return self.base_p95_ms / (1.0 - utilisation)
+
+    def needed(self, demand: float, lo: int, hi: int) -> int:
+        """Fewest ready instances that meet the SLO at ``demand``, clamped to [lo, hi]."""
+        n = math.ceil(round(demand / (self.capacity_rps * self.max_utilisation), 9))
+        return min(max(n, lo), hi)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A request-rate trace: bins starting at ``starts`` (seconds) with mean ``rps`` each.
+
+    Replay holds each value for its whole bin (step-hold); the last bin keeps the width of the
+    one before it. Bins may be any width, also irregular or under a second.
+    """
+
+    name: str
+    starts: tuple[float, ...]
+    rps: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.starts or len(self.starts) != len(self.rps):
+            raise ValueError(f"trace {self.name}: needs at least one (t_seconds, rps) row")
+        if any(b <= a for a, b in zip(self.starts, self.starts[1:], strict=False)):
+            raise ValueError(f"trace {self.name}: t_seconds must increase strictly")
+        if any(r < 0 or not math.isfinite(r) for r in self.rps):
+            raise ValueError(f"trace {self.name}: rps must be finite and >= 0")
+
+    @property
+    def last_width(self) -> float:
+        if len(self.starts) < 2:
+            return 1.0
+        return self.starts[-1] - self.starts[-2]
+
+    def per_second(self) -> list[float]:
+        """Mean offered rate for each whole second from the first bin's start."""
+        origin = self.starts[0]
+        end = self.starts[-1] + self.last_width - origin
+        seconds = [0.0] * max(1, math.ceil(round(end, 9)))
+        bounds = [s - origin for s in self.starts] + [end]
+        for i, rate in enumerate(self.rps):
+            a, b = bounds[i], bounds[i + 1]
+            first = int(math.floor(a))
+            while first < b and first < len(seconds):
+                overlap = min(b, first + 1) - max(a, first)
+                if overlap > 0:
+                    seconds[first] += rate * overlap
+                first += 1
+        return seconds
+
+    def scaled(self, factor: float) -> Trace:
+        return Trace(self.name, self.starts, tuple(r * factor for r in self.rps))
+
+
+def minute_means(demand: Sequence[float]) -> list[float]:
+    return [sum(demand[i : i + 60]) / len(demand[i : i + 60]) for i in range(0, len(demand), 60)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    pos = (len(ordered) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def fit_factor(
+    demand: Sequence[float], model: ServiceModel, instances: int, q: float = 99
+) -> float:
+    """The factor that maps the trace's q-th percentile per-second rate to what ``instances``
+    serve at the SLO's utilisation (so a 1..N pool is exercised over its whole range)."""
+    level = percentile(demand, q)
+    if level <= 0:
+        raise ValueError(f"the trace's p{q:g} rate is 0; it cannot be fitted to a pool")
+    return instances * model.capacity_rps * model.max_utilisation / level

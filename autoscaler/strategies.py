@@ -1,0 +1,226 @@
+"""The two strategies: pure arithmetic from readings to a raw recommendation.
+
+* ``proportional`` (default): per target metric ``desired = ceil(current x value / target)``
+  with a dead band, the max over metrics; latency and error rate can only add a step up.
+* ``threshold``: the seed scripts' rules, exactly (one step up if any of CPU > 80 %,
+  memory > 80 %, request rate > 150/s, response time > 1000 ms; one step down only if all of
+  CPU < 30 %, memory < 30 %, request rate < 50/s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from autoscaler.config import AutoscalePolicy
+from autoscaler.model import Observation, ScalingHistory
+from autoscaler.readings import (
+    UtilisationReading,
+    error_rate,
+    p95_latency_ms,
+    total_rps,
+    utilisation,
+)
+
+
+@dataclass
+class StrategyResult:
+    """Per-metric recommendations and the words that explain them."""
+
+    current: int
+    recommendations: dict[str, int] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+    explanations: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+    """Target metrics some warm instances did not report (handled cautiously)."""
+
+    @property
+    def recommendation(self) -> int:
+        return max(self.recommendations.values(), default=self.current)
+
+    @property
+    def driving_metric(self) -> str | None:
+        if not self.recommendations:
+            return None
+        best = self.recommendation
+        return next(name for name, rec in self.recommendations.items() if rec == best)
+
+
+def _ceil(x: float) -> int:
+    # Guard against 2.0000000001 from float noise turning into 3.
+    return math.ceil(round(x, 9))
+
+
+def _utilisation_recommendation(
+    name: str, reading: UtilisationReading, target: float, current: int, policy: AutoscalePolicy
+) -> tuple[int, str]:
+    avg = reading.average
+    ratio = avg / target
+    label = f"{name} {avg:.1f}% vs target {target:g}%"
+    if 1 - policy.down_tolerance <= ratio <= 1 + policy.up_tolerance:
+        return current, f"{label}: within tolerance"
+    if ratio > 1:
+        # Scale-up: warming-up and silent instances count as 0 % (they take load soon).
+        cautious = sum(reading.values) / (target * max(current, 1))
+        if cautious <= 1 + policy.up_tolerance:
+            return current, f"{label}: within tolerance once warming instances count as 0%"
+        return max(current, _ceil(sum(reading.values) / target)), f"{label}: needs more"
+    # Scale-down: silent instances count as 100 % of target; warming ones are kept.
+    load = sum(reading.values) + target * reading.missing
+    cautious = load / (target * (len(reading.values) + reading.missing))
+    if cautious >= 1 - policy.down_tolerance:
+        return current, f"{label}: within tolerance once silent instances count as 100%"
+    rec = min(current, max(1, _ceil(load / target)) + reading.warming)
+    return rec, f"{label}: fewer suffice"
+
+
+def rps_trend(history: ScalingHistory, now: datetime, rps: float, window: float) -> float:
+    """Least-squares slope (rps per second) of the recent pool request rate, or 0."""
+    points = [
+        ((s.at - now).total_seconds(), s.rps)
+        for s in history.rates
+        if 0 < (now - s.at).total_seconds() <= window
+    ]
+    points.append((0.0, rps))
+    if len(points) < 3:
+        return 0.0
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
+
+
+def proportional(
+    policy: AutoscalePolicy, observation: Observation, history: ScalingHistory, now: datetime
+) -> StrategyResult:
+    current = len(observation.active)
+    result = StrategyResult(current=current)
+    for name, target in policy.target_metrics.items():
+        if name == "rps":
+            _rps_recommendation(result, policy, observation, history, now, target)
+            continue
+        reading = utilisation(name, observation, policy, now)
+        if reading is None:
+            result.missing.append(name)
+            continue
+        if reading.missing:
+            result.partial.append(name)
+        result.values[name] = reading.average
+        rec, why = _utilisation_recommendation(name, reading, target, current, policy)
+        result.recommendations[name] = rec
+        result.explanations[name] = why
+    _add_triggers(result, policy, observation, now)
+    return result
+
+
+def _rps_recommendation(
+    result: StrategyResult,
+    policy: AutoscalePolicy,
+    observation: Observation,
+    history: ScalingHistory,
+    now: datetime,
+    target: float,
+) -> None:
+    rps = total_rps(observation, policy, now)
+    if rps is None:
+        result.missing.append("rps")
+        return
+    result.values["rps"] = rps
+    current = result.current
+    expected = rps
+    if policy.forecast_seconds > 0:
+        slope = rps_trend(history, now, rps, policy.trend_window_seconds)
+        expected = rps + max(0.0, slope) * policy.forecast_seconds  # never forecast a fall
+    label = f"rps {rps:.1f}/s" + (f" (expected {expected:.1f}/s)" if expected > rps else "")
+    label += f" vs {target:g}/s per instance"
+    ratio = expected / (target * current) if current else math.inf
+    if 1 - policy.down_tolerance <= ratio <= 1 + policy.up_tolerance:
+        result.recommendations["rps"] = current
+        result.explanations["rps"] = f"{label}: within tolerance"
+        return
+    rec = max(1, _ceil(expected / target))
+    result.recommendations["rps"] = rec
+    result.explanations["rps"] = f"{label}: {rec} needed"
+
+
+def _add_triggers(
+    result: StrategyResult, policy: AutoscalePolicy, observation: Observation, now: datetime
+) -> None:
+    """Latency and error rate can add one instance; they never recommend fewer."""
+    p95 = p95_latency_ms(observation, policy, now)
+    if p95 is not None:
+        result.values["latency"] = p95
+        if p95 > policy.response_time_threshold_ms:
+            result.recommendations["latency"] = result.current + 1
+            result.explanations["latency"] = (
+                f"p95 latency {p95:.0f} ms > {policy.response_time_threshold_ms:g} ms: one more"
+            )
+    threshold = policy.error_rate_threshold
+    errors = error_rate(observation, policy, now)
+    if errors is not None:
+        result.values["error_rate"] = errors
+        if threshold is not None and errors > threshold:
+            result.recommendations["error_rate"] = result.current + 1
+            result.explanations["error_rate"] = (
+                f"error rate {errors:.1%} > {threshold:.1%}: one more"
+            )
+
+
+def threshold(
+    policy: AutoscalePolicy, observation: Observation, history: ScalingHistory, now: datetime
+) -> StrategyResult:
+    """The seed's rules. Any limit crossed -> +1; all three low -> -1."""
+    current = len(observation.active)
+    result = StrategyResult(current=current)
+    cpu = utilisation("cpu", observation, policy, now)
+    mem = utilisation("memory", observation, policy, now)
+    values = {
+        "cpu": cpu.average if cpu is not None else None,
+        "memory": mem.average if mem is not None else None,
+        "rps": total_rps(observation, policy, now),
+        "latency": p95_latency_ms(observation, policy, now),
+    }
+    up_limits = {
+        "cpu": policy.scale_up_threshold,
+        "memory": policy.scale_up_threshold,
+        "rps": policy.scale_up_rps,
+        "latency": policy.response_time_threshold_ms,
+    }
+    down_limits = {
+        "cpu": policy.scale_down_threshold,
+        "memory": policy.scale_down_threshold,
+        "rps": policy.scale_down_rps,
+    }
+    for name, value in values.items():
+        if value is None:
+            if name in down_limits:
+                result.missing.append(name)
+            continue
+        result.values[name] = value
+        if value > up_limits[name]:
+            result.recommendations[name] = current + 1
+            result.explanations[name] = f"{name} {value:g} > {up_limits[name]:g}: one more"
+    if result.recommendations:
+        return result
+    low = [n for n, limit in down_limits.items() if (v := values[n]) is not None and v < limit]
+    if len(low) == len(down_limits):
+        for name in down_limits:
+            result.recommendations[name] = current - 1
+        result.explanations["cpu"] = (
+            f"cpu, memory < {policy.scale_down_threshold:g}% and rps < "
+            f"{policy.scale_down_rps:g}/s: one fewer"
+        )
+    else:
+        result.recommendations["cpu"] = current
+        result.explanations["cpu"] = "no scale-up limit crossed and not all low: hold"
+    return result
+
+
+Strategy = Callable[[AutoscalePolicy, Observation, ScalingHistory, datetime], StrategyResult]
+STRATEGIES: dict[str, Strategy] = {"proportional": proportional, "threshold": threshold}

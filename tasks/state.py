@@ -1,0 +1,157 @@
+"""The autoscaler's memory between ticks, kept in a custom Prefect block.
+
+Read once at the start of a tick and written once at the end. The block holds the last
+scale-up/down times, the recommendation window (what the stabilisation rule looks at), the
+generation counter and the pool size the last tick left behind (to notice manual changes).
+
+A missing or unreadable block never fails the tick: it yields a *safe default* whose window
+is seeded with "keep the current size" at load time, so no scale-down can happen until a full
+stabilisation window of real recommendations has been collected again (scale-up still can).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpx
+from prefect import task
+from prefect.blocks.core import Block
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+
+from autoscaler.model import Recommendation, ScalingHistory
+
+DEFAULT_BLOCK_NAME = "autoscale"
+
+
+class AutoscaleState(Block):
+    """What the autoscale flow remembers between ticks (one document per stack)."""
+
+    _block_type_name = "Kongstack Autoscale State"
+    _block_type_slug = "kongstack-autoscale-state"
+    _description = "Cooldown times, recommendation window and generation of the autoscaler."
+
+    generation: int = Field(default=0, ge=0, description="ticks that wrote this state")
+    last_scale_up_at: datetime | None = None
+    last_scale_down_at: datetime | None = None
+    recommendations: list[dict[str, Any]] = Field(
+        default_factory=list, description="[{at, desired}] raw recommendations (the window)"
+    )
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    rates: list[dict[str, Any]] = Field(default_factory=list)
+    last_pool_size: int | None = Field(
+        default=None, description="active instances the last tick left (manual-change check)"
+    )
+    updated_at: datetime | None = None
+
+    def to_history(self) -> ScalingHistory:
+        return ScalingHistory.model_validate(
+            {
+                "last_scale_up_at": self.last_scale_up_at,
+                "last_scale_down_at": self.last_scale_down_at,
+                "recommendations": self.recommendations,
+                "events": self.events,
+                "rates": self.rates,
+            }
+        )
+
+    @classmethod
+    def from_history(
+        cls, history: ScalingHistory, *, generation: int, pool_size: int, now: datetime
+    ) -> AutoscaleState:
+        data = history.model_dump(mode="json")
+        return cls(
+            generation=generation,
+            last_scale_up_at=history.last_scale_up_at,
+            last_scale_down_at=history.last_scale_down_at,
+            recommendations=data["recommendations"],
+            events=data["events"],
+            rates=data["rates"],
+            last_pool_size=pool_size,
+            updated_at=now,
+        )
+
+
+@dataclass(frozen=True)
+class LoadedState:
+    """The state a tick starts from, and whether it is the safe default (and why)."""
+
+    history: ScalingHistory
+    generation: int
+    last_pool_size: int | None
+    default_reason: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.default_reason is not None
+
+    def seeded(self, current: int, now: datetime) -> ScalingHistory:
+        """For a default state: a window that says "keep ``current``" as of ``now``.
+
+        The scale-down stabilisation takes the highest recommendation in its window, so this
+        seed forbids scaling below ``current`` until one window has passed.
+        """
+        if not self.is_default:
+            return self.history
+        return self.history.model_copy(
+            update={"recommendations": (Recommendation(at=now, desired=current),)}
+        )
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except (httpx.TransportError, TimeoutError, ConnectionError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def read_state(block_name: str) -> LoadedState:
+    """The stored state, or the safe default with the reason (never raises)."""
+    try:
+        block = cast(AutoscaleState, AutoscaleState.load(block_name, _sync=True))  # type: ignore[call-arg]
+    except ValueError as exc:  # Prefect raises ValueError for a missing document
+        reason = f"no state block {block_name!r} yet" if "not found" in str(exc).lower() else (
+            f"state block {block_name!r} unreadable: {str(exc)[:200]}"
+        )
+        return LoadedState(ScalingHistory(), 0, None, reason)
+    except Exception as exc:  # unreadable for any reason must not become a crash loop
+        return LoadedState(
+            ScalingHistory(), 0, None, f"state block {block_name!r} unreadable: {exc!r:.200}"
+        )
+    try:
+        history = block.to_history()
+    except Exception as exc:
+        return LoadedState(
+            ScalingHistory(), block.generation, None, f"state block content invalid: {exc!r:.200}"
+        )
+    return LoadedState(history, block.generation, block.last_pool_size)
+
+
+@task(name="load-state", cache_policy=NO_CACHE, timeout_seconds=20)
+def load_state(block_name: str = DEFAULT_BLOCK_NAME) -> LoadedState:
+    return read_state(block_name)
+
+
+@task(
+    name="save-state",
+    retries=2,
+    retry_delay_seconds=[0.5, 2],
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+    timeout_seconds=20,
+)
+def save_state(
+    block_name: str, history: ScalingHistory, *, generation: int, pool_size: int
+) -> int:
+    """Write the state for the next tick; returns the new generation."""
+    now = datetime.now(UTC)
+    block = AutoscaleState.from_history(
+        history, generation=generation + 1, pool_size=pool_size, now=now
+    )
+    block.save(block_name, overwrite=True, _sync=True)  # type: ignore[call-arg]
+    return block.generation

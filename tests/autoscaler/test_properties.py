@@ -1,0 +1,173 @@
+"""Property-based tests of decide() (hypothesis)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoscaler import (
+    AutoscalePolicy,
+    InstanceView,
+    Metrics,
+    Observation,
+    ScalingHistory,
+    decide,
+)
+
+from .builders import LONG_AGO, NOW, ago
+
+percent = st.floats(min_value=0, max_value=100, allow_nan=False)
+maybe_percent = st.one_of(st.none(), percent)
+rates = st.one_of(st.none(), st.floats(min_value=0, max_value=1000, allow_nan=False))
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> AutoscalePolicy:
+    lo = draw(st.integers(1, 5))
+    hi = draw(st.integers(lo, 12))
+    return AutoscalePolicy(
+        strategy=draw(st.sampled_from(["proportional", "threshold"])),
+        min_instances=lo,
+        max_instances=hi,
+        target_rps_per_instance=draw(st.one_of(st.none(), st.floats(1, 200))),
+        forecast_seconds=draw(st.sampled_from([0.0, 60.0])),
+        flapping_check=draw(st.booleans()),
+    )
+
+
+@st.composite
+def observations(draw: st.DrawFn, count: st.SearchStrategy[int] | None = None) -> Observation:
+    n = draw(count if count is not None else st.integers(0, 14))
+    instances = []
+    for k in range(n):
+        has = draw(st.booleans()) or draw(st.booleans())  # mostly with metrics
+        metrics = (
+            Metrics(cpu_percent=draw(percent), memory_percent=draw(percent), rps=draw(rates))
+            if has
+            else None
+        )
+        started = draw(st.sampled_from([LONG_AGO, ago(5)]))
+        instances.append(InstanceView(id=f"i{k}", started_at=started, metrics=metrics))
+    aggregate = Metrics(
+        rps=draw(rates),
+        p95_latency_ms=draw(st.one_of(st.none(), st.floats(0, 5000))),
+    )
+    return Observation(instances=tuple(instances), aggregate=aggregate)
+
+
+@SETTINGS
+@given(policy=policies(), observation=observations())
+def test_desired_always_within_min_and_max(
+    policy: AutoscalePolicy, observation: Observation
+) -> None:
+    decision = decide(policy, observation, ScalingHistory(), NOW)
+    assert policy.min_instances <= decision.desired <= policy.max_instances
+
+
+@SETTINGS
+@given(policy=policies(), observation=observations(st.integers(1, 12)), data=st.data())
+def test_no_scale_down_while_a_metric_is_missing(
+    policy: AutoscalePolicy, observation: Observation, data: st.DataObject
+) -> None:
+    # Make one warm instance silent (no sample at all, or a stale one).
+    stale = data.draw(st.booleans())
+    silent = InstanceView(
+        id="silent",
+        started_at=LONG_AGO,
+        metrics=Metrics(cpu_percent=1, memory_percent=1, rps=0, sampled_at=ago(3600))
+        if stale
+        else None,
+    )
+    obs = Observation(instances=(*observation.instances, silent), aggregate=Metrics())
+    current = len(obs.active)
+    decision = decide(policy, obs, ScalingHistory(), NOW)
+    assert decision.missing_metrics or decision.limits or decision.desired >= current
+    if current <= policy.max_instances:
+        assert decision.desired >= current, decision.reason
+
+
+@SETTINGS
+@given(
+    loads=st.lists(st.floats(0, 100), min_size=2, max_size=40),
+    window=st.sampled_from([60.0, 120.0, 300.0]),
+)
+def test_no_scale_down_inside_the_window_after_a_scale_up(
+    loads: list[float], window: float
+) -> None:
+    policy = AutoscalePolicy(
+        min_instances=1,
+        max_instances=20,
+        target_memory_percent=None,
+        scale_down_stabilization_seconds=window,
+        warmup_seconds=0,
+    )
+    history = ScalingHistory()
+    count = 3
+    last_up = None
+    for k, cpu in enumerate(loads):
+        now = NOW + timedelta(seconds=30 * k)
+        obs = Observation(
+            instances=tuple(
+                InstanceView(id=f"i{j}", started_at=LONG_AGO, metrics=Metrics(cpu_percent=cpu))
+                for j in range(count)
+            )
+        )
+        decision = decide(policy, obs, history, now)
+        history = history.record(decision)
+        if decision.desired < count and last_up is not None:
+            assert (now - last_up).total_seconds() >= window, decision.reason
+        if decision.desired > count:
+            last_up = now
+        count = decision.desired
+
+
+def seed_rules(
+    cpu: float,
+    memory: float,
+    rps: float,
+    rt: float,
+    current: int,
+    since_last: float | None,
+    lo: int = 3,
+    hi: int = 6,
+) -> int:
+    """A direct transcription of the seed scripts' rules (kong-auto-scaling.ps1 README)."""
+    cooled = since_last is None or since_last >= 300
+    if cpu > 80 or memory > 80 or rps > 150 or rt > 1000:
+        if current < hi and cooled:
+            return current + 1
+        return current
+    if cpu < 30 and memory < 30 and rps < 50:
+        if current > lo and cooled:
+            return current - 1
+    return current
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cpu=st.floats(0, 100),
+    memory=st.floats(0, 100),
+    rps=st.floats(0, 400),
+    rt=st.floats(0, 3000),
+    current=st.integers(3, 6),
+    since_last=st.one_of(st.none(), st.floats(0, 900)),
+)
+def test_threshold_strategy_matches_the_seed(
+    cpu: float, memory: float, rps: float, rt: float, current: int, since_last: float | None
+) -> None:
+    instances = tuple(
+        InstanceView(
+            id=f"i{k}", started_at=LONG_AGO, metrics=Metrics(cpu_percent=cpu, memory_percent=memory)
+        )
+        for k in range(current)
+    )
+    obs = Observation(instances=instances, aggregate=Metrics(rps=rps, p95_latency_ms=rt))
+    history = ScalingHistory(
+        last_scale_up_at=None if since_last is None else NOW - timedelta(seconds=since_last)
+    )
+    decision = decide(AutoscalePolicy(strategy="threshold"), obs, history, NOW)
+    assert decision.desired == seed_rules(cpu, memory, rps, rt, current, since_last)

@@ -1,0 +1,142 @@
+"""The replay simulator, the oracle and the trace/IO edge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from autoscaler import AutoscalePolicy
+from autoscaler.presets import PRESETS
+from autoscaler.replay import load_steps, oracle, simulate
+from autoscaler.replay_io import read_trace
+from autoscaler.service_model import ServiceModel, Trace
+from kongstack.commands.simulate import register
+from kongstack.errors import ConfigError
+
+MODEL = ServiceModel()
+STEPS = Path(__file__).parents[2] / "benchmarks" / "traces" / "steps.csv"
+
+
+def step_demand(
+    low: float = 100, high: float = 1000, at: int = 1200, total: int = 3600
+) -> list[float]:
+    return [low if t < at else high for t in range(total)]
+
+
+def test_trace_is_step_hold_with_any_bin_width() -> None:
+    trace = Trace("t", (0.0, 5.0, 12.5), (2.0, 4.0, 10.0))
+    seconds = trace.per_second()
+    # last bin keeps the previous width (7.5 s): 12.5 + 7.5 = 20 s in total
+    assert len(seconds) == 20
+    assert seconds[:5] == [2.0] * 5 and seconds[5:12] == [4.0] * 7
+    assert seconds[12] == pytest.approx(4.0 * 0.5 + 10.0 * 0.5)
+    assert sum(seconds) == pytest.approx(2 * 5 + 4 * 7.5 + 10 * 7.5)
+
+
+def test_trace_rejects_bad_rows() -> None:
+    with pytest.raises(ValueError, match="increase"):
+        Trace("t", (0.0, 0.0), (1.0, 1.0))
+    with pytest.raises(ValueError, match=">= 0"):
+        Trace("t", (0.0,), (-1.0,))
+
+
+def test_read_trace_checks_header_and_numbers(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("t_seconds,rps\n0,1.5\n60,2\n")
+    assert read_trace(good).rps == (1.5, 2.0)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,value\n0,1\n")
+    with pytest.raises(ConfigError, match="header must be 't_seconds,rps'"):
+        read_trace(bad)
+    worse = tmp_path / "worse.csv"
+    worse.write_text("t_seconds,rps\n0,abc\n")
+    with pytest.raises(ConfigError, match="worse.csv:2: not a number"):
+        read_trace(worse)
+
+
+def test_latency_rises_near_saturation_and_oracle_needs() -> None:
+    assert MODEL.p95_ms(0.0) == 100 and MODEL.p95_ms(0.8) == pytest.approx(500)
+    assert MODEL.p95_ms(1.0) == float("inf")
+    assert MODEL.max_utilisation == pytest.approx(0.8)
+    assert MODEL.needed(800, 1, 20) == 10 and MODEL.needed(801, 1, 20) == 11
+    assert MODEL.needed(10**6, 1, 20) == 20 and MODEL.needed(0, 1, 20) == 1
+
+
+def test_a_step_is_detected_and_the_default_policy_reacts() -> None:
+    demand = step_demand()
+    assert load_steps(demand, MODEL, 1, 20) == [(1200, 13)]
+    policy = PRESETS["default"](MODEL, 1, 20)
+    result = simulate(policy, demand, MODEL)
+    assert result.reaction_seconds and result.reaction_seconds[0] is not None
+    # detection (scrape + window + tick) plus a 30 s start-up: about two minutes, not ten
+    assert 30 <= result.reaction_seconds[0] <= 180
+    assert max(result.active) <= 20 and min(result.active) >= 1
+    assert result.slo_violation_seconds > 0  # the step itself cannot be foreseen
+    assert result.dropped_requests > 0
+
+
+def test_oracle_is_a_lower_bound_on_cost_and_violations() -> None:
+    demand = step_demand()
+    best = oracle(demand, MODEL, 1, 20)
+    assert best.slo_violation_seconds == 0 and best.dropped_requests == 0
+    assert best.instance_seconds == 1200 * 2 + 2400 * 13
+    for name, preset in PRESETS.items():
+        result = simulate(preset(MODEL, 1, 20), demand, MODEL, name=name)
+        assert result.slo_violation_seconds > best.slo_violation_seconds, name
+        if result.instance_seconds < best.instance_seconds:  # cheaper only by breaking the SLO
+            assert result.slo_violation_seconds > 600, name
+
+
+def test_simulation_is_deterministic_and_counts_reversals() -> None:
+    wave = [100.0 if (t // 900) % 2 == 0 else 900.0 for t in range(7200)]
+    policy = PRESETS["hpa"](MODEL, 1, 20)
+    a, b = simulate(policy, wave, MODEL), simulate(policy, wave, MODEL)
+    assert a.summary() == b.summary()
+    assert a.reversals >= 4  # up, down, up, down ... every 15 minutes
+    assert a.scale_actions >= a.reversals
+
+
+def test_cli_writes_table_json_and_png(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["simulate", "--help"]).output
+    assert "t_seconds,rps" in help_text and "--capacity-rps" in help_text
+    policy_file = tmp_path / "eager.yaml"
+    policy_file.write_text("target_rps_per_instance: 50\nforecast_seconds: 0\n")
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(STEPS),
+            "-c",
+            "default",
+            "-c",
+            "hpa",
+            "-c",
+            str(policy_file),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| SLO-violation s |" in result.output and "eager" in result.output
+    payload = json.loads((tmp_path / "out" / "steps.json").read_text())
+    names = [row["name"] for row in payload["results"]]
+    assert names == ["default", "hpa", "eager", "oracle"]
+    assert payload["policies"]["eager"]["max_instances"] == 20
+    png = (tmp_path / "out" / "steps.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    bad = runner.invoke(app, ["simulate", str(STEPS), "-c", "nonsense"])
+    assert bad.exit_code == 2 and "neither a preset" in bad.output
+
+
+def test_policy_bounds_are_respected_in_replay() -> None:
+    policy = AutoscalePolicy(min_instances=2, max_instances=5, target_rps_per_instance=70)
+    result = simulate(policy, step_demand(high=5000), MODEL)
+    assert min(result.active[60:]) >= 2 and max(result.ready) <= 5

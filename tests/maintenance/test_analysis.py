@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from tasks.analysis import AnalysisConfig, analyse, load_history_frame
+from tasks.analysis_report import render_report
+from tests.maintenance.histories import DAY0, HAND_EVENTS, HAND_UNTIL, ev, write_history
+
+
+@pytest.fixture()
+def hand(tmp_path: Path):  # type: ignore[no-untyped-def]
+    write_history(tmp_path / "history.sqlite", HAND_EVENTS)
+    frame = load_history_frame(tmp_path / "history.sqlite")
+    config = AnalysisConfig(flap_window_minutes=10, target_load_per_instance=100,
+                            min_instances=2, max_instances=6)
+    return analyse(frame, config, until=HAND_UNTIL), config
+
+
+def test_time_at_each_count_and_instance_hours(hand) -> None:  # type: ignore[no-untyped-def]
+    result, _ = hand
+    table = result.time_at_count.set_index("instances")
+    assert table["seconds"].to_dict() == {3: 960.0, 4: 2040.0, 6: 4200.0}
+    assert table["share"].sum() == pytest.approx(1.0)
+    assert result.instance_hours == pytest.approx(36240 / 3600)
+    assert result.daily["instance_hours"].tolist() == pytest.approx([36240 / 3600])
+
+
+def test_actions_per_day_count_applied_failed_and_errors(hand) -> None:  # type: ignore[no-untyped-def]
+    result, _ = hand
+    row = result.actions_per_day.iloc[0].to_dict()
+    assert row == {"scale_up": 2, "scale_down": 1, "manual": 1, "repair": 0,
+                   "failed": 1, "errors": 1, "total": 4}
+    assert str(result.actions_per_day.index[0]) == "2026-01-05"
+
+
+def test_reaction_times_to_load_increases(hand) -> None:  # type: ignore[no-untyped-def]
+    result, _ = hand
+    assert result.reactions["reaction_s"].tolist() == [60.0, 0.0]
+    assert result.reaction_summary["unanswered"] == 1
+    assert result.reaction_summary["median_s"] == 30.0
+    assert result.reaction_summary["max_s"] == 60.0
+
+
+def test_flapping_is_a_direction_change_inside_the_window(hand) -> None:  # type: ignore[no-untyped-def]
+    result, config = hand
+    assert result.flaps["gap_s"].tolist() == [300.0]
+    assert result.flaps["to_count"].tolist() == [4]
+    wider = analyse(result_frame(hand), config.model_copy(update={"flap_window_minutes": 20}),
+                    until=HAND_UNTIL)
+    assert len(wider.flaps) == 2  # the 1140 s gap now counts too
+
+
+def result_frame(hand) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    result, _ = hand
+    # Rebuild the input frame from the same events (analyse must not mutate its input).
+    from tasks.analysis import _typed
+
+    return _typed(pd.DataFrame({
+        "ts": [e.ts.timestamp() for e in HAND_EVENTS],
+        "kind": [e.kind for e in HAND_EVENTS],
+        "from_count": [e.from_count for e in HAND_EVENTS],
+        "to_count": [e.to_count for e in HAND_EVENTS],
+        "outcome": [e.outcome for e in HAND_EVENTS],
+        "load": [e.metrics.get("rps") for e in HAND_EVENTS],
+    }))
+
+
+def test_hourly_profile_and_min_instance_suggestion(hand) -> None:  # type: ignore[no-untyped-def]
+    result, _ = hand
+    profile = result.hourly_profile
+    assert profile.loc[0, "mean_load"] == pytest.approx(970 / 8)
+    assert profile.loc[1, "mean_load"] == pytest.approx(300.0)
+    assert profile.loc[5].isna().all()  # no data at 05:00
+    # p95 over the two hourly means (121.25, 300) by linear interpolation.
+    assert result.p95_hourly_load == pytest.approx(121.25 + 0.95 * (300 - 121.25))
+    minimum = [s for s in result.suggestions if s.setting == "min_instances"]
+    assert [(s.current, s.suggested) for s in minimum] == [(2, 3)]
+    assert math.ceil(result.p95_hourly_load / 100) == 3
+
+
+def test_instance_hours_are_split_exactly_at_midnight(tmp_path: Path) -> None:
+    late = DAY0 + timedelta(hours=23)
+    events = [ev(0, "decision", 2, 2, "noop", 50, base=late),
+              ev(7200, "scale_up", 2, 4, "ok", 80, base=late)]  # 01:00 next day
+    write_history(tmp_path / "h.sqlite", events)
+    result = analyse(load_history_frame(tmp_path / "h.sqlite"), AnalysisConfig(),
+                     until=late + timedelta(hours=3))
+    assert result.daily["instance_hours"].tolist() == pytest.approx([2.0, 2.0 + 4.0])
+    assert result.instance_hours == pytest.approx(8.0)
+
+
+def test_window_filters_and_empty_history(tmp_path: Path) -> None:
+    write_history(tmp_path / "h.sqlite", HAND_EVENTS)
+    since = DAY0 + timedelta(seconds=1800)
+    frame = load_history_frame(tmp_path / "h.sqlite", since=since,
+                               until=DAY0 + timedelta(seconds=3600))
+    assert frame["ts"].tolist() == [(DAY0 + timedelta(seconds=s)).timestamp()
+                                    for s in (1800, 2100, 2400, 3000)]
+    empty = analyse(load_history_frame(tmp_path / "missing.sqlite"), AnalysisConfig())
+    assert empty.events == 0
+    report = render_report(empty, tmp_path / "out", AnalysisConfig())
+    assert "No scaling events" in report.markdown and report.files == []
+
+
+def test_report_writes_chart_csv_and_tables(hand, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result, config = hand
+    report = render_report(result, tmp_path / "reports", config)
+    assert report.chart is not None and report.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.csv is not None
+    csv = pd.read_csv(report.csv)
+    assert csv["instance_hours"].tolist() == pytest.approx([36240 / 3600], abs=1e-3)
+    assert "| 6 | 1.17 | 58.3% |" in report.markdown
+    assert "**min_instances**: 2 → 3" in report.markdown
+    assert report.tables["actions-per-day"][0]["total"] == 4
+
+
+def test_config_rejects_bad_values_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="flap_window_minutes"):
+        AnalysisConfig(flap_window_minutes=0)
+    with pytest.raises(ValidationError, match="unknown_knob"):
+        AnalysisConfig(unknown_knob=1)  # type: ignore[call-arg]

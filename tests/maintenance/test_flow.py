@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows.maintenance import maintenance
+from tasks.history import HistoryStore
+from tests.maintenance.histories import HAND_EVENTS, ev, write_history
+
+
+def test_maintenance_prunes_then_reports_the_known_numbers(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KONGSTACK_AUTOSCALE_TARGET_RPS_PER_INSTANCE", "100")
+    monkeypatch.setenv("KONGSTACK_AUTOSCALE_MIN_INSTANCES", "2")
+    home = tmp_path / "var"
+    history = home / "data" / "history.sqlite"
+    # The hand-computed history shifted to end an hour ago, plus 4 events past retention.
+    shift = datetime.now(UTC) - timedelta(hours=3) - HAND_EVENTS[0].ts
+    recent = [ev((e.ts - HAND_EVENTS[0].ts).total_seconds(), e.kind, e.from_count, e.to_count,
+                 e.outcome, e.metrics.get("rps"), base=HAND_EVENTS[0].ts + shift)
+              for e in HAND_EVENTS]
+    ancient = [ev(s, "scale_up", 1, 2, "ok", 10, base=datetime.now(UTC) - timedelta(days=30))
+               for s in (0, 60, 120, 180)]
+    write_history(history, ancient + recent)
+
+    result = maintenance(retention_days=14, analysis_days=1, prune_prometheus=False,
+                         prune_prefect_runs=False, home=str(home))
+
+    assert result["pruned"]["scaling history"] == 4
+    assert result["pruned"]["prometheus series"] == "skipped: disabled by configuration"
+    assert HistoryStore(history).count() == len(HAND_EVENTS)
+    assert result["events"] == len(HAND_EVENTS)
+    # Until "now", the last count (6) holds for the extra time since the last event.
+    last = recent[-1].ts
+    extra_hours = 6 * (datetime.now(UTC) - last).total_seconds() / 3600
+    hand_hours = (3 * 960 + 4 * 2040 + 6 * 2400) / 3600  # up to the last event
+    assert result["instance_hours"] == pytest.approx(hand_hours + extra_hours, abs=0.01)
+    assert result["flaps"] == 1
+    assert result["reactions"]["answered"] == 2 and result["reactions"]["unanswered"] == 1
+    assert any(s["setting"] == "min_instances" for s in result["suggestions"])
+    files = [Path(f) for f in result["files"]]
+    assert {f.suffix for f in files} == {".csv", ".png"} and all(f.exists() for f in files)
+
+    async def artifacts() -> set[str]:
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(like_="scaling-")))
+            return {a.key for a in found if a.key}
+
+    keys = asyncio.run(artifacts())
+    assert {"scaling-analysis", "scaling-actions-per-day", "scaling-time-at-instance-count",
+            "scaling-png", "scaling-csv"} <= keys

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kongstack.procs import free_port, wait_until
+from tasks.prune import prune_files, prune_flow_runs, prune_history, prune_prometheus_series
+from tests.maintenance.conftest import sample_time, series_count
+from tests.maintenance.histories import DAY0, ev, write_history
+
+
+def test_history_prune_removes_exactly_what_is_older(tmp_path: Path) -> None:
+    events = [ev(s, "decision", 3, 3, "noop", 10) for s in (0, 100, 200, 300, 400)]
+    store = write_history(tmp_path / "h.sqlite", events)
+    result = prune_history(tmp_path / "h.sqlite", DAY0 + timedelta(seconds=200))
+    assert result.removed == 2  # 0 and 100; the event exactly at the cutoff stays
+    assert [e.ts for e in reversed(store.recent())] == [
+        DAY0 + timedelta(seconds=s) for s in (200, 300, 400)]
+    assert prune_history(tmp_path / "h.sqlite", DAY0 + timedelta(seconds=200)).removed == 0
+    assert prune_history(tmp_path / "none.sqlite", DAY0).skipped
+
+
+def test_file_prune_by_age_and_pattern(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    now = time.time()
+    old_json, new_json, old_txt = exports / "m-old.json", exports / "m-new.json", exports / "x.txt"
+    for path in (old_json, new_json, old_txt):
+        path.write_text("{}")
+    os.utime(old_json, (now - 20 * 86400, now - 20 * 86400))
+    os.utime(old_txt, (now - 20 * 86400, now - 20 * 86400))
+    result = prune_files([exports, tmp_path / "absent"], datetime.now(UTC) - timedelta(days=14))
+    assert result.removed == 1 and result.details == [str(old_json)]
+    assert not old_json.exists() and new_json.exists() and old_txt.exists()
+
+
+def test_prometheus_series_deleted_through_admin_api(prometheus_admin: str) -> None:
+    wait_until(lambda: series_count(prometheus_admin, 'up{job="self"}') == 1, timeout=20,
+               what="first scrape")
+    first = sample_time(prometheus_admin)
+    cutoff = datetime.fromtimestamp(first + 0.5, tz=UTC)
+    wait_until(lambda: sample_time(prometheus_admin) > first + 0.5, timeout=10,
+               what="a scrape after the cutoff")
+    assert series_count(prometheus_admin, 'up{job="self"}', at=first + 0.1) == 1
+    result = prune_prometheus_series(prometheus_admin, cutoff, ['{job="self"}'])
+    assert result.skipped is None and result.removed == 1
+    assert series_count(prometheus_admin, 'up{job="self"}', at=first + 0.1) == 0
+    # Samples after the cutoff are kept.
+    assert series_count(prometheus_admin, 'up{job="self"}') == 1
+
+
+def test_prometheus_without_admin_api_is_reported_as_skipped(prometheus_plain: str) -> None:
+    result = prune_prometheus_series(prometheus_plain, datetime.now(UTC), ['{job="self"}'])
+    assert result.removed == 0 and "admin API not enabled" in (result.skipped or "")
+
+
+def test_prometheus_down_or_disabled_is_skipped() -> None:
+    down = prune_prometheus_series(f"http://127.0.0.1:{free_port()}", datetime.now(UTC),
+                                   timeout=1)
+    assert "unreachable" in (down.skipped or "")
+    assert prune_prometheus_series("http://unused", datetime.now(UTC), enabled=False).skipped
+
+
+async def _make_runs(flow_name: str, deployment: str, n: int) -> list[uuid.UUID]:
+    from prefect import get_client
+    from prefect.states import Completed
+
+    async with get_client() as client:
+        flow_id = await client.create_flow_from_name(flow_name)
+        dep_id = await client.create_deployment(flow_id=flow_id, name=deployment)
+        return [(await client.create_flow_run_from_deployment(dep_id, state=Completed())).id
+                for _ in range(n)]
+
+
+async def _existing(ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        return {r.id for r in runs}
+
+
+async def _end_time(run_id: uuid.UUID) -> datetime:
+    from prefect import get_client
+
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        assert run.end_time is not None
+        return run.end_time
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk-delete", "read-and-delete"])
+def test_flow_runs_older_than_retention_are_deleted(prefect_harness: None, bulk: bool) -> None:
+    flow_name = f"autoscale-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        old = await _make_runs(flow_name, "autoscale", 7)
+        other = await _make_runs(flow_name, "other", 2)  # same flow, another deployment
+        cutoff = await _end_time(old[-1])
+        new = await _make_runs(flow_name, "autoscale", 3)
+        result = await prune_flow_runs(cutoff, flow_name=flow_name, deployment_name="autoscale",
+                                       batch_size=3, concurrency=2, bulk=bulk)
+        assert result.removed == 7
+        assert await _existing(old + other + new) == set(other + new)
+        again = await prune_flow_runs(cutoff, flow_name=flow_name, deployment_name="autoscale",
+                                      bulk=bulk)
+        assert again.removed == 0
+
+    asyncio.run(scenario())
+
+
+def test_flow_run_prune_without_the_deployment_is_skipped(prefect_harness: None) -> None:
+    result = asyncio.run(prune_flow_runs(datetime.now(UTC), flow_name="no-such-flow"))
+    assert result.skipped and "no deployment" in result.skipped

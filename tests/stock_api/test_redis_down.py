@@ -1,0 +1,92 @@
+"""Redis dies mid-test: reads keep answering 200 from the store, counted as cache errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kongstack.procs import Daemon, free_port, port_open
+from stock_api.app import create_app
+from tests.stock_api.conftest import cache_count, make_config, valid_stock
+from tests.support.services import require_binary
+
+
+def _start_redis(daemon: Daemon, port: int, workdir: Path) -> None:
+    daemon.start(
+        [require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        ready=lambda: port_open("127.0.0.1", port), log_file=workdir / "redis.log", timeout=15,
+    )
+
+
+def test_reads_survive_redis_outage_and_recover(data_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    redis = Daemon(name=f"redis-down-{port}", run_dir=tmp_path)
+    _start_redis(redis, port, tmp_path)
+    try:
+        app = create_app(make_config(
+            data_dir, f"redis://127.0.0.1:{port}/0", cache_retry_after_seconds=0.0
+        ))
+        client = app.test_client()
+        items = client.get("/api/stocks?per_page=5").get_json()["items"]
+        symbols = [s["symbol"] for s in items]
+        warm = client.get(f"/api/stocks/{symbols[0]}").get_json()
+        client.get(f"/api/stocks/{symbols[0]}")
+        assert cache_count(app, "hit") >= 1
+        errors_before = cache_count(app, "error")
+
+        redis.stop(grace=5)
+        assert not port_open("127.0.0.1", port)
+
+        for symbol in symbols:  # cached and uncached symbols alike
+            resp = client.get(f"/api/stocks/{symbol}")
+            assert resp.status_code == 200
+            assert resp.get_json()["symbol"] == symbol
+        assert client.get(f"/api/stocks/{symbols[0]}").get_json() == warm
+        assert client.get("/api/stocks?per_page=5").status_code == 200
+        assert client.get(f"/api/stocks/{symbols[1]}/history?range=1m").status_code == 200
+        assert cache_count(app, "error") >= errors_before + len(symbols) + 3
+
+        # Writes still land in the store; only the invalidation is lost (TTL bounds it).
+        body = {k: v for k, v in valid_stock(price=3.25).items() if k != "symbol"}
+        assert client.put(f"/api/stocks/{symbols[2]}", json=body).status_code == 200
+        assert client.get(f"/api/stocks/{symbols[2]}").get_json()["price"] == 3.25
+
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        error = ready.get_json()["error"]
+        assert error["failing"] == ["cache"] and "cache" in error["message"]
+        assert ready.get_json()["checks"]["store"] == "ok"
+        assert client.get("/health").status_code == 200
+
+        _start_redis(redis, port, tmp_path)
+        assert client.get("/ready").status_code == 200
+        hits = cache_count(app, "hit")
+        client.get(f"/api/stocks/{symbols[3]}")
+        client.get(f"/api/stocks/{symbols[3]}")
+        assert cache_count(app, "hit") == hits + 1
+    finally:
+        redis.stop(grace=5)
+
+
+def test_skip_window_avoids_paying_redis_per_request(data_dir: Path, tmp_path: Path) -> None:
+    """With Redis unreachable, the first failure opens a window in which Redis isn't tried."""
+    port = free_port()  # nothing listens here
+    app = create_app(make_config(
+        data_dir, f"redis://127.0.0.1:{port}/0", cache_retry_after_seconds=60.0
+    ))
+    client = app.test_client()
+    symbol = client.get("/api/stocks?per_page=1").get_json()["items"][0]["symbol"]
+    cache = app.extensions["stock_api"].cache
+    connects = 0
+    original = cache._redis.connection_pool.get_connection
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal connects
+        connects += 1
+        return original(*args, **kwargs)
+
+    cache._redis.connection_pool.get_connection = counting
+    for _ in range(10):
+        assert client.get(f"/api/stocks/{symbol}").status_code == 200
+    assert connects == 0
+    assert cache_count(app, "error") >= 11
