@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,6 +151,22 @@ class RateSample(BaseModel):
     rps: float
 
 
+class _Timed(Protocol):
+    @property
+    def at(self) -> datetime: ...
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def _since(items: tuple[_T, ...], horizon: datetime) -> tuple[_T, ...]:
+    """Drop the entries older than ``horizon`` (entries are in time order)."""
+    start = 0
+    while start < len(items) and items[start].at < horizon:
+        start += 1
+    return items[start:] if start else items
+
+
 # Memory bounds: the stabilisation window is at most 3600 s (as in the HPA); keep a little more.
 _KEEP = timedelta(seconds=3700)
 
@@ -185,15 +201,15 @@ class ScalingHistory(BaseModel):
         """
         at = decision.at
         horizon = at - _KEEP
-        recs = tuple(r for r in self.recommendations if r.at >= horizon) + (
+        recs = _since(self.recommendations, horizon) + (
             Recommendation(at=at, desired=decision.recommendation),
         )
         rates = self.rates
         rate = decision.metric_values.get("rps")
         if rate is not None:
-            rates = tuple(s for s in rates if s.at >= horizon) + (RateSample(at=at, rps=rate),)
+            rates = _since(rates, horizon) + (RateSample(at=at, rps=rate),)
         did_act = (decision.changes and not decision.dry_run) if acted is None else acted
-        events = tuple(e for e in self.events if e.at >= horizon)
+        events = _since(self.events, horizon)
         up_at, down_at = self.last_scale_up_at, self.last_scale_down_at
         if did_act and decision.changes:
             events += (ScaleEvent(at=at, from_count=decision.current, to_count=decision.desired),)

@@ -83,16 +83,22 @@ class _Instance:
     id: str
     started: int
     ready_at: int
+    _views: dict[InstanceState, InstanceView] = field(default_factory=dict, repr=False)
 
-    def view(self, t: int, metrics: Metrics | None) -> InstanceView:
+    def view(self, t: int) -> InstanceView:
+        """The instance as the autoscaler sees it (cached: only its state changes)."""
         state = InstanceState.READY if self.ready_at <= t else InstanceState.STARTING
-        # model_construct: the simulator's own values need no re-validation (speed).
-        return InstanceView.model_construct(
-            id=self.id,
-            state=state,
-            started_at=EPOCH + timedelta(seconds=self.started),
-            metrics=metrics if state is InstanceState.READY else None,
-        )
+        cached = self._views.get(state)
+        if cached is None:
+            # model_construct: the simulator's own values need no re-validation (speed).
+            cached = InstanceView.model_construct(
+                id=self.id,
+                state=state,
+                started_at=EPOCH + timedelta(seconds=self.started),
+                metrics=None,
+            )
+            self._views[state] = cached
+        return cached
 
 
 class _Counter:
@@ -204,38 +210,40 @@ def _observe(
     window: int,
     model: ServiceModel,
 ) -> Observation:
-    """What Prometheus would report at ``t``: the last scrape's ``rate(...[window])``."""
+    """What Prometheus would report at ``t``: the last scrape's ``rate(...[window])``.
+
+    Kong spreads load evenly, so every ready instance has the pool's CPU and memory: they are
+    reported once, as the pool average (``readings.utilisation`` applies it to each warm
+    instance), which keeps a week-long replay fast.
+    """
     s = (t // scrape) * scrape
     lo = max(0, s - window)
     span = s - lo
-    if span <= 0:
-        metrics = Metrics.model_construct(sampled_at=EPOCH + timedelta(seconds=s))
-        return Observation.model_construct(
-            instances=tuple(i.view(t, None) for i in (*ready, *starting)), aggregate=metrics
-        )
+    views = tuple(i.view(t) for i in (*ready, *starting))
     at = EPOCH + timedelta(seconds=s)
+    if span <= 0:
+        empty = Metrics.model_construct(
+            cpu_percent=None,
+            memory_percent=None,
+            rps=None,
+            p95_latency_ms=None,
+            error_rate=None,
+            sampled_at=at,
+        )
+        return Observation.model_construct(instances=views, aggregate=empty)
     rps = (cum_d[s] - cum_d[lo]) / span
     cpu = (cum_cpu[s] - cum_cpu[lo]) / span
     u = (cum_u[s] - cum_u[lo]) / span
     p95 = _TIMEOUT_MS if u >= 1 else min(model.p95_ms(u), _TIMEOUT_MS)
     memory = model.memory_base_percent + model.memory_load_percent * min(cpu, 100.0) / 100.0
-    per_instance = Metrics.model_construct(
+    aggregate = Metrics.model_construct(
         cpu_percent=cpu,
         memory_percent=memory,
-        rps=None,
-        p95_latency_ms=None,
-        error_rate=None,
-        sampled_at=at,
-    )
-    aggregate = Metrics.model_construct(
-        cpu_percent=None,
-        memory_percent=None,
         rps=rps,
         p95_latency_ms=p95,
         error_rate=None,
         sampled_at=at,
     )
-    views = tuple(i.view(t, per_instance) for i in (*ready, *starting))
     return Observation.model_construct(instances=views, aggregate=aggregate)
 
 

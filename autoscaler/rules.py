@@ -57,6 +57,17 @@ def flapping_check(
     )
 
 
+def _recent(history: ScalingHistory, now: datetime, window: float) -> list[int]:
+    """Recommendations made within ``window`` seconds before ``now`` (newest first)."""
+    since = now - timedelta(seconds=window)
+    out = []
+    for rec in reversed(history.recommendations):
+        if rec.at <= since:
+            break
+        out.append(rec.desired)
+    return out
+
+
 def stabilize(
     desired: int,
     current: int,
@@ -67,8 +78,7 @@ def stabilize(
     """Scale down to the highest recommendation in the down window; scale up to the lowest in
     the up window (0 s by default, so up is immediate). ``desired`` is this tick's raw one."""
     if desired < current and policy.scale_down_stabilization_seconds > 0:
-        since = now - timedelta(seconds=policy.scale_down_stabilization_seconds)
-        recent = [r.desired for r in history.recommendations if r.at > since]
+        recent = _recent(history, now, policy.scale_down_stabilization_seconds)
         highest = min(max([desired, *recent]), current)
         if highest > desired:
             return highest, (
@@ -76,8 +86,7 @@ def stabilize(
                 f"{policy.scale_down_stabilization_seconds:g}s is {highest}"
             )
     if desired > current and policy.scale_up_stabilization_seconds > 0:
-        since = now - timedelta(seconds=policy.scale_up_stabilization_seconds)
-        recent = [r.desired for r in history.recommendations if r.at > since]
+        recent = _recent(history, now, policy.scale_up_stabilization_seconds)
         lowest = max(min([desired, *recent]), current)
         if lowest < desired:
             return lowest, (

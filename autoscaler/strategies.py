@@ -79,12 +79,13 @@ def _utilisation_recommendation(
 
 def rps_trend(history: ScalingHistory, now: datetime, rps: float, window: float) -> float:
     """Least-squares slope (rps per second) of the recent pool request rate, or 0."""
-    points = [
-        ((s.at - now).total_seconds(), s.rps)
-        for s in history.rates
-        if 0 < (now - s.at).total_seconds() <= window
-    ]
-    points.append((0.0, rps))
+    points = [(0.0, rps)]
+    for sample in reversed(history.rates):  # newest first; stop at the window's start
+        age = (now - sample.at).total_seconds()
+        if age > window:
+            break
+        if age > 0:
+            points.append((-age, sample.rps))
     if len(points) < 3:
         return 0.0
     n = len(points)

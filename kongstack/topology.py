@@ -161,7 +161,7 @@ class LocalProviderSettings(_Strict):
     instances: int = Field(default=3, ge=1, le=16, description="stock API instances to start")
     driver: Literal["auto", "docker", "process"] = "auto"
     seed_data: bool = True
-    seed_symbols: int = Field(default=500, ge=1, le=5000)
+    seed_symbols: int = Field(default=200, ge=1, le=5000, description="demo data set size")
     api_key_secret: str | None = Field(
         default=None,
         description="Secret block with the consumer key; else $KONGSTACK_API_KEY; else the "

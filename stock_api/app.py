@@ -62,8 +62,11 @@ def _install_request_hooks(app: Flask, request_log: logging.Logger) -> None:
     def _start() -> None:
         svc = services()
         g.started = time.perf_counter()
+        # Kong's correlation-id plugin sets Kong-Request-ID; Kong 3.x also sends
+        # X-Kong-Request-Id upstream by default.
         g.correlation_id = correlation_id(
-            request.headers.get("Kong-Request-ID"), request.headers.get("X-Correlation-ID")
+            request.headers.get("Kong-Request-ID"), request.headers.get("X-Kong-Request-Id"),
+            request.headers.get("X-Correlation-ID"),
         )
         svc.metrics.in_flight.inc()
         g.counted_in_flight = True
@@ -79,7 +82,7 @@ def _install_request_hooks(app: Flask, request_log: logging.Logger) -> None:
         started = g.get("started")
         elapsed = time.perf_counter() - started if started is not None else 0.0
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        cid = g.get("correlation_id") or correlation_id(None, None)
+        cid = g.get("correlation_id") or correlation_id()
         response.headers["X-Correlation-ID"] = cid
         svc.metrics.observe(route, request.method, response.status_code, elapsed)
         request_log.info(

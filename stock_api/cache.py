@@ -4,6 +4,8 @@ Redis is an accelerator, never a dependency of correctness: every Redis failure 
 counted (``result="error"``) and the read is served from the store. After a failure the
 cache is skipped for ``cache_retry_after_seconds`` so that a dead or hung Redis costs
 requests nothing instead of one socket timeout each. Invalidations are always attempted.
+As with any cache-aside, a read that loads from the store just before a write and caches
+just after it can re-cache the old value; the TTL bounds how long that lasts.
 
 Keys (``<prefix>`` = STOCK_API_CACHE_PREFIX):
   ``<prefix>:stock:<SYMBOL>``          one stock

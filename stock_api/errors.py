@@ -48,7 +48,9 @@ def from_validation(
 ) -> ApiError:
     """Turn the first pydantic error into an ApiError naming the field and the bad value."""
     first = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or what
+    if not first["loc"]:  # a rule across fields (e.g. min_price <= max_price)
+        return ApiError(status, code, f"{what}: {first['msg'].removeprefix('Value error, ')}")
+    field = ".".join(str(part) for part in first["loc"])
     message = f"{what} field '{field}': {first['msg']}"
     if first["type"] not in ("missing", "extra_forbidden") and "input" in first:
         shown = repr(first["input"])

@@ -66,9 +66,9 @@ def configure_logging(instance_id: str, log_file: Path | None) -> logging.Logger
     return logging.getLogger(REQUEST_LOGGER)
 
 
-def correlation_id(kong_request_id: str | None, x_correlation_id: str | None) -> str:
-    """The caller's id (Kong-Request-ID first, then X-Correlation-ID) or a new one."""
-    for candidate in (kong_request_id, x_correlation_id):
+def correlation_id(*candidates: str | None) -> str:
+    """The first plausible caller-supplied id among ``candidates``, or a new one."""
+    for candidate in candidates:
         if candidate and _ID_RE.match(candidate):
             return candidate
     return uuid.uuid4().hex

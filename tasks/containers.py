@@ -132,7 +132,7 @@ class DockerDriver:
         kwargs = self._limits()
         volumes = self._data_mount()
         for _ in range(5):
-            port = pick_port(self.settings.host, self.settings.base_port, taken)
+            port = pick_port(self.address_host, self.settings.base_port, taken)
             name = instance_name(port)
             environment = self.settings.instance_env(
                 port=port, name=name, data_dir=DATA_MOUNT

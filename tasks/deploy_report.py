@@ -35,9 +35,10 @@ class Component:
 @dataclass
 class StepRecord:
     name: str
-    status: str = "pending"  # pending | done | skipped (resumed) | failed
+    status: str = "pending"  # pending | done | skipped (resumed/until) | failed | planned
     seconds: float = 0.0
     changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # drift, substitutions: seen, not changed
     error: str = ""
 
 
@@ -87,8 +88,9 @@ class DeploySummary:
         for s in self.steps.values():
             detail = "; ".join(s.changes) or ("—" if not s.error else s.error.splitlines()[0])
             lines.append(f"| {s.name} | {s.status} | {s.seconds:.2f} | {detail} |")
-        lines += ["", "## Hosts", "", "| host | address | private | roles | status |",
-                  "|---|---|---|---|---|"]
+        if self.hosts:
+            lines += ["", "## Hosts", "", "| host | address | private | roles | status |",
+                      "|---|---|---|---|---|"]
         for h in self.hosts:
             roles = ", ".join(Role(r).value for r in h.roles)
             lines.append(f"| {h.vm} | {h.address} | {h.private_address or '—'} | {roles} "
@@ -101,6 +103,9 @@ class DeploySummary:
                              f"| {c.detail or ''} |")
         if self.urls:
             lines += ["", "## URLs", ""] + [f"- {k}: {v}" for k, v in self.urls.items()]
+        notes = [f"- {s.name}: {n}" for s in self.steps.values() for n in s.notes]
+        if notes:
+            lines += ["", "## Notes (drift and substitutions: reported, not changed)", "", *notes]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kongstack import OWNER_LABEL
 from kongstack.errors import InstanceError
@@ -102,6 +102,14 @@ class DockerSettings(InstanceSettings):
         description="host the gateway and probes reach instances on (default: host, or the "
         "ssh:// engine's host)",
     )
+
+
+    @model_validator(mode="after")
+    def _remote_needs_ports(self) -> DockerSettings:
+        if self.base_url.startswith("ssh://") and self.base_port is None:
+            raise ValueError("base_port is required with an ssh:// engine (free ports are "
+                             "looked for on the remote host from there)")
+        return self
 
 
 class ProcessSettings(InstanceSettings):
@@ -213,29 +221,41 @@ def make_driver(
     cpus: float | None = None,
     memory: str | None = None,
     docker_host: str | None = None,
+    image: str | None = None,
 ) -> InstanceDriver:
-    """The driver for ``kind``; "auto" = docker when the engine answers with the image."""
+    """The driver for ``kind``; "auto" = docker when the engine answers with the image.
+
+    Defaults come from LocalSettings: ports from ``api_base_port``, Redis on ``redis_port``,
+    the store in ``<home>/data/stock_api`` (shared by all instances), pid/metadata files in
+    ``<home>/run/instances``. A remote engine (``ssh://``) gets instances bound on all of
+    its interfaces and a named volume for the store instead of a local directory."""
     local = settings or LocalSettings()
+    base_url = docker_host or local.docker_host
+    image = image or local.image
+    remote = base_url.startswith("ssh://")
+    if data_dir is None and not (remote and kind == "docker"):
+        data_dir = local.data_dir / "stock_api"
     common = InstanceSettings(
         stack=stack,
         host=local.host,
         base_port=base_port if base_port is not None else local.api_base_port,
         redis_url=redis_url or f"redis://{local.host}:{local.redis_port}/0",
-        data_dir=data_dir if data_dir is not None else local.data_dir / "stock_api",
+        data_dir=data_dir,
         env=env or {},
     ).model_dump()
-    base_url = docker_host or local.docker_host
     if kind == "auto":
-        reason = engine_usable(base_url, local.image)
+        reason = engine_usable(base_url, image)
         if reason is None:
             log.info("instance driver: docker (engine at %s answers, image %s present)",
-                     base_url, local.image)
+                     base_url, image)
             kind = "docker"
         else:
             log.info("instance driver: process (%s)", reason)
             kind = "process"
     if kind == "docker":
-        return _docker(DockerSettings(base_url=base_url, image=local.image, cpus=cpus,
+        if remote:
+            common["host"] = "0.0.0.0"  # the gateway reaches the VM from outside
+        return _docker(DockerSettings(base_url=base_url, image=image, cpus=cpus,
                                       memory=memory, **common))
     return _process(ProcessSettings(run_dir=local.run_dir / "instances",
                                     log_dir=local.log_dir / "instances", **common))

@@ -37,6 +37,7 @@ log = logging.getLogger("kongstack.instances")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+MARKER_ENV = "KONGSTACK_INSTANCE"  # set on every process we start: tells ours from others
 STATS_SAMPLE_S = 0.5  # shortest interval a CPU rate is measured over
 
 
@@ -81,7 +82,7 @@ class ProcessDriver:
         self._write_meta(meta)
         full_env = self.settings.instance_env(
             port=port, name=name, data_dir=str(data_dir) if data_dir is not None else None
-        ) | (env or {})
+        ) | (env or {}) | {MARKER_ENV: name}
         argv = [self.settings.python, "-m", "gunicorn", "-c", "python:stock_api.gunicorn_conf",
                 "stock_api.app:create_app()"]
         try:
@@ -114,15 +115,15 @@ class ProcessDriver:
 
     def stop(self, instance_id: str, grace: float = 10.0) -> None:
         daemon = self._daemon(instance_id)
-        pid = daemon.pid()
+        session = _recorded_pid(daemon.pidfile)  # even when the master is already dead
         # The gunicorn master forwards SIGTERM to its worker, which finishes in-flight requests.
-        daemon.stop(grace=grace, sig=signal.SIGTERM)
-        if pid is not None:
-            _kill_group(pid)  # a worker orphaned by a killed master must not keep the port
+        was_running = daemon.stop(grace=grace, sig=signal.SIGTERM)
+        if session is not None:
+            _kill_leftovers(session, instance_id)  # e.g. a worker orphaned by a killed master
         self._forget(instance_id)
         self._cpu_seen.pop(instance_id, None)
-        if pid is not None:
-            log.info("stopped process %s (pid %d)", instance_id, pid)
+        if was_running:
+            log.info("stopped process %s (pid %d)", instance_id, session)
 
     def stats(self, instance_id: str) -> InstanceStats:
         if self._read_meta(instance_id) is None:
@@ -258,14 +259,33 @@ def _mem_total() -> int | None:
     return None
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL whatever is left of the instance's process group (start_new_session=True)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _recorded_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_instance(pid: int, name: str) -> bool:
+    """The process carries our marker (guards against a recycled session id)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{MARKER_ENV}={name}".encode() in environ.split(b"\0")
+
+
+def _kill_leftovers(session: int, name: str) -> None:
+    """SIGKILL what is left of the instance's session once its master is gone."""
+    leftovers = [pid for pid in _session_pids(session) if _is_instance(pid, name)]
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
-    while pid_alive(pgid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pgid, os.WNOHANG)
+    while any(pid_alive(pid) for pid in leftovers) and time.monotonic() < deadline:
+        for pid in leftovers:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
         time.sleep(0.02)
 
 

@@ -11,14 +11,19 @@ stabilisation window of real recommendations has been collected again (scale-up 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
+from uuid import UUID
 
 import httpx
 from prefect import task
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import BlockDocumentUpdate
+from prefect.exceptions import ObjectNotFound
 from pydantic import Field
 
 from autoscaler.model import Recommendation, ScalingHistory
@@ -82,6 +87,8 @@ class LoadedState:
     generation: int
     last_pool_size: int | None
     default_reason: str | None = None
+    document_id: UUID | None = None
+    """The block document to update in place (one cheap API call instead of a full save)."""
 
     @property
     def is_default(self) -> bool:
@@ -115,7 +122,9 @@ def read_state(block_name: str) -> LoadedState:
     try:
         block = cast(AutoscaleState, AutoscaleState.load(block_name, _sync=True))  # type: ignore[call-arg]
     except ValueError as exc:  # Prefect raises ValueError for a missing document
-        reason = f"no state block {block_name!r} yet" if "not found" in str(exc).lower() else (
+        text = str(exc).lower()
+        missing = "unable to find" in text or "not found" in text
+        reason = f"no state block {block_name!r} yet" if missing else (
             f"state block {block_name!r} unreadable: {str(exc)[:200]}"
         )
         return LoadedState(ScalingHistory(), 0, None, reason)
@@ -129,7 +138,8 @@ def read_state(block_name: str) -> LoadedState:
         return LoadedState(
             ScalingHistory(), block.generation, None, f"state block content invalid: {exc!r:.200}"
         )
-    return LoadedState(history, block.generation, block.last_pool_size)
+    return LoadedState(history, block.generation, block.last_pool_size,
+                       document_id=block._block_document_id)
 
 
 @task(name="load-state", cache_policy=NO_CACHE, timeout_seconds=20)
@@ -146,12 +156,30 @@ def load_state(block_name: str = DEFAULT_BLOCK_NAME) -> LoadedState:
     timeout_seconds=20,
 )
 def save_state(
-    block_name: str, history: ScalingHistory, *, generation: int, pool_size: int
+    block_name: str,
+    history: ScalingHistory,
+    *,
+    generation: int,
+    pool_size: int,
+    document_id: UUID | None = None,
 ) -> int:
-    """Write the state for the next tick; returns the new generation."""
+    """Write the state for the next tick; returns the new generation.
+
+    With the document id from ``load_state`` the document is updated in place (~25 ms);
+    otherwise the block is saved, which also registers its type and schema (~0.5 s)."""
     now = datetime.now(UTC)
     block = AutoscaleState.from_history(
         history, generation=generation + 1, pool_size=pool_size, now=now
     )
+    if document_id is not None:
+        data = json.loads(block.model_dump_json())
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_block_document(
+                    document_id, BlockDocumentUpdate(data=data, merge_existing_data=False)
+                )
+            return block.generation
+        except ObjectNotFound:
+            pass  # deleted since it was read: save it afresh
     block.save(block_name, overwrite=True, _sync=True)  # type: ignore[call-arg]
     return block.generation

@@ -4,8 +4,8 @@ The export nests entities the way decK and Kong's ``kong.yml`` do (services → 
 plugins, consumers → keyauth_credentials, upstreams → targets) and uses only fields that
 Debian's decK 1.4.0 schema accepts (kong-admin-api.md §4: no ``_transform``, no upstream
 ``use_srv_name``, no plugin ``instance_name``/``ordering``, no service ``enabled``), so
-``deck validate -s FILE`` passes. ``parse`` turns a document back into the same
-``GatewayState`` (round trip).
+``deck validate -s FILE`` passes; ``_info.select_tags`` carries the owner tags. ``parse``
+turns a document back into the same ``GatewayState`` (round trip).
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def export(state: GatewayState, *, reveal_secrets: bool = False,
     def with_id(kind: str, name: str, doc: Doc) -> Doc:
         return {"id": ids[(kind, name)], **doc} if (kind, name) in ids else doc
 
-    doc: Doc = {"_format_version": FORMAT_VERSION}
+    # decK scopes a sync to select_tags (only our entities are read, changed or deleted);
+    # Kong's own loader does not know _info, so pushes to DB-less Kong leave it out.
+    doc: Doc = {"_format_version": FORMAT_VERSION, "_info": {"select_tags": tags}}
     services = []
     for s in state.services:
         svc = with_id("service", s.name, {
@@ -136,6 +138,9 @@ def _own_tags(tags: Any) -> tuple[str, ...]:
 
 
 def _stack_of(doc: Doc) -> str:
+    for tag in (doc.get("_info") or {}).get("select_tags") or ():
+        if tag.startswith(f"{OWNER_TAG}-"):
+            return str(tag[len(OWNER_TAG) + 1:])
     for group in ("services", "upstreams", "consumers", "plugins"):
         for entity in doc.get(group) or ():
             for tag in entity.get("tags") or ():

@@ -109,6 +109,7 @@ class NginxGateway:
         current = self.server.conf.read_text() if self.server.conf.exists() else None
         if current == self._render(state, state.generation) and running and (
                 self.server.served_generation() == state.generation):
+            self._save(state)  # e.g. removing a drained target: same config, new state
             return False
         generation = state.generation + 1
         text = self._render(state, generation)
@@ -161,10 +162,11 @@ class NginxGateway:
             wrote = self._converge(state)
             return ApplyResult(operations=ops, dry_run=False, reads=1, writes=int(wrote))
 
-    def _probe(self, address: str) -> TargetHealth:
+    @staticmethod
+    def _probe(client: httpx.Client, address: str) -> TargetHealth:
         # nginx OSS has no active checks: probe /health like Kong's active checker would.
         try:
-            response = httpx.get(f"http://{address}/health", timeout=1.0)
+            response = client.get(f"http://{address}/health")
         except httpx.HTTPError:
             return TargetHealth.UNHEALTHY
         return TargetHealth.HEALTHY if response.status_code < 400 else TargetHealth.UNHEALTHY
@@ -172,9 +174,10 @@ class NginxGateway:
     def list_targets(self) -> list[Target]:
         with self._locked() as state:
             targets = dict(state.targets)
-        return [Target(address=addr, weight=weight,
-                       health=TargetHealth.DRAINING if weight == 0 else self._probe(addr))
-                for addr, weight in sorted(targets.items())]
+        with httpx.Client(timeout=1.0) as client:
+            return [Target(address=addr, weight=weight, health=TargetHealth.DRAINING
+                           if weight == 0 else self._probe(client, addr))
+                    for addr, weight in sorted(targets.items())]
 
     def _set_weight(self, address: str, weight: int | None) -> None:
         with self._locked() as state:

@@ -121,7 +121,9 @@ def render(site: NginxSite, targets: dict[str, int], *, prefix: Path, listen: Li
                       "      if ($kongstack_consumer = \"\") { return 401 "
                       "'{\"message\":\"Unauthorized\"}'; }"]
         if site.rate_per_minute is not None:
-            lines += [f"      limit_req zone=kongstack_rl burst={site.rate_per_minute} nodelay;",
+            # nginx admits burst+1 at once; Kong admits exactly the limit per window.
+            burst = site.rate_per_minute - 1
+            lines += [f"      limit_req zone=kongstack_rl burst={burst} nodelay;",
                       "      error_page 429 = @kongstack_rate_limited;"]
         if site.strip_path:
             lines += [f"      rewrite ^{re.escape(path)}/?(.*)$ /$1 break;"]

@@ -65,7 +65,7 @@ def test_vm_gets_cloud_init_ssh_key_and_no_password(
     os_profile = vm["properties"]["osProfile"]
     cloud_init = base64.b64decode(os_profile["customData"]).decode()
     assert cloud_init.startswith("#cloud-config")
-    assert 'ROLES="elasticsearch kibana log-forwarder"' in cloud_init
+    assert 'ROLES="log-forwarder elasticsearch kibana"' in cloud_init
     linux = os_profile["linuxConfiguration"]
     assert linux["disablePasswordAuthentication"] is True
     assert linux["ssh"]["publicKeys"][0]["keyData"] == PUBLIC_KEY

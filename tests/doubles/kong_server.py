@@ -29,7 +29,8 @@ class Faults:
     failure_rate: float = 0.0  # share of requests that get a fault
     latency: float = 0.0  # seconds added to every request
     seed: int = 7
-    # Answers for the next requests, in order: (status, headers); status 0 drops the connection.
+    # Answers for the next requests, in order: (status, headers); status 0 drops the
+    # connection before the request is applied, -1 applies it and then drops the connection.
     scripted: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     injected: Counter[str] = field(default_factory=Counter)
 
@@ -88,14 +89,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if srv.faults.latency:
             time.sleep(srv.faults.latency)
+        fault: str | None
         if srv.faults.scripted:
             status, headers = srv.faults.scripted.pop(0)
             if status == 0:  # scripted connection drop
                 self._drop()
-            else:
+                return
+            if status > 0:
                 self._send(status, {"message": "scripted"}, headers)
-            return
-        fault = srv.faults.pick()
+                return
+            fault = "drop_after"  # -1: apply the request, then drop the connection
+        else:
+            fault = srv.faults.pick()
         if fault == "status":
             self._send(srv.faults._random.choice([500, 502, 503]),
                        {"message": "An unexpected error occurred"}, {})
@@ -121,6 +126,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out close their end; that is part of the tests, not an error.
+        return
     admin: KongAdmin
     faults: Faults
     requests: Counter[str]

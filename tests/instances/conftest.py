@@ -66,7 +66,7 @@ def docker_settings(
     base_url, image = engine_image
     return DockerSettings(
         stack=_stack(), base_url=base_url, image=image, redis_url=redis_url,
-        data_dir=tmp_path / "data", cpus=0.5, memory="256m",
+        data_dir=tmp_path / "data", cpus=1.0, memory="256m",
     )
 
 

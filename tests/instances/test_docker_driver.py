@@ -4,6 +4,8 @@ store and exited containers. Skipped with the reason when no engine answers."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -12,10 +14,12 @@ import pytest
 
 from kongstack import OWNER_LABEL
 from kongstack.procs import port_open
+from kongstack.settings import LocalSettings
 from tasks.containers import DockerDriver
-from tasks.drivers import DockerSettings, ProcessSettings
+from tasks.drivers import DockerSettings, ProcessSettings, make_driver
 from tasks.instances import InstanceDriver, InstanceState
 from tasks.processes import ProcessDriver
+from tests.support.instances import in_flight
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(180)]
 
@@ -70,7 +74,7 @@ def test_cpu_and_memory_limits_are_applied_or_explained(docker_driver: DockerDri
     host_config = docker_driver.client.containers.get(instance.id).attrs["HostConfig"]
     if docker_driver.limits_note is not None:
         pytest.skip(docker_driver.limits_note)  # the engine said it cannot; the driver said so
-    assert host_config["NanoCpus"] == 500_000_000
+    assert host_config["NanoCpus"] == 1_000_000_000
     assert host_config["Memory"] == 256 * 2**20
 
 
@@ -121,3 +125,96 @@ def test_containers_of_other_stacks_are_invisible(
         assert mine.address != theirs.address  # ports are never shared across stacks
     finally:
         other.stop(theirs.id, grace=2)
+
+
+def test_cpu_limit_caps_a_busy_container(
+    docker_settings: DockerSettings, engine_image: tuple[str, str],
+) -> None:
+    driver = DockerDriver(docker_settings.model_copy(update={"cpus": 0.25}))
+    instance = driver.wait_ready(driver.start(), timeout=90)
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                client.get(f"http://{instance.address}/api/stocks?per_page=200")
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        samples = [driver.stats(instance.id).cpu_percent for _ in range(3)]
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+        driver.stop(instance.id, grace=2)
+    busy = [s for s in samples if s is not None]
+    assert busy, "no CPU sample"
+    assert max(busy) > 5  # it was working...
+    assert max(busy) < 25 * 1.4  # ...but never beyond its quarter of a CPU (+ sampling jitter)
+
+
+def test_stop_drains_an_in_flight_request(docker_driver: DockerDriver) -> None:
+    instance = docker_driver.wait_ready(
+        docker_driver.start(env={"STOCK_API_DEBUG_ENDPOINTS": "true"}), timeout=60
+    )
+    result: dict[str, int] = {}
+
+    def slow_request() -> None:
+        response = httpx.get(f"http://{instance.address}/debug/slow?seconds=1.5", timeout=15)
+        result["status"] = response.status_code
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    deadline = time.monotonic() + 10
+    while in_flight(instance.address) < 2:  # the slow request + this scrape
+        assert time.monotonic() < deadline, "the slow request never arrived"
+
+    docker_driver.stop(instance.id, grace=10)
+    client.join(timeout=15)
+
+    assert result.get("status") == 200  # the engine's SIGTERM drained it, not a SIGKILL
+    assert docker_driver.list() == []
+
+
+def test_auto_picks_the_engine_when_it_answers_with_the_image(
+    engine_image: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    base_url, _image = engine_image
+    with caplog.at_level(logging.INFO, logger="kongstack.instances"):
+        driver = make_driver("auto", settings=LocalSettings(home=tmp_path), docker_host=base_url)
+    assert isinstance(driver, DockerDriver)
+    assert "instance driver: docker" in caplog.text
+
+
+def test_named_volume_store_is_writable_by_the_image_user(
+    docker_settings: DockerSettings,
+) -> None:
+    driver = DockerDriver(docker_settings.model_copy(update={"data_dir": None}))
+    volume_name = f"{docker_settings.stack}-stock-data"
+    try:
+        instance = driver.wait_ready(driver.start(), timeout=60)
+        created = httpx.post(f"http://{instance.address}/api/stocks", json=STOCK, timeout=10)
+        assert created.status_code == 201, created.text
+        volume = driver.client.volumes.get(volume_name)
+        assert volume.attrs["Labels"][OWNER_LABEL] == docker_settings.stack  # cleanup finds it
+    finally:
+        for listed in driver.list():
+            driver.stop(listed.id, grace=2)
+        driver.client.volumes.get(volume_name).remove(force=True)
+
+
+def test_build_image_with_nothing_changed_does_nothing(engine_image: tuple[str, str]) -> None:
+    import subprocess
+
+    from kongstack.settings import REPO_ROOT
+
+    done = subprocess.run([str(REPO_ROOT / "scripts" / "build-image")], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    if "sources changed" in done.stdout:  # stock_api/ was edited since the session fixture ran
+        done = subprocess.run([str(REPO_ROOT / "scripts" / "build-image")],
+                              capture_output=True, text=True, timeout=900)
+    assert "nothing to do" in done.stdout
+    assert "STEP" not in done.stdout  # no podman build ran

@@ -176,5 +176,20 @@ def test_ssh_engine_advertises_the_remote_host(tmp_path: Path) -> None:
 
     # Injected client (a fixed API version does not connect): an ssh:// one would dial SSH.
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/none.sock", version="1.41")
-    driver = DockerDriver(DockerSettings(base_url="ssh://azureuser@vm-1.example"), client=client)
+    settings = DockerSettings(base_url="ssh://azureuser@vm-1.example", base_port=18101)
+    driver = DockerDriver(settings, client=client)
     assert driver.remote and driver.address_host == "vm-1.example"
+
+
+def test_ssh_engine_needs_a_base_port() -> None:
+    with pytest.raises(ValidationError, match="base_port"):
+        DockerSettings(base_url="ssh://azureuser@vm-1.example")
+
+
+def test_remote_engine_binds_all_interfaces_and_uses_a_named_volume(tmp_path: Path) -> None:
+    driver = make_driver("docker", settings=LocalSettings(home=tmp_path),
+                         docker_host="ssh://azureuser@vm-1.example")
+    assert isinstance(driver, DockerDriver)  # built without connecting (the engine is lazy)
+    assert driver.settings.host == "0.0.0.0"
+    assert driver.settings.data_dir is None  # a local path means nothing on the VM
+    assert driver.address_host == "vm-1.example"

@@ -16,15 +16,9 @@ from kongstack.procs import port_open
 from tasks.drivers import ProcessSettings
 from tasks.instances import InstanceDriver, InstanceState
 from tasks.processes import ProcessDriver
+from tests.support.instances import in_flight
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _in_flight(address: str) -> float:
-    for line in httpx.get(f"http://{address}/metrics", timeout=5).text.splitlines():
-        if line.startswith("stock_api_in_flight_requests "):
-            return float(line.split()[1])
-    raise AssertionError("no stock_api_in_flight_requests metric")
 
 
 def _pid(driver: ProcessDriver, name: str) -> int:
@@ -125,7 +119,7 @@ def test_stop_lets_an_in_flight_request_finish(process_driver: InstanceDriver) -
     client = threading.Thread(target=slow_request)
     client.start()
     deadline = time.monotonic() + 5
-    while _in_flight(instance.address) < 2:  # the slow request + this scrape
+    while in_flight(instance.address) < 2:  # the slow request + this scrape
         assert time.monotonic() < deadline, "the slow request never arrived"
 
     process_driver.stop(instance.id, grace=10)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from pydantic import SecretStr
+from pydantic import AnyHttpUrl, SecretStr
 
 from tasks.gateway_config import ConsumerConfig, GatewayStackConfig, build_gateway_state
 from tasks.kong.client import KongAdminClient
@@ -18,7 +18,7 @@ DEMO_KEY = "demo-key-7f3a9c"
 def stack_config() -> GatewayStackConfig:
     return GatewayStackConfig(
         consumers=(ConsumerConfig(username="demo", key=SecretStr(DEMO_KEY)),),
-        log_endpoint="http://127.0.0.1:9/logs",
+        log_endpoint=AnyHttpUrl("http://127.0.0.1:9/logs"),
     )
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from kongstack.procs import free_port
-from tasks.monitoring_local import LocalMonitoring, MonitoringPorts
+from tasks.monitoring_local import NGINX_EXPORTER, LocalMonitoring, MonitoringPorts
 from tests.monitoring.helpers import (
     ApiInstance,
     Prom,
     WebhookInbox,
+    nginx_with_stub_status,
     start_stock_api,
     webhook_server,
 )
@@ -43,9 +44,24 @@ def api_instances(
             instance.daemon.stop(grace=5)
 
 
+def have_nginx_exporter() -> bool:
+    return all(Path(p).exists() for p in ("/usr/sbin/nginx", NGINX_EXPORTER))
+
+
+@pytest.fixture(scope="session")
+def nginx_status(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The local gateway's stub_status URL (a real nginx), or None without the nginx exporter."""
+    if not have_nginx_exporter():
+        yield None
+        return
+    with nginx_with_stub_status(tmp_path_factory.mktemp("nginx")) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def monitoring(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, webhook: WebhookInbox
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, webhook: WebhookInbox,
+    nginx_status: str | None,
 ) -> Iterator[LocalMonitoring]:
     for binary in ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
                    "prometheus-redis-exporter"):
@@ -53,9 +69,11 @@ def monitoring(
     mon = LocalMonitoring(
         home=tmp_path_factory.mktemp("monitoring"),
         ports=MonitoringPorts(prometheus=free_port(), alertmanager=free_port(),
-                              node_exporter=free_port(), redis_exporter=free_port()),
+                              node_exporter=free_port(), redis_exporter=free_port(),
+                              nginx_exporter=free_port() if nginx_status else None),
         webhook_url=webhook.url,
         redis_url=redis_url,
+        nginx_status_url=nginx_status,
         scrape_interval="1s",
         evaluation_interval="1s",
         group_wait="0s",

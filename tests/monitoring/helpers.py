@@ -75,6 +75,7 @@ def webhook_server() -> Iterator[WebhookInbox]:
 class ApiInstance:
     address: str
     daemon: Daemon
+    log_file: Path
 
 
 def start_stock_api(workdir: Path, redis_url: str) -> ApiInstance:
@@ -92,7 +93,8 @@ def start_stock_api(workdir: Path, redis_url: str) -> ApiInstance:
         ready=lambda: http_ok(f"http://127.0.0.1:{port}/ready"),
         log_file=workdir / f"gunicorn-{port}.log", env=env, cwd=REPO_ROOT, timeout=60,
     )
-    return ApiInstance(address=f"127.0.0.1:{port}", daemon=daemon)
+    return ApiInstance(address=f"127.0.0.1:{port}", daemon=daemon,
+                       log_file=Path(env["LOG_FILE"]))
 
 
 class Prom:
@@ -125,12 +127,44 @@ class Prom:
         return active
 
     def poll(self, probe: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Call ``probe`` until it returns something truthy; fail naming ``what``."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"{what} not seen within {timeout}s (last: {last!r})")
+        return poll(probe, timeout, what)
+
+
+def poll(probe: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Call ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not seen within {timeout}s (last: {last!r})")
+
+
+@contextmanager
+def nginx_with_stub_status(workdir: Path) -> Iterator[str]:
+    """A real nginx serving only ``/nginx_status`` (what the local gateway's status server
+    exposes) on a free loopback port; yields the status URL."""
+    port = free_port()
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    temp = " ".join(f"{kind}_temp_path {workdir}/tmp/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"daemon off; worker_processes 1; pid {workdir}/nginx.pid;\n"
+        f"error_log {workdir}/error.log;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{ access_log off; {temp}\n"
+        f"  server {{ listen 127.0.0.1:{port}; location = /nginx_status {{ stub_status; }} }}\n"
+        "}\n"
+    )
+    url = f"http://127.0.0.1:{port}/nginx_status"
+    daemon = Daemon(name=f"nginx-{port}", run_dir=workdir)
+    daemon.start(["/usr/sbin/nginx", "-p", str(workdir), "-e", str(workdir / "error.log"),
+                  "-c", str(conf)], ready=lambda: http_ok(url), log_file=workdir / "nginx.out",
+                 timeout=15)
+    try:
+        yield url
+    finally:
+        daemon.stop(grace=5)

@@ -15,7 +15,7 @@ from kongstack.procs import free_port
 from tasks.monitoring import write_stock_api_targets
 from tasks.monitoring_local import LocalMonitoring
 from tests.monitoring.conftest import SCRAPE_INTERVAL_S
-from tests.monitoring.helpers import ApiInstance, Prom, WebhookInbox
+from tests.monitoring.helpers import ApiInstance, Prom, WebhookInbox, poll
 
 # Prometheus's discovery manager hands new target groups to the scrape manager at most every
 # 5 s (discovery.Manager updatert); the first scrape follows within one scrape interval.
@@ -44,6 +44,19 @@ def test_prometheus_scrapes_itself_and_the_exporters(prom: Prom) -> None:
     assert redis_up[0]["value"][1] == "1"
 
 
+def test_the_local_nginx_gateway_is_scraped_through_its_exporter(
+    prom: Prom, nginx_status: str | None
+) -> None:
+    if nginx_status is None:
+        pytest.skip("prometheus-nginx-exporter is not installed (Debian package of that name)")
+    up = prom.poll(lambda: prom.query('nginx_up{job="nginx"} == 1'), 20, "nginx_up")
+    assert up[0]["metric"]["job"] == "nginx"
+    # stub_status counts every request, the exporter's own polls included: never idle.
+    rate = prom.poll(lambda: prom.query('kongstack:request_rate:rps{job="nginx"} > 0'), 30,
+                     "nginx request rate")
+    assert rate[0]["metric"]["layer"] == "gateway"
+
+
 def test_alertmanager_is_discovered(prom: Prom, monitoring: LocalMonitoring) -> None:
     def active() -> list[dict[str, Any]]:
         data = prom.http.get("/api/v1/alertmanagers").json()["data"]
@@ -66,8 +79,9 @@ def test_new_instance_is_scraped_soon_after_the_file_changes(
                                    {"stack": "test"})
     prom.poll(lambda: _scraped_up(prom, second.address), 30, "added instance scraped")
     pickup = time.monotonic() - started
+    print(f"file_sd pickup: {pickup:.2f} s (scrape interval {SCRAPE_INTERVAL_S:g} s)")
     # Within one scrape interval of Prometheus learning about it (see DISCOVERY_BATCH_S).
-    assert pickup <= DISCOVERY_BATCH_S + SCRAPE_INTERVAL_S + 1.0, pickup
+    assert pickup <= DISCOVERY_BATCH_S + SCRAPE_INTERVAL_S + 3.0, pickup
     target = _target(prom, second.address)
     assert target is not None and target["labels"]["stack"] == "test"
 
@@ -145,7 +159,9 @@ def test_a_down_instance_fires_an_alert_that_reaches_the_webhook(
             and a["labels"].get("instance") == dead and a["status"] == status
             for a in payload["alerts"])
 
+    started = time.monotonic()
     firing = webhook.wait_for(lambda p: is_down_alert(p, "firing"), timeout=60)
+    print(f"instance down -> webhook (firing): {time.monotonic() - started:.2f} s")
     assert firing["receiver"] == "autoscale-fastpath"
     alert = next(a for a in firing["alerts"] if a["labels"]["instance"] == dead)
     assert alert["labels"]["autoscale"] == "true"
@@ -153,7 +169,9 @@ def test_a_down_instance_fires_an_alert_that_reaches_the_webhook(
     assert alert["annotations"]["runbook"]
 
     write_stock_api_targets(targets_file, live, {"stack": "test"})
+    started = time.monotonic()
     webhook.wait_for(lambda p: is_down_alert(p, "resolved"), timeout=90)
+    print(f"instance removed -> webhook (resolved): {time.monotonic() - started:.2f} s")
 
 
 def test_an_instance_down_inhibits_its_latency_alert(monitoring: LocalMonitoring) -> None:
@@ -171,16 +189,10 @@ def test_an_instance_down_inhibits_its_latency_alert(monitoring: LocalMonitoring
     assert response.status_code == 200
 
     def states() -> dict[str, str] | None:
-        found = {
-            a["labels"]["instance"]: a["status"]["state"]
-            for a in am.get("/api/v2/alerts", params={"filter": "alertname=InstanceSlowResponses"}).json()
-            if a["labels"]["instance"] in (sick, healthy)
-        }
+        listed = am.get("/api/v2/alerts",
+                        params={"filter": "alertname=InstanceSlowResponses"}).json()
+        found = {a["labels"]["instance"]: a["status"]["state"] for a in listed
+                 if a["labels"]["instance"] in (sick, healthy)}
         return found if found.get(sick) == "suppressed" and healthy in found else None
 
-    deadline = time.monotonic() + 20
-    result = states()
-    while result is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        result = states()
-    assert result == {sick: "suppressed", healthy: "active"}
+    assert poll(states, 20, "inhibited latency alert") == {sick: "suppressed", healthy: "active"}

@@ -61,7 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
             if started is not None and release is not None:
                 started.set()
                 release.wait(timeout=30)
-        payload = json.dumps({"backend": backend.port, "path": url.path}).encode()
+        body: dict[str, Any] = {"backend": backend.port, "path": url.path}
+        if url.path == "/api/big":  # larger than nginx's proxy buffers: spills to temp files
+            body["pad"] = "x" * 512 * 1024
+        payload = json.dumps(body).encode()
         self.send_response(200)
         cid = self.headers.get("X-Correlation-ID")
         if cid:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from kongstack.procs import Daemon, free_port, port_open
@@ -90,3 +92,30 @@ def test_skip_window_avoids_paying_redis_per_request(data_dir: Path, tmp_path: P
         assert client.get(f"/api/stocks/{symbol}").status_code == 200
     assert connects == 0
     assert cache_count(app, "error") >= 11
+
+
+def test_hung_redis_costs_one_timeout_then_is_skipped(data_dir: Path, tmp_path: Path) -> None:
+    """A Redis that accepts but never answers (SIGSTOP) is cut off by the socket timeout."""
+    port = free_port()
+    redis = Daemon(name=f"redis-hung-{port}", run_dir=tmp_path)
+    _start_redis(redis, port, tmp_path)
+    pid = redis.pid()
+    assert pid is not None
+    try:
+        app = create_app(make_config(
+            data_dir, f"redis://127.0.0.1:{port}/0", redis_timeout_seconds=0.2,
+            cache_retry_after_seconds=60.0,
+        ))
+        client = app.test_client()
+        symbols = [s["symbol"] for s in client.get("/api/stocks?per_page=3").get_json()["items"]]
+        os.kill(pid, signal.SIGSTOP)
+        errors = cache_count(app, "error")
+        for symbol in symbols:
+            resp = client.get(f"/api/stocks/{symbol}")
+            assert resp.status_code == 200 and resp.get_json()["symbol"] == symbol
+        assert cache_count(app, "error") == errors + len(symbols)
+        assert cache_count(app, "hit") == 0
+        assert client.get("/ready").get_json()["error"]["failing"] == ["cache"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        redis.stop(grace=5)
