@@ -44,8 +44,16 @@ def decide(
     chain.apply("missing_metrics", rules.hold_without_metrics(chain.value, current, silent))
     if policy.strategy == "proportional":
         if policy.flapping_check:
-            loads = _projected_loads(policy, result)
+            loads = _projected_loads(policy, result, history, now)
             chain.apply("flapping_check", rules.flapping_check(chain.value, current, loads))
+            slow = rules.hold_while_slow(
+                chain.value,
+                current,
+                result.values.get("latency"),
+                policy.response_time_threshold_ms,
+                policy.scale_down_latency_ratio,
+            )
+            chain.apply("latency_guard", slow)
         chain.apply("stabilization", rules.stabilize(chain.value, current, history, now, policy))
         cool = rules.cooldown(
             chain.value,
@@ -53,7 +61,7 @@ def decide(
             history,
             now,
             up_seconds=policy.scale_up_cooldown_seconds,
-            down_seconds=policy.scale_down_cooldown_seconds,
+            down_seconds=policy.down_cooldown,
         )
         chain.apply("cooldown", cool)
         up_limited = rules.limit_scale_up(chain.value, current, history, now, policy)
@@ -94,10 +102,20 @@ def decide(
 
 
 def _projected_loads(
-    policy: AutoscalePolicy, result: StrategyResult
+    policy: AutoscalePolicy, result: StrategyResult, history: ScalingHistory, now: datetime
 ) -> dict[str, tuple[float, float]]:
-    """Per-instance load now and the level at which it would trigger a scale-up."""
+    """Per-instance load now and the level at which it would trigger a scale-up: the target's
+    upper band, and the lowest per-instance rate at which latency recently crossed its
+    trigger (a load the pool has shown it cannot carry within the latency limit)."""
     loads: dict[str, tuple[float, float]] = {}
+    rps = result.values.get("rps")
+    slow = [
+        s.rps
+        for s in history.slow_loads
+        if (now - s.at).total_seconds() <= policy.slow_load_memory_seconds
+    ]
+    if rps is not None and slow and result.current:
+        loads["rps at which latency was slow"] = (rps / result.current, min(slow))
     for name, target in policy.target_metrics.items():
         value = result.values.get(name)
         if value is None:

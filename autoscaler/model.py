@@ -185,6 +185,8 @@ class ScalingHistory(BaseModel):
     recommendations: tuple[Recommendation, ...] = ()
     events: tuple[ScaleEvent, ...] = ()
     rates: tuple[RateSample, ...] = ()
+    slow_loads: tuple[RateSample, ...] = ()
+    """Per-instance request rates at which p95 latency crossed the trigger (learned limits)."""
 
     @property
     def last_scale_at(self) -> datetime | None:
@@ -208,6 +210,9 @@ class ScalingHistory(BaseModel):
         rate = decision.metric_values.get("rps")
         if rate is not None:
             rates = _since(rates, horizon) + (RateSample(at=at, rps=rate),)
+        slow = _since(self.slow_loads, horizon)
+        if "latency" in decision.metric_recommendations and rate is not None and decision.current:
+            slow += (RateSample(at=at, rps=rate / decision.current),)
         did_act = (decision.changes and not decision.dry_run) if acted is None else acted
         events = _since(self.events, horizon)
         up_at, down_at = self.last_scale_up_at, self.last_scale_down_at
@@ -223,4 +228,5 @@ class ScalingHistory(BaseModel):
             recommendations=recs,
             events=events,
             rates=rates,
+            slow_loads=slow,
         )

@@ -24,7 +24,7 @@ _OFF = 1e12
 
 def default_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
     base = AutoscalePolicy(min_instances=lo, max_instances=hi)
-    cpu = base.target_cpu_percent or 70.0
+    cpu = base.target_cpu_percent or 65.0
     return base.with_overrides({"target_rps_per_instance": model.capacity_rps * cpu / 100})
 
 
@@ -54,6 +54,7 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         warmup_seconds=30,
         response_time_threshold_ms=_OFF,
         forecast_seconds=0,
+        scale_down_cooldown_seconds=0,
     )
 
 

@@ -140,7 +140,7 @@ def simulate(
     draining: list[int] = []  # drain end times
     cum_d = [0.0] * (total + 1)
     cum_cpu = [0.0] * (total + 1)
-    cum_u = [0.0] * (total + 1)
+    util = [0.0] * total  # per-second utilisation (offered/capacity), for the window p95
     active_series = [0] * total
     ready_series = [0] * total
     history = ScalingHistory()
@@ -149,7 +149,7 @@ def simulate(
     violations = 0
     for t in range(total):
         if t and t % tick == 0:
-            obs = _observe(t, starting, ready, cum_d, cum_cpu, cum_u, scrape, window, model)
+            obs = _observe(t, starting, ready, demand, cum_d, cum_cpu, util, scrape, window, model)
             decision = decide(policy, obs, history, EPOCH + timedelta(seconds=t))
             history = history.record(decision)
             change = decision.desired - decision.current
@@ -179,7 +179,7 @@ def simulate(
         cost += n + len(starting) + len(draining)
         cum_d[t + 1] = cum_d[t] + d
         cum_cpu[t + 1] = cum_cpu[t] + (100.0 * served / capacity if capacity else 0.0)
-        cum_u[t + 1] = cum_u[t] + min(u, 1.0)
+        util[t] = u
         ready_series[t] = n
         active_series[t] = n + len(starting) + len(draining)
     return ReplayResult(
@@ -203,9 +203,10 @@ def _observe(
     t: int,
     starting: list[_Instance],
     ready: list[_Instance],
+    demand: Sequence[float],
     cum_d: list[float],
     cum_cpu: list[float],
-    cum_u: list[float],
+    util: list[float],
     scrape: int,
     window: int,
     model: ServiceModel,
@@ -233,8 +234,7 @@ def _observe(
         return Observation.model_construct(instances=views, aggregate=empty)
     rps = (cum_d[s] - cum_d[lo]) / span
     cpu = (cum_cpu[s] - cum_cpu[lo]) / span
-    u = (cum_u[s] - cum_u[lo]) / span
-    p95 = _TIMEOUT_MS if u >= 1 else min(model.p95_ms(u), _TIMEOUT_MS)
+    p95 = _window_p95(model, demand[lo:s], util[lo:s])
     memory = model.memory_base_percent + model.memory_load_percent * min(cpu, 100.0) / 100.0
     aggregate = Metrics.model_construct(
         cpu_percent=cpu,
@@ -245,6 +245,21 @@ def _observe(
         sampled_at=at,
     )
     return Observation.model_construct(instances=views, aggregate=aggregate)
+
+
+def _window_p95(model: ServiceModel, demand: Sequence[float], util: Sequence[float]) -> float:
+    """``histogram_quantile(0.95, rate(..[window]))``: the latency below which 95 % of the
+    window's requests finished, taking each second's p95 as its requests' latency."""
+    seconds = sorted(zip(util, demand, strict=True))
+    total = sum(demand)
+    if total <= 0:
+        return model.base_p95_ms
+    seen = 0.0
+    for u, d in seconds:
+        seen += d
+        if seen >= 0.95 * total:
+            return min(model.p95_ms(u), _TIMEOUT_MS)
+    return min(model.p95_ms(seconds[-1][0]), _TIMEOUT_MS)
 
 
 def oracle(demand: Sequence[float], model: ServiceModel, lo: int, hi: int) -> ReplayResult:

@@ -32,6 +32,17 @@ def hold_without_metrics(desired: int, current: int, missing: list[str]) -> Rule
     return desired, None
 
 
+def hold_while_slow(
+    desired: int, current: int, p95_ms: float | None, threshold_ms: float, ratio: float
+) -> RuleResult:
+    """No scale-in while p95 latency is above ``ratio`` x the latency trigger: removing an
+    instance would push it over and bring the next scale-up (latency is never a target for
+    scale-in, only a guard)."""
+    if desired < current and p95_ms is not None and p95_ms > ratio * threshold_ms:
+        return current, (f"scale-down held: p95 {p95_ms:.0f} ms > {ratio:g} x {threshold_ms:g} ms")
+    return desired, None
+
+
 def flapping_check(
     desired: int, current: int, loads: Mapping[str, tuple[float, float]]
 ) -> RuleResult:

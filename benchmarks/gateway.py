@@ -142,8 +142,9 @@ def main() -> None:
             ("GETs re-sent once after nginx closed an idle kept-alive connection "
              "(RFC 9110 §9.2.2)", "resent", "{:.0f}"),
             ("throughput while reloading, req/s", "rps", "{:.0f}"),
-            ("reload until verified, median ms", "reload_median_ms", "{:.0f}"),
-            ("reload until verified, max ms", "reload_max_ms", "{:.0f}"),
+            ("target change until verified (render, nginx -t, SIGHUP), median ms",
+             "reload_median_ms", "{:.0f}"),
+            ("target change until verified, max ms", "reload_max_ms", "{:.0f}"),
             ("request latency p50 ms", "p50_ms", "{:.1f}"),
             ("request latency p99 ms", "p99_ms", "{:.1f}")]
     for label, key, fmt in rows:
@@ -153,14 +154,14 @@ def main() -> None:
         "Reading the numbers:",
         "- Requests are counted by the client, every attempt included. An apply reads the six "
         "owner-tagged collections (all pages, one page each here) plus the targets of each "
-        "owned upstream; on an empty gateway it also GETs each name it is about to create, to "
-        "refuse taking over an untagged entity. An unchanged re-apply is those 7 reads and "
-        "0 writes.",
+        "owned upstream; on an empty gateway it also GETs each name it is about to create and "
+        "lists all plugins once, to refuse taking over an untagged entity or plugin scope. "
+        "An unchanged re-apply is those 7 reads and 0 writes.",
         "- DB-less: the first write is refused (405, code 12), then one `GET /config` and "
         "one `POST /config` carry the whole document: 2 writes in total.",
         "- 20 % faults: 5xx answers and connections dropped before or after Kong applied "
         "the write; the extra requests are the retries, and the end state has no duplicate.",
-        "- nginx reload time is measured until the change is verified: a new connection is "
+        "- An nginx target change is timed until it is verified: a new connection is "
         "served the new config generation and the old worker is retiring. With keep-alive "
         "clients, a GET sent on an idle connection at the instant the old worker closes it "
         "is never read; the client re-sends it once (what browsers and Go's net/http do for "

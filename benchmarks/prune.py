@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--client-runs", type=int, default=300)
     parser.add_argument("--each-runs", type=int, default=1_000,
                         help="runs deleted one by one (the rest in bulk)")
+    parser.add_argument("--chunk", type=int, default=5_000, help="bulk runs per timed chunk")
     args = parser.parse_args()
     from prefect.settings import get_current_settings
     from prefect.testing.utilities import prefect_test_harness
@@ -112,20 +113,31 @@ def main() -> None:
         each = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
                                            deployment_name="autoscale", bulk=False,
                                            max_runs=args.each_runs))
-        each_n, each_s = each.removed, time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
-                                             deployment_name="autoscale", bulk=True))
-        bulk_s = time.perf_counter() - t0
+        each_s = time.perf_counter() - t0
+        print(f"per-run path (read_flow_runs + delete_flow_run, concurrency 4): "
+              f"{each.removed:,} in {each_s:.1f}s = {each.removed / each_s:.0f}/s", flush=True)
+        # The bulk path in chunks, so the rate can be seen against the table's size.
+        bulk_n, bulk_s = 0, 0.0
+        while True:
+            before = asyncio.run(count_runs(dep_id))
+            t0 = time.perf_counter()
+            chunk = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
+                                                deployment_name="autoscale", bulk=True,
+                                                max_runs=args.chunk))
+            took = time.perf_counter() - t0
+            if not chunk.removed:
+                break
+            bulk_n, bulk_s = bulk_n + chunk.removed, bulk_s + took
+            print(f"  bulk chunk: {chunk.removed:,} of {before:,} runs in {took:.1f}s = "
+                  f"{chunk.removed / took:.0f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
         left = asyncio.run(count_runs(dep_id))
-    print(f"per-run delete (read_flow_runs + delete_flow_run, concurrency 4): {each_n:,} in "
-          f"{each_s:.1f}s = {each_n / each_s:.0f}/s")
-    print(f"bulk delete (prune_flow_runs, POST /flow_runs/bulk_delete x50): "
-          f"{result.removed:,} in {bulk_s:.1f}s = {result.removed / bulk_s:.0f}/s; left {left}")
-    print(f"extrapolated per-run path for {args.runs:,}: "
-          f"{args.runs / (each_n / each_s) / 60:.1f} min")
+    total_s = each_s + bulk_s
+    print(f"bulk path (prune_flow_runs, POST /flow_runs/bulk_delete x50): {bulk_n:,} in "
+          f"{bulk_s:.1f}s = {bulk_n / bulk_s:.0f}/s; left {left}")
+    print(f"all {each.removed + bulk_n:,} pruned in {total_s:.1f}s "
+          f"({(each.removed + bulk_n) / total_s:.0f}/s overall)")
     print(f"command: .venv/bin/python benchmarks/prune.py --runs {args.runs} "
-          f"--client-runs {args.client_runs} --each-runs {args.each_runs}")
+          f"--client-runs {args.client_runs} --each-runs {args.each_runs} --chunk {args.chunk}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ TARGETS = {"violations": 0.25, "cost": 1.2, "reversals": 1 / 3}
 
 def week_speed(model: ServiceModel) -> list[str]:
     day = read_trace(SHIPPED / "diurnal_flash.csv").per_second()
-    week = [x * fit_factor(day, model, POOL[1]) for x in day] * 7
+    factor = fit_factor(day, model, POOL[1])
+    week = [x * factor for x in day] * 7
     lines = [f"One week at 1 s resolution ({len(week):,} s):", ""]
     lines += ["| policy | tick | decisions | wall time s |", "|---|---|---|---|"]
     for name in ("default", "hpa"):

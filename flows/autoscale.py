@@ -156,8 +156,8 @@ def manual_change(
     """The pool size moved since the last tick without us: an operator scaled by hand."""
     if loaded.last_pool_size is None or loaded.last_pool_size == active:
         return None
-    if any(r.kind == "repair" and r.outcome in ("failed",) for r in repairs):
-        return None  # a failed repair explains the difference
+    if repairs:
+        return None  # finishing an interrupted action explains the difference
     return ActionRecord(
         kind="manual", from_count=loaded.last_pool_size, to_count=active, outcome="ok",
         reason=(f"pool changed outside the autoscaler ({loaded.last_pool_size} -> {active}); "
@@ -219,7 +219,7 @@ def _tick(config: AutoscaleConfig, trigger: str, log: Any) -> dict[str, Any]:
                 Recommendation(at=now, desired=current),)})
         decision = decide(policy, observation, history, now)
         log.info("decision: %s", decision.reason)
-        action = _act(config, decision, observation, pool)
+        action = _act(config, decision, observation)
         if action is not None:
             actions.append(action)
         acted = action is not None and action.outcome in ("ok", "partial")
@@ -256,8 +256,8 @@ def _uses_utilisation(policy: AutoscalePolicy) -> bool:
     )
 
 
-def _act(config: AutoscaleConfig, decision: Decision, observation: Observation,
-         pool: PoolView) -> ActionRecord | None:
+def _act(config: AutoscaleConfig, decision: Decision,
+         observation: Observation) -> ActionRecord | None:
     dry = decision.dry_run
     if decision.desired > decision.current:
         return scale_up(config.pool, to_count=decision.desired, dry_run=dry)

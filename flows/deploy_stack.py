@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from kongstack.errors import ConfigError, StackError
@@ -82,15 +86,16 @@ def execute(
         started = time.monotonic()
         try:
             out = call(step, topo, carried)
-        except StackError as exc:
+        except Exception as exc:  # any failure ends with a report of what exists
             summary.steps[step].status = "failed"
             summary.steps[step].seconds = round(time.monotonic() - started, 3)
-            summary.steps[step].error = str(exc)
+            summary.steps[step].error = (
+                str(exc) if isinstance(exc, StackError) else f"{type(exc).__name__}: {exc}")
             partial = getattr(exc, "partial", None)
             if partial:
                 _apply(summary, step, partial)
-            markers.mark(step, "failed", error=str(exc))
-            log(f"[{step}] FAILED: {exc}")
+            markers.mark(step, "failed", error=summary.steps[step].error)
+            log(f"[{step}] FAILED: {summary.steps[step].error}")
             return summary
         summary.steps[step].status = "done"
         summary.steps[step].seconds = round(time.monotonic() - started, 3)
@@ -166,8 +171,13 @@ def deploy_stack(
     if dry_run:
         summary = dry_run_summary(topo, settings)
     else:
+        progress: Any = create_progress_artifact(0.0, key=f"{ARTIFACT_KEY}-progress",
+                                            description=f"deploy-stack {topo.name}: steps done")
+
         def call(step: str, t: Topology, carried: Out) -> Out:
-            return step_task.with_options(name=step)(step, t, carried, settings)
+            out = step_task.with_options(name=step)(step, t, carried, settings)
+            update_progress_artifact(progress, 100.0 * (STEPS.index(step) + 1) / len(STEPS))
+            return out
 
         summary = execute(topo, settings=settings, log=logger.info, call=call, resume=resume,
                           until=until)

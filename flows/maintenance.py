@@ -80,6 +80,7 @@ def _analysis_config(policy_file: str | None, flap_window_minutes: float) -> Ana
         target_load_per_instance=policy.target_rps_per_instance,
         min_instances=policy.min_instances,
         max_instances=policy.max_instances,
+        scale_down_stabilization_s=policy.scale_down_stabilization_seconds,
     )
 
 

@@ -8,6 +8,8 @@ import pkgutil
 import typer
 
 import kongstack.commands as commands_pkg
+from kongstack.localprefect import use_local_server_if_running
+from kongstack.settings import LocalSettings
 
 app = typer.Typer(
     name="kongstack",
@@ -31,6 +33,9 @@ def _register_commands() -> None:
             register(app)
 
 
+# Prefect reads its settings when first imported, so point this process at the local server
+# started by `kongstack up` (if it runs) before any command module imports prefect.
+use_local_server_if_running(LocalSettings())
 _register_commands()
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def start_server(settings: LocalSettings, timeout: float = 120.0) -> str:
     prefect_bin = str(Path(sys.executable).with_name("prefect"))
     health = f"{api_url(settings)}/health"
     server_daemon(settings).start(
-        [prefect_bin, "server", "start", "--host", settings.host, "--port", str(settings.prefect_port)],
+        [prefect_bin, "server", "start", "--host", settings.host,
+         "--port", str(settings.prefect_port)],
         ready=lambda: http_ok(health, timeout=2.0),
         log_file=settings.log_dir / "prefect-server.log",
         env=prefect_env(settings),

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kongstack.errors import ConfigError
+from tasks.monitoring.config import MonitoringConfig
 
 # Azure VM size names: "Standard_B2s", "Standard_D4s_v5", "Basic_A1" (tier, family+size, suffixes).
 VM_SIZE_PATTERN = re.compile(r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+[a-z]*(_[A-Za-z0-9]+)*$")
@@ -162,11 +163,6 @@ class LocalProviderSettings(_Strict):
     driver: Literal["auto", "docker", "process"] = "auto"
     seed_data: bool = True
     seed_symbols: int = Field(default=200, ge=1, le=5000, description="demo data set size")
-    api_key_secret: str | None = Field(
-        default=None,
-        description="Secret block with the consumer key; else $KONGSTACK_API_KEY; else the "
-        "loopback-only gateway runs without key-auth",
-    )
     rate_limit_per_minute: int = Field(default=60000, ge=1, description="per consumer/IP")
 
 
@@ -176,9 +172,24 @@ class Topology(_Strict):
     allowed_admin_cidr: str = Field(
         default="127.0.0.1/32", description="source range allowed to reach admin ports"
     )
+    api_key_secret: str | None = Field(
+        default=None,
+        description="Secret block with the API consumer's key (key-auth); locally "
+        "$KONGSTACK_API_KEY also works, and without either the loopback-only gateway runs "
+        "without key-auth",
+    )
+    kong_admin_secret: str | None = Field(
+        default=None, description="Secret block with the Kong Admin API token (Azure)"
+    )
     ssh: SSHSettings = Field(default_factory=SSHSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
     local: LocalProviderSettings = Field(default_factory=LocalProviderSettings)
+    monitoring: MonitoringConfig | None = Field(
+        default=None,
+        description="thresholds, receivers and intervals for the Azure monitoring VM; the "
+        "scrape targets not set here are derived from the VMs' private addresses at deploy "
+        "time (default: deployments/prometheus/monitoring.yaml)",
+    )
     vms: list[VM]
 
     @field_validator("name")
@@ -258,6 +269,9 @@ def _check_references(raw: Topology) -> list[str]:
             errors.append("ssh.public_key_secret: required for provider 'azure' (a Secret block)")
         if not raw.ssh.private_key_secret:
             errors.append("ssh.private_key_secret: required for provider 'azure' (a Secret block)")
+        if not raw.api_key_secret:
+            errors.append("api_key_secret: required for provider 'azure' (the public API "
+                          "needs key-auth; a Secret block)")
     roles = [r for vm in raw.vms for r in vm.roles]
     for required in (Role.STOCK_API, Role.REDIS):
         if required not in roles:

@@ -24,7 +24,9 @@ Environment (validated by :class:`stock_api.config.StockApiConfig`): ``PORT``, `
 is required except on /health, /ready, /metrics), ``INSTANCE_ID``, ``LOG_FILE``,
 ``GRACEFUL_TIMEOUT``, and ``STOCK_API_*`` knobs: ``THREADS``, ``CACHE_ENABLED``,
 ``CACHE_TTL``, ``CACHE_PREFIX``, ``REDIS_TIMEOUT``, ``CACHE_RETRY_AFTER``, ``MONGODB_DB``,
-``STORE_TIMEOUT``, ``MAX_BODY_BYTES``, ``DEBUG_ENDPOINTS``.
+``STORE_TIMEOUT``, ``MAX_BODY_BYTES``, ``DEBUG_ENDPOINTS``, ``READY_REQUIRES_CACHE``
+(default true; false turns a Redis outage into ``/ready`` 200 ``"degraded"`` so that a
+gateway probing ``/ready`` keeps the instances that still answer from the store).
 
 Behaviour worth knowing:
 
@@ -35,8 +37,10 @@ Behaviour worth knowing:
   and in-flight requests finish within ``GRACEFUL_TIMEOUT``.
 * One JSON log line per request (``ts, level, msg, method, path, route, status,
   duration_ms, correlation_id, instance_id, remote_addr``) to stdout and ``LOG_FILE``; the
-  correlation id comes from ``Kong-Request-ID`` / ``X-Correlation-ID`` and is echoed in
-  ``X-Correlation-ID``.
+  correlation id comes from ``Kong-Request-ID`` / ``X-Kong-Request-Id`` /
+  ``X-Correlation-ID`` (a new one if absent) and is echoed in ``X-Correlation-ID``.
+* Debug-only ``GET /debug/slow?seconds=N`` exists when ``STOCK_API_DEBUG_ENDPOINTS=true``
+  (drain tests and demos); it is not registered otherwise.
 """
 
 from __future__ import annotations

@@ -53,6 +53,13 @@ class StockApiConfig(BaseSettings):
         default=1.0, ge=0, le=60, validation_alias=_env("STOCK_API_CACHE_RETRY_AFTER")
     )
 
+    # The issue asks /ready to fail when Redis is down. A gateway probing /ready would then
+    # drop every instance at once although reads still work from the store; set this to
+    # false to report the cache as "degraded" (200) instead.
+    ready_requires_cache: bool = Field(
+        default=True, validation_alias=_env("STOCK_API_READY_REQUIRES_CACHE")
+    )
+
     mongodb_uri: SecretStr | None = Field(default=None, validation_alias=_env("MONGODB_URI"))
     mongodb_db: str = Field(
         default="kongstack", pattern=r"^[A-Za-z0-9_-]{1,63}$",

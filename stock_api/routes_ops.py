@@ -40,7 +40,8 @@ def ready() -> Response:
             checks["cache"] = "ok"
         except redis.RedisError as exc:
             checks["cache"] = f"error: {type(exc).__name__}"
-            failing.append("cache")
+            if svc.config.ready_requires_cache:
+                failing.append("cache")
     else:
         checks["cache"] = "disabled"
     try:
@@ -49,7 +50,9 @@ def ready() -> Response:
     except StoreError as exc:
         checks["store"] = f"error: {type(exc.__cause__ or exc).__name__}"
         failing.append("store")
-    body: dict[str, Any] = {"status": "ready" if not failing else "not_ready", "checks": checks}
+    degraded = any(value.startswith("error") for value in checks.values())
+    status = "not_ready" if failing else "degraded" if degraded else "ready"
+    body: dict[str, Any] = {"status": status, "checks": checks}
     if not failing:
         return jsonify(body)
     body["error"] = {

@@ -15,7 +15,8 @@ Two back ends share one implementation:
   find is a scan, so price history is partitioned into one collection per symbol to
   keep a history read proportional to that symbol's bars, not to the whole data set.
   montydb's SQLite engine shares one connection slot per client across threads, so
-  calls are serialised with a lock inside each process.
+  calls are serialised with a lock inside each process; creating and dropping
+  collections (files) is serialised across processes with a lock file.
 """
 
 from __future__ import annotations
@@ -103,12 +104,15 @@ def build_filter(query: ListQuery) -> Doc:
 class DocumentRepository:
     """StockRepository over a pymongo-compatible database handle."""
 
-    def __init__(self, client: Any, db: Any, *, kind: str, embedded: bool) -> None:
+    def __init__(
+        self, client: Any, db: Any, *, kind: str, embedded: bool, lock_file: Path | None = None
+    ) -> None:
         self.kind = kind
         self._client = client
         self._db = db
         self._embedded = embedded
         self._lock: threading.RLock | None = threading.RLock() if embedded else None
+        self._lock_file = lock_file
         self._errors = _store_errors()
         self._duplicates = _duplicate_errors()
 
@@ -125,6 +129,17 @@ class DocumentRepository:
                 raise DuplicateSymbolError(what) from exc
             except self._errors as exc:
                 raise StoreError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _schema_change(self) -> Iterator[None]:
+        """Embedded: creating or dropping a collection (a file) is not atomic in montydb,
+        so processes take turns through a lock file. Row writes need no such lock."""
+        if self._lock_file is None:
+            yield
+            return
+        with open(self._lock_file, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def _history(self, symbol: str) -> Any:
         return self._db[f"{HISTORY}.{symbol}"] if self._embedded else self._db[HISTORY]
@@ -182,7 +197,8 @@ class DocumentRepository:
         with self._op(f"delete {symbol}"):
             deleted = self._db[STOCKS].delete_one({"_id": symbol}).deleted_count
             if self._embedded:
-                self._history(symbol).drop()
+                with self._schema_change():
+                    self._history(symbol).drop()
             else:
                 self._history(symbol).delete_many({"symbol": symbol})
         return bool(deleted)
@@ -194,7 +210,7 @@ class DocumentRepository:
 
     def replace_history(self, symbol: str, bars: Sequence[Doc]) -> None:
         docs = [{"_id": f"{symbol}:{b['date']}", "symbol": symbol, **b} for b in bars]
-        with self._op(f"write history {symbol}"):
+        with self._op(f"write history {symbol}"), self._schema_change():
             coll = self._history(symbol)
             if self._embedded:
                 coll.drop()
@@ -244,11 +260,21 @@ def open_embedded(data_dir: Path, db_name: str) -> DocumentRepository:
                     "only the sqlite engine is safe for several processes"
                 )
             client = MontyClient(str(data_dir))
+            db = client[db_name]
+            # Create the shared collections here, under the lock: montydb creates a
+            # collection lazily on first write, and two processes doing that at once race
+            # (one sees the new file before its table exists).
+            existing = set(db.list_collection_names())
+            for name in (STOCKS, META):
+                if name not in existing:
+                    db.create_collection(name)
     except StoreError:
         raise
     except Exception as exc:  # montydb raises plain exceptions on a bad directory
         raise StoreError(f"cannot open embedded store at {data_dir}: {exc}") from exc
-    return DocumentRepository(client, client[db_name], kind="embedded", embedded=True)
+    return DocumentRepository(
+        client, db, kind="embedded", embedded=True, lock_file=data_dir / ".schema.lock"
+    )
 
 
 def open_mongo(uri: str, db_name: str, timeout: float) -> DocumentRepository:

@@ -51,6 +51,7 @@ class AnalysisConfig(BaseModel):
     target_load_per_instance: float | None = Field(default=None, gt=0)
     min_instances: int | None = Field(default=None, ge=0)
     max_instances: int | None = Field(default=None, ge=1)
+    scale_down_stabilization_s: float | None = Field(default=None, ge=0)
 
 
 @dataclass(frozen=True)
@@ -334,11 +335,15 @@ def suggest(analysis: Analysis, config: AnalysisConfig) -> list[Suggestion]:
     days = max(1, len(analysis.daily))
     if len(analysis.flaps) / days > 2:
         gap = float(analysis.flaps["gap_s"].median())
-        out.append(Suggestion(
-            "scale_down_stabilization_s", None, math.ceil(2 * gap),
-            f"{len(analysis.flaps)} direction changes within "
-            f"{config.flap_window_minutes:g} min over {days} day(s); median gap {gap:.0f}s",
-        ))
+        # Hold scale-down recommendations at least as long as the flaps' window.
+        hold = math.ceil(max(2 * gap, config.flap_window_minutes * 60))
+        current = config.scale_down_stabilization_s
+        if current is None or hold > current:
+            out.append(Suggestion(
+                "scale_down_stabilization_seconds", current, hold,
+                f"{len(analysis.flaps)} direction changes within "
+                f"{config.flap_window_minutes:g} min over {days} day(s); median gap {gap:.0f}s",
+            ))
     if config.max_instances is not None and len(analysis.time_at_count):
         at_max = analysis.time_at_count.loc[
             analysis.time_at_count["instances"] >= config.max_instances, "share"

@@ -9,7 +9,6 @@ leave the gateway first, then the gateway's entities, then storage, then cloud r
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack import OWNER_LABEL
 from kongstack.errors import StackError
+from tasks.instances import InstanceDriver
 from tasks.scaling import PoolConfig, build_driver, build_gateway
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,12 @@ ORDER: tuple[ItemKind, ...] = (
 )
 
 
-def gateway_kind(kind: str) -> str:
-    """Resolve "auto": Kong when an Admin API is configured, else the local nginx."""
-    if kind == "auto":
-        return "kong" if os.environ.get("KONG_ADMIN_URL") else "nginx"
-    return kind
-
-
 def pool_config(stack: str = "kongstack", *, driver: str = "auto", gateway: str = "auto",
                 local: dict[str, Any] | None = None, **extra: Any) -> PoolConfig:
-    """A PoolConfig for ``stack`` with the gateway resolved and told the stack (owner tags)."""
-    kind = gateway_kind(gateway)
+    """The PoolConfig of ``stack`` (``tasks.scaling.build_gateway`` resolves "auto" and gives
+    the gateway the stack's owner tags)."""
     options = dict(extra.pop("gateway_options", None) or {})
-    if kind == "kong":
-        options.setdefault("stack", stack)
-    return PoolConfig(stack=stack, driver=driver, gateway=kind,  # type: ignore[arg-type]
+    return PoolConfig(stack=stack, driver=driver, gateway=gateway,  # type: ignore[arg-type]
                       local=local or {}, gateway_options=options, **extra)
 
 
@@ -171,14 +162,28 @@ def _azure(config: CleanupConfig) -> tuple[Any, Any, str] | None:
     return clients, topology, topology.azure.resource_group
 
 
+def drivers(config: CleanupConfig) -> dict[str, InstanceDriver]:
+    """The drivers to look through. "auto" means both kinds: instances started as processes
+    and as containers may both exist (e.g. the engine came up after a process-mode run)."""
+    if config.pool.driver != "auto":
+        return {config.pool.driver: build_driver(config.pool)}
+    from tasks.drivers import engine_usable
+
+    found = {"process": build_driver(config.pool.model_copy(update={"driver": "process"}))}
+    if engine_usable(config.pool.settings().docker_host) is None:
+        found["docker"] = build_driver(config.pool.model_copy(update={"driver": "docker"}))
+    return found
+
+
 def plan_cleanup(config: CleanupConfig) -> CleanupPlan:
     """Everything owned by ``config.stack``, read from each system now."""
     plan = CleanupPlan(stack=config.stack)
-    driver, gateway = build_driver(config.pool), build_gateway(config.pool)
-    try:
+    for kind, driver in drivers(config).items():
         for inst in driver.list():
-            plan.items.append(PlanItem("instance", inst.id,
-                                       f"{inst.name} at {inst.address} ({inst.state})"))
+            plan.items.append(PlanItem("instance", f"{kind}:{inst.id}",
+                                       f"{inst.name} at {inst.address} ({inst.state}, {kind})"))
+    gateway = build_gateway(config.pool)
+    try:
         for target in gateway.list_targets():
             plan.items.append(PlanItem("gateway_target", target.address,
                                        f"target {target.address} ({target.health})"))
@@ -224,13 +229,19 @@ def remove_planned(config: CleanupConfig, plan: CleanupPlan) -> RemovalReport:
         except (StackError, OSError) as exc:
             report.failed.append(f"{what}: {exc}")
 
-    driver, gateway = build_driver(config.pool), build_gateway(config.pool)
+    by_kind = drivers(config)
+    gateway = build_gateway(config.pool)
     try:
         for address in plan.keys("gateway_target"):
             attempt(f"target {address}", lambda a=address: gateway.remove_target(a))
-        for instance_id in plan.keys("instance"):
+        for key in plan.keys("instance"):
+            kind, instance_id = key.split(":", 1)
+            driver = by_kind.get(kind)
+            if driver is None:
+                report.failed.append(f"instance {instance_id}: the {kind} driver is gone")
+                continue
             attempt(f"instance {instance_id}",
-                    lambda i=instance_id: driver.stop(i, grace=config.pool.stop_grace_seconds))
+                    lambda d=driver, i=instance_id: d.stop(i, grace=config.pool.stop_grace_seconds))
         approved_ops = set(plan.keys("gateway_entity"))
         if approved_ops:
             now = set(_entity_ops(gateway, config.stack))

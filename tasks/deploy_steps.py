@@ -60,7 +60,12 @@ def _local(step: str, topo: Topology, carried: Out, settings: LocalSettings, log
 
 
 def _azure(step: str, topo: Topology, carried: Out, log: LogFn) -> Out:
-    from tasks.azure.remote import install_hosts, register_kong, verify_remote
+    from tasks.azure.remote import (
+        install_hosts,
+        install_log_store,
+        register_kong,
+        verify_remote,
+    )
     from tasks.azure.tasks import known_hosts_path, provision_azure, read_secret
 
     if step == "provision":
@@ -77,12 +82,17 @@ def _azure(step: str, topo: Topology, carried: Out, log: LogFn) -> Out:
     hosts = hosts_from_json(carried.get("hosts", []))
     if step == "install":
         key = read_secret(topo.ssh.private_key_secret, "ssh.private_key_secret")
-        return {"changes": install_hosts(topo, hosts, private_key=key,
-                                         known_hosts=known_hosts_path(topo), log=log)}
+        changes = install_hosts(topo, hosts, private_key=key,
+                                known_hosts=known_hosts_path(topo), log=log)
+        log_store = install_log_store(topo, hosts)
+        return {"changes": changes, "notes": [log_store] if log_store else []}
     if step == "register":
-        return {"changes": register_kong(topo, hosts, admin_secret_block=None)}
+        api_key = read_secret(topo.api_key_secret, "api_key_secret")
+        return {"changes": register_kong(topo, hosts, admin_secret_block=topo.kong_admin_secret,
+                                         api_key=api_key)}
     if step == "verify":
-        comps, urls = verify_remote(topo, hosts, api_key=None)
+        api_key = read_secret(topo.api_key_secret, "api_key_secret")
+        comps, urls = verify_remote(topo, hosts, api_key=api_key)
         return {"components": _components(comps), "urls": urls}
     raise ValueError(f"unknown step {step!r}")
 
@@ -100,8 +110,11 @@ def plan_changes(topo: Topology, settings: LocalSettings) -> dict[str, list[str]
                           f"{topo.azure.vnet_cidr}", *rules,
                           *[f"ensure VM {vm.name} ({vm.size}): {', '.join(vm.roles)}"
                             for vm in topo.vms]],
-            "install": [f"{vm.name}: run common.sh, {', '.join(r + '.sh' for r in vm.roles)}"
-                        for vm in topo.vms],
+            "install": [*(f"{vm.name}: run common.sh, {', '.join(r + '.sh' for r in vm.roles)}"
+                          for vm in topo.vms),
+                        "render prometheus.yml, rules, alertmanager.yml, Fluent Bit and Grafana "
+                        "provisioning for the VMs' private addresses and upload them",
+                        "node exporter on every VM; log shipper on the VMs that write logs"],
             "register": ["Kong: service, route /api, upstream, plugins; instance targets"],
             "verify": ["GET /api/stocks through Kong; health of every admin endpoint"],
         }

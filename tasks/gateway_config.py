@@ -105,7 +105,9 @@ def build_gateway_state(cfg: GatewayStackConfig,
                            "echo_downstream": True}),
     ]
     if cfg.log_endpoint is not None:
-        plugins.append(PluginSpec(name="http-log", service=cfg.service,
+        # Global like correlation-id (deployments/logging/kong-http-log.yaml): every request
+        # Kong answers is logged, including rejected keys and unmatched paths.
+        plugins.append(PluginSpec(name="http-log",
                                   config={"http_endpoint": str(cfg.log_endpoint),
                                           "method": "POST", "content_type": "application/json",
                                           "timeout": 10000, "keepalive": 60000}))

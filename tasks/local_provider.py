@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kongstack.errors import StackError
+from kongstack.errors import SetupError, StackError
 from kongstack.procs import Daemon, free_port, port_open
 from kongstack.settings import LocalSettings
 from kongstack.topology import Host, Role, Topology
@@ -159,9 +160,12 @@ class LocalStack:
         url = f"redis://{s.host}:{s.redis_port}"
         if daemon.running() or port_open(s.host, s.redis_port):
             return Component("redis", "redis", "running", url, "already running")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SetupError("redis-server is not installed (run scripts/setup)")
         redis_dir = s.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
-        daemon.start(["redis-server", "--port", str(s.redis_port), "--bind", s.host,
+        daemon.start([binary, "--port", str(s.redis_port), "--bind", s.host,
                       "--save", "", "--appendonly", "no", "--dir", str(redis_dir)],
                      ready=lambda: port_open(s.host, s.redis_port),
                      log_file=s.log_dir / "redis.log", timeout=20)
@@ -173,17 +177,21 @@ class LocalStack:
         from stock_api.seed import DEFAULT_END, SeedParams, seed
         from stock_api.store import open_repository
 
-        config = StockApiConfig(data_dir=self.store_dir)
-        repo = open_repository(config)
         kind = "MongoDB ($MONGODB_URI)" if os.environ.get("MONGODB_URI") else "embedded store"
         try:
-            repo.ensure_indexes()
-            if not self.topo.local.seed_data:
-                return Component("store", "mongodb", "running", str(self.store_dir), kind)
-            report = seed(repo, SeedParams(self.topo.local.seed_symbols, 365, 42,
-                                           DEFAULT_END.isoformat()))
-        finally:
-            repo.close()
+            repo = open_repository(StockApiConfig(data_dir=self.store_dir))
+            try:
+                repo.ensure_indexes()
+                if not self.topo.local.seed_data:
+                    return Component("store", "mongodb", "running", str(self.store_dir), kind)
+                report = seed(repo, SeedParams(self.topo.local.seed_symbols, 365, 42,
+                                               DEFAULT_END.isoformat()))
+            finally:
+                repo.close()
+        except StackError:
+            raise
+        except Exception as exc:  # the store's own errors: name the step, keep the cause
+            raise SetupError(f"store {self.store_dir} ({kind}): {exc}") from exc
         if report.skipped:
             return Component("store", "mongodb", "running", str(self.store_dir),
                              f"{kind}; seed data present ({report.kept} symbols)")
@@ -227,11 +235,11 @@ class LocalStack:
 
     # -- register: the gateway's desired state plus the instances as targets ---------------------
     def api_key(self) -> str | None:
-        name = self.topo.local.api_key_secret
+        name = self.topo.api_key_secret
         if name:
             from tasks.azure.tasks import read_secret
 
-            return read_secret(name, "local.api_key_secret")
+            return read_secret(name, "api_key_secret")
         return os.environ.get("KONGSTACK_API_KEY") or None
 
     def desired_gateway_state(self) -> Any:
@@ -263,9 +271,8 @@ class LocalStack:
         finally:
             gateway.close()
         targets = self.monitoring().files.stock_api_targets
-        before = targets.read_text() if targets.exists() else ""
-        write_stock_api_targets(targets, sorted(instance_addresses), {"stack": self.topo.name})
-        if targets.read_text() != before:
+        labels = {"job": "stock_api", "stack": self.topo.name}  # as the autoscaler writes them
+        if write_stock_api_targets(targets, sorted(instance_addresses), labels):
             changes.append(f"prometheus targets: {len(instance_addresses)} stock API instances")
         return changes
 

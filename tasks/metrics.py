@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack.errors import MetricsError, StackError
+from kongstack.settings import LocalSettings
 from tasks.instances import InstanceStats
 from tasks.scaling import PoolConfig, build_driver
 
@@ -67,12 +68,17 @@ DEFAULT_QUERIES: dict[str, tuple[str, ...]] = {
 # signal, which is "missing" (it only ever drives scale-out, so missing is harmless).
 
 
+def _local_prometheus() -> str:
+    settings = LocalSettings()
+    return f"http://{settings.host}:{settings.prometheus_port}"
+
+
 class PrometheusConfig(BaseModel):
     """Where Prometheus answers and which PromQL the autoscaler asks it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(default="http://127.0.0.1:19090", description="Prometheus base URL")
+    url: str = Field(default_factory=lambda: _local_prometheus(), description="base URL")
     timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     queries: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_QUERIES))
     rate_window: str = Field(

@@ -15,6 +15,7 @@ the autoscaler writes ``autoscaler.prom``), ``log/<daemon>.log``, ``run/<daemon>
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from kongstack.errors import SetupError
-from kongstack.procs import Daemon, free_port, http_ok
+from kongstack.procs import Daemon, free_port, http_ok, port_open
 from kongstack.settings import LocalSettings
 from tasks.monitoring import (
     MonitoringConfig,
@@ -37,6 +38,7 @@ ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
 NGINX_EXPORTER = "/usr/bin/prometheus-nginx-exporter"
+MONGODB_EXPORTER = "/usr/bin/prometheus-mongodb-exporter"
 _START_TIMEOUT = 30.0
 
 
@@ -54,6 +56,7 @@ class MonitoringPorts:
     node_exporter: int
     redis_exporter: int | None = None
     nginx_exporter: int | None = None
+    mongodb_exporter: int | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class LocalMonitoring:
     webhook_url: str
     redis_url: str | None = None
     nginx_status_url: str | None = None  # e.g. http://127.0.0.1:18081/nginx_status
+    mongodb_uri: str | None = None  # only with a real MongoDB (MONGODB_URI); may hold a password
     scrape_interval: str = "15s"
     evaluation_interval: str = "15s"
     group_wait: str = "10s"
@@ -74,17 +78,35 @@ class LocalMonitoring:
     @classmethod
     def from_settings(
         cls, settings: LocalSettings, *, redis_url: str | None = None,
-        nginx_status: bool = False, **kwargs: object,
+        nginx_status: bool = False, mongodb_uri: str | None = None, **kwargs: object,
     ) -> LocalMonitoring:
-        """Ports from LocalSettings; exporters get free ports (they have no fixed contract)."""
+        """Ports from LocalSettings. Exporters have no fixed ports: free ones are picked once and
+        remembered in ``run/monitoring-ports.json``, so a later process finds the same daemons."""
+        remembered = settings.run_dir / "monitoring-ports.json"
+        try:
+            known: dict[str, int] = json.loads(remembered.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            known = {}
+
+        def port(name: str, wanted: bool) -> int | None:
+            if not wanted:
+                return None
+            known.setdefault(name, free_port())
+            return known[name]
+
         ports = MonitoringPorts(
             prometheus=settings.prometheus_port, alertmanager=settings.alertmanager_port,
-            node_exporter=free_port(), redis_exporter=free_port() if redis_url else None,
-            nginx_exporter=free_port() if nginx_status else None,
+            node_exporter=port("node_exporter", True) or 0,
+            redis_exporter=port("redis_exporter", redis_url is not None),
+            nginx_exporter=port("nginx_exporter", nginx_status),
+            mongodb_exporter=port("mongodb_exporter", mongodb_uri is not None),
         )
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        remembered.write_text(json.dumps(known, indent=2, sort_keys=True))
         status = (f"http://{settings.host}:{settings.gateway_status_port}/nginx_status"
                   if nginx_status else None)
         return cls(home=settings.home, ports=ports, redis_url=redis_url, nginx_status_url=status,
+                   mongodb_uri=mongodb_uri,
                    webhook_url=f"http://{settings.host}:{settings.webhook_port}/alerts",
                    **kwargs)  # type: ignore[arg-type]
 
@@ -100,6 +122,7 @@ class LocalMonitoring:
             "node_exporter": [f"{h}:{p.node_exporter}"],
             "redis_exporter": [f"{h}:{p.redis_exporter}"] if p.redis_exporter else [],
             "nginx_exporter": [f"{h}:{p.nginx_exporter}"] if p.nginx_exporter else [],
+            "mongodb_exporter": [f"{h}:{p.mongodb_exporter}"] if p.mongodb_exporter else [],
         }
         data: dict[str, object] = {
             "scrape": scrape,
@@ -147,6 +170,8 @@ class LocalMonitoring:
             names.append("redis-exporter")
         if self.ports.nginx_exporter:
             names.append("nginx-exporter")
+        if self.ports.mongodb_exporter:
+            names.append("mongodb-exporter")
         return [self._daemon(n) for n in names]
 
     def start(self) -> MonitoringFiles:
@@ -168,6 +193,11 @@ class LocalMonitoring:
                 "-web.listen-address", f"{h}:{p.nginx_exporter}",
                 "-nginx.retries", "10", "-nginx.retry-interval", "1s",
             ], f"http://{h}:{p.nginx_exporter}/metrics")
+        if p.mongodb_exporter and self.mongodb_uri:
+            # The URI goes in the environment, not argv, where `ps` would show its password.
+            self._start("mongodb-exporter", [
+                _binary(MONGODB_EXPORTER), "-web.listen-address", f"{h}:{p.mongodb_exporter}",
+            ], None, port=p.mongodb_exporter, env={"MONGODB_URL": self.mongodb_uri})
         am_data = self.home / "alertmanager" / "data"
         am_data.mkdir(parents=True, exist_ok=True)
         self._start("alertmanager", [
@@ -185,11 +215,14 @@ class LocalMonitoring:
         ], f"{self.prometheus_url}/-/ready")
         return files
 
-    def _start(self, name: str, argv: list[str], ready_url: str) -> None:
-        self._daemon(name).start(
-            argv, ready=lambda: http_ok(ready_url), log_file=self._log(name),
-            cwd=self.home, timeout=_START_TIMEOUT,
-        )
+    def _start(self, name: str, argv: list[str], ready_url: str | None, *,
+               port: int | None = None, env: dict[str, str] | None = None) -> None:
+        def ready() -> bool:
+            # The mongodb exporter queries MongoDB on every scrape: probe the port, not /metrics.
+            return http_ok(ready_url) if ready_url else port_open(self.host, port or 0)
+
+        self._daemon(name).start(argv, ready=ready, log_file=self._log(name), env=env,
+                                 cwd=self.home, timeout=_START_TIMEOUT)
 
     def stop(self) -> list[str]:
         """Stop every daemon this stack started; returns the names that were running."""

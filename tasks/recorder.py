@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,8 @@ class TickRecord:
 
 
 def history_events(tick: TickRecord) -> list[ScalingEvent]:
+    if any(a.kind == "error" for a in tick.actions):  # no decision was reached
+        return [_action_event(tick, a) for a in tick.actions]
     decision_outcome = "dry_run" if tick.dry_run and tick.desired != tick.current else "noop"
     if tick.desired != tick.current and not tick.dry_run:
         decision_outcome = "ok" if tick.success else "failed"
@@ -97,21 +102,22 @@ def history_events(tick: TickRecord) -> list[ScalingEvent]:
             duration_s=tick.duration_s,
         )
     ]
-    for action in tick.actions:
-        events.append(
-            ScalingEvent(
-                ts=tick.started_at,
-                kind=action.kind,
-                from_count=action.from_count,
-                to_count=action.to_count,
-                reason=action.reason,
-                outcome=action.outcome,
-                metric=tick.driving_metric,
-                metrics=tick.metrics,
-                duration_s=action.duration_s,
-            )
-        )
+    events.extend(_action_event(tick, a) for a in tick.actions)
     return events
+
+
+def _action_event(tick: TickRecord, action: ActionRecord) -> ScalingEvent:
+    return ScalingEvent(
+        ts=tick.started_at,
+        kind=action.kind,
+        from_count=action.from_count,
+        to_count=action.to_count,
+        reason=action.reason,
+        outcome=action.outcome,
+        metric=tick.driving_metric,
+        metrics=tick.metrics,
+        duration_s=action.duration_s,
+    )
 
 
 def artifact_markdown(tick: TickRecord, action: ActionRecord) -> str:
@@ -170,9 +176,12 @@ def read_counter(path: Path, name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-@task(name="record", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1, timeout_seconds=30)
+@task(name="record", cache_policy=NO_CACHE, timeout_seconds=30)
 def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
-    """Write the tick everywhere; returns the Prefect event names emitted."""
+    """Write the tick everywhere; returns the Prefect event names emitted.
+
+    No task retries: the history append is not idempotent. The history and the textfile are
+    local and must succeed; an artifact or event the API refuses is logged, not fatal."""
     HistoryStore(config.history_path).append_many(history_events(tick))
     write_textfile(config.textfile_path, tick)
     emitted: list[str] = []
@@ -182,34 +191,33 @@ def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
     }
     for action in tick.actions:
         if config.artifacts:
-            create_markdown_artifact(
+            _best_effort("artifact", partial(
+                create_markdown_artifact,
                 markdown=artifact_markdown(tick, action),
                 key=f"autoscale-{action.kind.replace('_', '-')}",
                 description=f"{action.kind} {action.from_count}→{action.to_count}",
-                _sync=True,  # type: ignore[call-arg]
-            )
+            ))
         event = EVENT_FOR_KIND.get(action.kind)
         if config.events and event is not None:
-            emit_event(
-                event=event,
-                resource=resource,
-                occurred=datetime.now(UTC),
-                payload={
-                    "from": action.from_count,
-                    "to": action.to_count,
-                    "reason": action.reason,
-                    "outcome": action.outcome,
-                    "duration_s": round(action.duration_s, 3),
-                    "metrics": tick.metrics,
-                    "dry_run": tick.dry_run,
-                },
-            )
-            emitted.append(event)
-    if config.events and not tick.success and not any(a.kind == "error" for a in tick.actions):
-        emit_event(
-            event=EVENT_FOR_KIND["error"],
-            resource=resource,
-            payload={"reason": tick.reason, "metrics": tick.metrics},
-        )
-        emitted.append(EVENT_FOR_KIND["error"])
+            payload = {
+                "from": action.from_count,
+                "to": action.to_count,
+                "reason": action.reason,
+                "outcome": action.outcome,
+                "duration_s": round(action.duration_s, 3),
+                "metrics": tick.metrics,
+                "dry_run": tick.dry_run,
+            }
+            if _best_effort("event", partial(
+                    emit_event, event=event, resource=resource, payload=payload)):
+                emitted.append(event)
     return emitted
+
+
+def _best_effort(what: str, call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except Exception as exc:
+        logging.getLogger("kongstack.autoscale").warning("could not record %s: %s", what, exc)
+        return False
+    return True

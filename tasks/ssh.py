@@ -140,6 +140,16 @@ def connect(target: SSHTarget) -> paramiko.SSHClient:
     return client
 
 
+def remote_command(
+    username: str, remote: str, args: list[str], *, env: dict[str, str], sudo: bool
+) -> str:
+    """``[sudo -n] env K=V... bash SCRIPT ARGS``; ``-n``: fail at once instead of prompting
+    for a password (a hung prompt would only end at the script timeout)."""
+    exports = [f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    prefix = ["sudo", "-n", "env"] if sudo and username != "root" else ["env"]
+    return " ".join([*prefix, *exports, "bash", shlex.quote(remote), *map(shlex.quote, args)])
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, HostKeyRejected | paramiko.AuthenticationException):
         return False
@@ -167,16 +177,7 @@ def _run_once(
         with client.open_sftp() as sftp:
             sftp.putfo(io.BytesIO(body), remote)
             sftp.chmod(remote, 0o700)
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-        command = " ".join(
-            [
-                *(["sudo", "-n", "env"] if sudo and target.username != "root" else ["env"]),
-                exports,
-                "bash",
-                remote,
-                *map(shlex.quote, args),
-            ]
-        )
+        command = remote_command(target.username, remote, args, env=env, sudo=sudo)
         transport = client.get_transport()
         if transport is None:
             raise ConnectionLost(f"{target.host}: no transport")

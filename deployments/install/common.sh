@@ -59,6 +59,57 @@ wait_http() {  # wait_http URL SECONDS : poll a readiness endpoint with a deadli
   ok "$url ready"
 }
 require_env() { local v; for v in "$@"; do [ -n "${!v:-}" ] || die "$v is not set"; done; }
+staged() {  # staged REL : path of a rendered file the deployer uploaded ($KONGSTACK_FILES)
+  [ -n "${KONGSTACK_FILES:-}" ] || die "KONGSTACK_FILES is not set (run by the deploy-stack flow)"
+  [ -f "$KONGSTACK_FILES/$1" ] || die "rendered file $1 missing from $KONGSTACK_FILES"
+  echo "$KONGSTACK_FILES/$1"
+}
+put_file() {  # put_file SRC DEST MODE [USER:GROUP] : returns 0 if it changed DEST, 1 if not
+  local src=$1 dest=$2 mode=$3 owner=${4:-root:root}
+  [ -f "$src" ] || die "put_file: $src does not exist"
+  if [ -f "$dest" ] && cmp -s "$src" "$dest"; then
+    [ "$(stat -c '%a %U:%G' "$dest")" != "${mode#0} $owner" ] || return 1
+    chmod "$mode" "$dest"; chown "$owner" "$dest"; changed "set mode $mode $owner on $dest"; return 0
+  fi
+  install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$src" "$dest"; changed "wrote $dest"
+}
+sync_dir() {  # sync_dir SRC DEST MODE [USER:GROUP] : DEST's regular files become SRC's; 0 if changed
+  local src=$1 dest=$2 mode=$3 owner=${4:-root:root} rc=1 f
+  if [ ! -d "$dest" ]; then install -d -m 0755 "$dest"; changed "created $dest"; rc=0; fi
+  if [ -d "$src" ]; then
+    for f in "$src"/*; do
+      [ -f "$f" ] || continue
+      if put_file "$f" "$dest/$(basename "$f")" "$mode" "$owner"; then rc=0; fi
+    done
+  fi
+  for f in "$dest"/*; do  # files no longer rendered (e.g. a removed receiver's secret)
+    [ -f "$f" ] || continue
+    [ -f "$src/$(basename "$f")" ] && continue
+    rm -f "$f"; changed "removed $f"; rc=0
+  done
+  return $rc
+}
+set_line() {  # set_line FILE KEY VALUE : FILE holds exactly one KEY=VALUE line; 0 if changed
+  local file=$1 key=$2 want="$2=$3"
+  [ "$(grep "^${key}=" "$file" 2>/dev/null)" != "$want" ] || return 1
+  [ ! -f "$file" ] || sed -i "/^${key}=/d" "$file"
+  echo "$want" >> "$file"; changed "set ${key} in $file"
+}
+loaded_since() {  # loaded_since METRICS_URL PREFIX SINCE : last config load succeeded at/after SINCE
+  local metrics ts
+  metrics=$(curl -fsS --max-time 3 "$1") || return 1
+  grep -qx "${2}_config_last_reload_successful 1" <<< "$metrics" || return 1
+  ts=$(awk -v m="${2}_config_last_reload_success_timestamp_seconds" '$1 == m {printf "%d", $2}' <<< "$metrics")
+  [ "${ts:-0}" -ge "$3" ]
+}
+wait_loaded() {  # wait_loaded METRICS_URL PREFIX SINCE SECONDS : a SIGHUP reload is asynchronous
+  local deadline=$(( $(date +%s) + $4 ))
+  until loaded_since "$1" "$2" "$3"; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "$2 did not load its new configuration within $4s"
+    sleep 1
+  done
+  ok "$2 runs the installed configuration"
+}
 LIBEOF
 )
 if [ "$(cat "$LIB" 2>/dev/null)" != "$want_lib" ]; then

@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
     @app.command("deploy", help=HELP)
     def deploy_command(
         config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and show the plan")] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="validate and show the plan")
+        ] = False,
         resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
         until: Annotated[str | None, typer.Option(help="stop after this step")] = None,
         prefect: Annotated[bool, typer.Option("--prefect", help="run as the Prefect flow")] = False,

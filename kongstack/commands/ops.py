@@ -88,7 +88,10 @@ def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
         htable.add_row(f"{e.ts:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.from_count} → {e.to_count}",
                        e.outcome, e.reason[:80])
     console.print(htable)
-    cd = read_cooldowns(opts.policy())
+    try:
+        cd = read_cooldowns(opts.policy())
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
 
     def fmt(v: float | None) -> str:
         return "none" if v is None else ("ready" if v <= 0 else f"{v:.0f}s")

@@ -283,7 +283,7 @@ class ProvisionFailed(ProviderError):
         existing = ", ".join(h.vm for h in report.hosts) or "none"
         super().__init__(
             "provisioning failed for "
-            + "; ".join(errors)
-            + f". VMs that exist and are ready: {existing}"
+            + "; ".join(e.rstrip(".") for e in errors)
+            + f"; VMs that exist and are ready: {existing}"
         )
         self.report = report

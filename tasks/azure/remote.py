@@ -1,7 +1,11 @@
 """Install, register and verify on provisioned VMs (the Azure path after provisioning).
 
-install: for each host (hosts in parallel), run ``deployments/install/common.sh`` and then one
-script per role over SSH (tasks.ssh: pinned host keys, streamed output, retries).
+install: the monitoring, logging and Grafana configuration is rendered once for the hosts'
+private addresses (tasks.azure.role_files); then, for each host (hosts in parallel), its steps
+run over SSH (tasks.ssh: pinned host keys, streamed output, retries): ``common.sh``, the node
+exporter, one script per role, the log shipper; a step's rendered files are uploaded to a
+private staging directory first (tasks.azure.staging) and named by ``$KONGSTACK_FILES``.
+After the hosts, the log store's index template, ILM policy and ingest pipeline are installed.
 register: the Kong Admin API on the kong VM (reached from the allowed admin range) gets the
 gateway's desired state with the stock API instances as targets (private addresses).
 verify: a real request through Kong's public proxy port, and every admin endpoint's health.
@@ -10,7 +14,7 @@ verify: a real request through Kong's public proxy port, and every admin endpoin
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +22,10 @@ import httpx
 
 from kongstack.errors import InstallError
 from kongstack.topology import Host, Role, Topology
+from tasks.azure import staging
+from tasks.azure.role_files import Step, host_steps, render_bundle, step_env
 from tasks.deploy_report import Component
+from tasks.kong.template import log_endpoint_for
 from tasks.ssh import ScriptResult, SSHTarget, run_script
 
 INSTALL_DIR = Path(__file__).resolve().parents[2] / "deployments" / "install"
@@ -51,6 +58,7 @@ def role_env(topo: Topology, host: Host, hosts: list[Host] | None = None) -> dic
         env[key] = peer.private_address or peer.address
     if os.environ.get(IMAGE_ENV):
         env[IMAGE_ENV] = os.environ[IMAGE_ENV]
+    env.update(step_env(topo))
     vm = next(v for v in topo.vms if v.name == host.vm)
     for svc in vm.services:
         for name, port in svc.ports.items():
@@ -62,31 +70,80 @@ def role_env(topo: Topology, host: Host, hosts: list[Host] | None = None) -> dic
 
 
 def install_host(topo: Topology, host: Host, target: SSHTarget, log: LogFn,
-                 hosts: list[Host] | None = None) -> list[str]:
+                 hosts: list[Host] | None = None,
+                 steps: Sequence[Step] | None = None) -> list[str]:
+    """Run ``steps`` (default: common.sh, then one script per role) on ``host``."""
     changes: list[str] = []
     env = role_env(topo, host, hosts)
-    scripts = [INSTALL_DIR / "common.sh", *(script_for(r) for r in host.roles)]
-    for script in scripts:
-        result: ScriptResult = run_script(
-            target, script, sudo=True, timeout=topo.ssh.script_timeout_s,
-            retries=topo.ssh.retries, env=env, log=log,
-        )
+    plan = list(steps) if steps is not None else [Step("common"), *(Step(r.value)
+                                                                     for r in host.roles)]
+    scripts = [(INSTALL_DIR / "common.sh" if s.script == "common" else _script(s.script), s)
+               for s in plan]  # every script exists before anything runs
+    for script, step in scripts:
+        staged = (staging.upload(target, step.script, step.files, retries=topo.ssh.retries)
+                  if step.files else None)
+        try:
+            result: ScriptResult = run_script(
+                target, script, sudo=True, timeout=topo.ssh.script_timeout_s,
+                retries=topo.ssh.retries, log=log,
+                env={**env, "KONGSTACK_FILES": staged} if staged else env,
+            )
+        finally:
+            if staged:
+                staging.remove(target, staged, log)
         changes += [f"{host.vm}: {line.removeprefix('changed:').strip()}"
                     for line in result.output.splitlines() if line.startswith("changed:")]
     return changes
 
 
+def _script(stem: str) -> Path:
+    path = INSTALL_DIR / f"{stem}.sh"
+    if not path.exists():
+        raise InstallError(f"no install script {path}")
+    return path
+
+
 def install_hosts(topo: Topology, hosts: list[Host], *, private_key: str, known_hosts: Path,
                   log: LogFn) -> list[str]:
+    # Rendered (and secrets resolved) before any host is touched: a missing secret fails early.
+    bundle = render_bundle(topo, hosts, instance_targets(topo, hosts))
+
     def one(host: Host) -> list[str]:
         target = SSHTarget(host=host.address, port=host.ssh_port, username=host.ssh_user or "",
                            private_key=private_key, known_hosts=known_hosts,
                            connect_timeout=topo.ssh.connect_timeout_s)
-        return install_host(topo, host, target, log, hosts)
+        return install_host(topo, host, target, log, hosts,
+                            host_steps(topo, host, hosts, bundle))
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts)), thread_name_prefix="install") as pool:
         results = list(pool.map(one, hosts))
     return [c for r in results for c in r]
+
+
+def install_log_store(topo: Topology, hosts: list[Host], *,
+                      transport: httpx.BaseTransport | None = None) -> str | None:
+    """The index template, ILM policy and ingest pipeline that the daily ``kongstack-logs-*``
+    indices need (the pipeline drops Kong's request headers, which may carry API keys).
+    Elasticsearch's port is an admin port: reached on the logs VM's address from the admin
+    range. Idempotent (PUTs of the committed documents)."""
+    from tasks.elasticsearch import NAME, ElasticsearchClient, LogStoreError
+
+    vm = topo.vm_with(Role.ELASTICSEARCH)
+    svc = vm.service(Role.ELASTICSEARCH) if vm else None
+    host = next((h for h in hosts if vm and h.vm == vm.name), None)
+    if svc is None or host is None or "http" not in svc.ports:
+        return None
+    url = f"http://{host.address}:{svc.ports['http']}"
+    client = ElasticsearchClient(url, username=os.environ.get("ELASTICSEARCH_USERNAME"),
+                                 password=os.environ.get("ELASTICSEARCH_PASSWORD"),
+                                 transport=transport)
+    try:
+        client.install()
+    except LogStoreError as exc:
+        raise InstallError(f"log store {url}: {exc}") from None
+    finally:
+        client.close()
+    return f"log store {url}: ILM policy, ingest pipeline and index template {NAME} in place"
 
 
 def _host_with(hosts: list[Host], role: Role) -> Host:
@@ -107,10 +164,19 @@ def instance_targets(topo: Topology, hosts: list[Host]) -> list[str]:
     return [f"{host.private_address or host.address}:{port + i}" for i in range(svc.count)]
 
 
+def log_endpoint(topo: Topology, hosts: list[Host]) -> str | None:
+    """Kong's http-log target: the log forwarder's ingest port on the logs VM (private)."""
+    vm = topo.vm_with(Role.LOG_FORWARDER)
+    host = next((h for h in hosts if vm and h.vm == vm.name), None)
+    if host is None:
+        return None
+    return log_endpoint_for(topo, host.private_address or host.address)
+
+
 def register_kong(
-    topo: Topology, hosts: list[Host], *, admin_secret_block: str | None
+    topo: Topology, hosts: list[Host], *, admin_secret_block: str | None, api_key: str | None
 ) -> list[str]:
-    from tasks.gateway_config import GatewayStackConfig, build_gateway_state
+    from tasks.gateway_config import ConsumerConfig, GatewayStackConfig, build_gateway_state
     from tasks.gateways import make_gateway
 
     kong_vm = topo.vm_with(Role.KONG)
@@ -122,9 +188,13 @@ def register_kong(
     gateway = make_gateway("kong", stack=topo.name,
                            admin_url=f"http://{host.address}:{svc.ports.get('admin', 8001)}",
                            admin_secret_block=admin_secret_block)
+    consumers = (ConsumerConfig(username="api", key=api_key),) if api_key else ()  # type: ignore[arg-type]
     try:
-        state = build_gateway_state(GatewayStackConfig(stack=topo.name),
-                                    targets=instance_targets(topo, hosts))
+        state = build_gateway_state(
+            GatewayStackConfig(stack=topo.name, consumers=consumers,
+                               log_endpoint=log_endpoint(topo, hosts)),  # type: ignore[arg-type]
+            targets=instance_targets(topo, hosts),
+        )
         result = gateway.apply(state)
     finally:
         gateway.close()

@@ -155,7 +155,7 @@ def _current_key(kind: Kind, e: Entity, names: dict[str, str]) -> tuple[str, ...
     return (str(e["name"]),)
 
 
-def _current_name(kind: Kind, e: Entity, names: dict[str, str]) -> str:
+def current_name(kind: Kind, e: Entity, names: dict[str, str]) -> str:
     if kind == "keyauth_credential":
         return f"{_ref_name(e, 'consumer', names)}/{e['id']}"
     if kind == "plugin":
@@ -220,7 +220,7 @@ def plan(current: CurrentState, desired: GatewayState) -> list[Operation]:
                 upserts.append(Operation("update", kind, d.name, d.body, method, path))
         managed = kind != "target" or desired.targets is not None
         deletes.append([
-            Operation("delete", kind, _current_name(kind, e, names), {}, "DELETE",
+            Operation("delete", kind, current_name(kind, e, names), {}, "DELETE",
                       _delete_path(kind, e, names))
             for key, e in have.items() if managed and key not in wanted_keys
         ])

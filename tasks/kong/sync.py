@@ -18,7 +18,8 @@ from kongstack.errors import GatewayError
 from tasks.gateway import ApplyResult, Operation, Target, TargetHealth
 from tasks.kong import dbless
 from tasks.kong.client import DBLessError, KongAdminClient
-from tasks.kong.diff import CurrentState, plan
+from tasks.kong.diff import CurrentState, current_name
+from tasks.kong.diff import plan as plan_operations
 from tasks.kong.model import OWNER_TAG, GatewayState, owner_tags
 
 log = logging.getLogger(__name__)
@@ -84,16 +85,29 @@ class KongGateway:
             state.targets += [t for t in self.client.paginate(path) if self._owned(t)]
         return state
 
-    def _check_conflicts(self, operations: list[Operation]) -> None:
-        """A create of a name someone else already uses would overwrite their entity."""
-        for op in operations:
-            if op.action != "create" or op.kind not in _NAME_KEYED:
+    def _check_conflicts(self, operations: list[Operation], current: CurrentState) -> None:
+        """A create of a name (or plugin scope) someone else already uses would overwrite
+        or collide with their entity: refuse, naming it, before writing anything."""
+        creates = [op for op in operations if op.action == "create"]
+        for op in creates:
+            if op.kind not in _NAME_KEYED:
                 continue
             found = self.client.get_json(f"/{_NAME_KEYED[op.kind]}/{_q(op.name)}",
                                          expect_missing=True)
             if found is not None and not self._owned(found):
                 raise GatewayError(f"{op.kind} {op.name!r} exists in Kong without the "
                                    f"{OWNER_TAG} owner tags; refusing to change it")
+        plugin_creates = {op.name for op in creates if op.kind == "plugin"}
+        if not plugin_creates:
+            return
+        names = current.names_by_id()
+        for plugin in self.client.paginate("/plugins"):
+            if self._owned(plugin):
+                continue
+            label = current_name("plugin", plugin, names)
+            if label in plugin_creates:  # Kong allows one plugin of a name per scope
+                raise GatewayError(f"plugin {label} already exists in Kong without the "
+                                   f"{OWNER_TAG} owner tags; remove it or tag it")
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -102,8 +116,8 @@ class KongGateway:
             raise GatewayError(f"desired state is for stack {desired.stack!r}, "
                                f"gateway manages {self.stack!r}")
         current = self.read_state()
-        operations = plan(current, desired)
-        self._check_conflicts(operations)
+        operations = plan_operations(current, desired)
+        self._check_conflicts(operations, current)
         return current, operations
 
     def apply(self, desired: Any, *, dry_run: bool = False) -> ApplyResult:
@@ -111,6 +125,8 @@ class KongGateway:
             raise TypeError("KongGateway.apply expects a tasks.kong.model.GatewayState")
         reads, writes = self.client.reads, self.client.writes
         current, operations = self.plan(desired)
+        for op in operations:  # the plan, without bodies (they may hold keys)
+            log.info("%s%s", "[dry run] " if dry_run else "", op.describe())
         if operations and not dry_run:
             if self.dbless:
                 dbless.push_state(self.client, desired, current, self.tags)
@@ -188,7 +204,8 @@ class KongGateway:
         out = []
         for t in self.client.paginate(f"/upstreams/{_q(self.upstream)}/health"):
             weight = int(t.get("weight", 100))
-            health = TargetHealth(t.get("health", "UNKNOWN"))
+            raw = str(t.get("health", "UNKNOWN"))
+            health = TargetHealth(raw) if raw in TargetHealth.__members__ else TargetHealth.UNKNOWN
             if weight == 0:  # Kong shows HEALTHCHECKS_OFF for a weight-0 (draining) target
                 health = TargetHealth.DRAINING
             out.append(Target(address=t["target"], weight=weight, health=health,

@@ -41,7 +41,8 @@ from tasks.monitoring.rules import (
 __all__ = [
     "ERROR_RATE", "LATENCY_P95", "RECORDED_NAMES", "REQUEST_RATE", "AlertmanagerConfig",
     "AlertsConfig", "MonitoringConfig", "MonitoringFiles", "ScrapeConfig", "SecretRef",
-    "load_monitoring_config", "parse_monitoring_config", "read_stock_api_targets",
+    "RULES_FILE", "load_monitoring_config", "monitoring_paths", "parse_monitoring_config",
+    "read_stock_api_targets",
     "render_alertmanager_config", "render_prometheus_config", "render_rules",
     "write_alertmanager_secrets", "write_monitoring_files", "write_stock_api_targets",
 ]

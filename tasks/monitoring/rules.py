@@ -100,7 +100,7 @@ def recording_rules(cfg: MonitoringConfig) -> list[dict[str, Any]]:
         (INSTANCE_CPU, b,
          f"100 * sum by (job, instance) (rate(process_cpu_seconds_total{up}[{w}]))"),
         (POOL_CPU, b, f"avg by (job) ({INSTANCE_CPU})"),
-        (POOL_SIZE, b, f"count by (job) (up{up} == 1)"),
+        (POOL_SIZE, b, f"sum by (job) (up{up})"),  # 0, not absent, when all are down
         (HOST_CPU, h,
          f'100 * (1 - avg by (job, instance) (rate(node_cpu_seconds_total{{mode="idle"}}[{w}])))'),
         (HOST_MEMORY, h,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from tasks.kong.model import GatewayState
 from tasks.nginx.render import Listen, render
 from tasks.nginx.server import NginxServer
 from tasks.nginx.site import NginxSite, site_from_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -156,6 +159,8 @@ class NginxGateway:
             if self.server.pid() is None:
                 ops.append(Operation("create", "process", "nginx",
                                      {"listen": f"{self.listen.host}:{self.listen.port}"}))
+            for op in ops:  # the plan; setting bodies never hold keys (public_view)
+                log.info("%s%s", "[dry run] " if dry_run else "", op.describe())
             if dry_run or not ops:
                 return ApplyResult(operations=ops, dry_run=dry_run, reads=1)
             state.site, state.targets = site, targets
@@ -181,6 +186,8 @@ class NginxGateway:
 
     def _set_weight(self, address: str, weight: int | None) -> None:
         with self._locked() as state:
+            if weight is None and address not in state.targets:
+                return  # already absent: done (even on a gateway never configured)
             if weight is None:
                 state.targets.pop(address, None)
             else:

@@ -48,7 +48,7 @@ def reader(answers: dict[str, dict[str, Any]], *, queries: dict[str, tuple[str, 
     return r
 
 
-ONE = {"rps": ("rule", "raw")}
+ONE: dict[str, tuple[str, ...]] = {"rps": ("rule", "raw")}
 
 
 @pytest.mark.parametrize(

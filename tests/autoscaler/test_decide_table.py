@@ -12,6 +12,7 @@ from autoscaler import (
     Direction,
     Metrics,
     Observation,
+    RateSample,
     Recommendation,
     ScaleEvent,
     ScalingHistory,
@@ -162,6 +163,29 @@ CASES = [
         policy={"min_instances": 1},
     ),
     Case(
+        "flapping check: scale-in stops short of the per-instance rate (40/s) at which latency "
+        "was slow 10 minutes ago (3 would carry 40/s each; 4 carry 30/s)",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        4,
+        policy={"min_instances": 1, "target_rps_per_instance": 50},
+        history=ScalingHistory(slow_loads=(RateSample(at=ago(600), rps=40),)),
+        limits=("flapping_check",),
+    ),
+    Case(
+        "a slow load older than slow_load_memory_seconds is forgotten",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        3,
+        policy={"min_instances": 1, "target_rps_per_instance": 50},
+        history=ScalingHistory(slow_loads=(RateSample(at=ago(2000), rps=40),)),
+    ),
+    Case(
+        "no scale-in while p95 (700 ms) is above 0.6 x the 1000 ms latency trigger",
+        pool(20, 20, 20, 20, memory=20, p95_ms=700),
+        4,
+        policy={"min_instances": 1},
+        limits=("latency_guard",),
+    ),
+    Case(
         "scale-down cooldown: last action 400 s ago < 600 s",
         pool(20, 20, 20, 20, memory=20),
         4,
@@ -258,3 +282,11 @@ def test_failed_action_is_not_remembered_as_scaling() -> None:
     assert decision.changes
     history = ScalingHistory().record(decision, acted=False)
     assert history.last_scale_up_at is None
+
+
+def test_slow_latency_is_remembered_per_instance_rate() -> None:
+    policy = AutoscalePolicy.build({**BASE, "target_rps_per_instance": 50})
+    decision = decide(policy, pool(50, 50, 50, rps=90, p95_ms=1500), ScalingHistory(), NOW)
+    assert decision.driving_metric == "latency" and decision.desired == 4
+    history = ScalingHistory().record(decision)
+    assert [s.rps for s in history.slow_loads] == [30.0]

@@ -6,8 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from autoscaler import AutoscalePolicy, Recommendation, ScaleEvent, ScalingHistory
-from autoscaler import rules
+from autoscaler import AutoscalePolicy, Recommendation, ScaleEvent, ScalingHistory, rules
 
 from .builders import NOW, ago
 
@@ -105,3 +104,17 @@ def test_scale_down_rate_limit() -> None:
         "scale-down rate limit: at most -2 per decision",
     )
     assert rules.limit_scale_down(2, 8, POLICY) == (2, None)
+
+
+@pytest.mark.parametrize(
+    ("desired", "p95", "expected"),
+    [(2, 700.0, 4), (2, 500.0, 2), (2, None, 2), (6, 5000.0, 6)],
+    ids=[
+        "slow pool keeps its instances",
+        "fast enough: scale-in allowed",
+        "no latency reading: not this rule's call",
+        "scale-out is never touched",
+    ],
+)
+def test_hold_while_slow(desired: int, p95: float | None, expected: int) -> None:
+    assert rules.hold_while_slow(desired, 4, p95, 1000.0, 0.6)[0] == expected

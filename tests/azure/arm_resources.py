@@ -88,7 +88,8 @@ def handle_resource(h: Handler, rid: str, rtype: str, body: dict[str, Any]) -> N
     if h.command != "PUT":
         h._error(405, "MethodNotAllowed", f"{h.command} is not supported on {short}")
         return
-    if res is not None and res.get("_op") and res["properties"]["provisioningState"] != "Succeeded":
+    transient = ("Creating", "Updating", "Deleting")
+    if res is not None and res["properties"]["provisioningState"] in transient:
         code = "AnotherOperationInProgress" if "Network" in rid else "Conflict"
         h._error(409, code, f"Another operation on {short} is in progress.")
         return

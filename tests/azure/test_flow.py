@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,11 +26,13 @@ def azure_stack(
 ) -> Path:
     from prefect.blocks.system import Secret
 
-    Secret(value=PUBLIC_KEY).save("test-deploy-ssh-public", overwrite=True)
+    secret: Any = Secret(value=PUBLIC_KEY)  # type: ignore[arg-type]
+    secret.save("test-deploy-ssh-public", overwrite=True)
     monkeypatch.setenv("KONGSTACK_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(azure_tasks, "client_factory", make_clients)
     return write_stack_file(
         tmp_path / "stack.yaml", provider="azure", allowed_admin_cidr="198.51.100.0/24",
+        api_key_secret="test-deploy-api-key",
         ssh={"public_key_secret": "test-deploy-ssh-public",
              "private_key_secret": "test-deploy-ssh-private",
              "known_hosts": str(tmp_path / "known_hosts")},

@@ -188,7 +188,7 @@ def test_quota_error_fails_that_vm_and_reports_what_exists_then_resumes(
     assert "vm-logs: virtual machine vm-logs: (OperationNotAllowed)" in message
     assert "Cores quota" in message
     assert sorted(h.vm for h in info.value.report.hosts) == ["vm-kong", "vm-monitoring"]
-    assert "vm-logs" in message.split("ready:")[0]
+    assert "vm-logs" in message.split("ready:")[0] and ".." not in message
 
     report = provisioner(tmp_path, make_clients()).provision()  # quota raised: resume
     assert report.created == ["virtual machine vm-logs"]
@@ -242,3 +242,18 @@ def test_conflicting_operation_is_a_provider_error(
     ):
         provisioner(tmp_path, make_clients()).provision()
     assert not stored(arm, "virtualMachines")  # nothing further was attempted
+
+
+def test_a_vm_left_failed_is_repaired_by_the_next_run(
+    arm: ArmServer, make_clients: Callable[..., AzureClients], tmp_path: Path
+) -> None:
+    arm.state.faults.append(Fault("PUT", "virtualMachines/vm-kong", 200, "AllocationFailed",
+                                  "Allocation failed.", asynchronous=True))
+    with pytest.raises(ProvisionFailed):
+        provisioner(tmp_path, make_clients()).provision()
+    vm = next(r for r in stored(arm, "virtualMachines") if r["name"] == "vm-kong")
+    assert vm["properties"]["provisioningState"] == "Failed"
+    report = provisioner(tmp_path, make_clients()).provision()
+    assert report.created == ["virtual machine vm-kong"]  # re-PUT of the failed VM only
+    again = next(r for r in stored(arm, "virtualMachines") if r["name"] == "vm-kong")
+    assert again["properties"]["provisioningState"] == "Succeeded"

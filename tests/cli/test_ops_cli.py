@@ -93,6 +93,31 @@ def test_logs_of_an_instance_and_of_the_gateway(stack: LocalStack, env: dict[str
     assert unknown.exit_code == 2 and "NAME" in unknown.output and "gateway" in unknown.output
 
 
+def test_logs_follow_prints_new_lines(stack: LocalStack, env: dict[str, str]) -> None:
+    port = stack.local["gateway_port"]
+    started = threading.Event()
+
+    def request_soon() -> None:
+        started.wait(5)
+        for _ in range(20):  # a few requests while the follower polls
+            httpx.get(f"http://127.0.0.1:{port}/api/stocks",
+                      headers={"X-Correlation-ID": "cli-follow-2"}, timeout=5)
+            if stop.wait(0.1):
+                return
+
+    stop = threading.Event()
+    worker = threading.Thread(target=request_soon, daemon=True)
+    worker.start()
+    started.set()
+    try:
+        result = runner.invoke(app, ["logs", "gateway", "--tail", "0", "--follow",
+                                     "--follow-seconds", "2"], env=env)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert result.exit_code == 0 and "cli-follow-2" in result.output
+
+
 def test_health_reports_every_component(stack: LocalStack, env: dict[str, str]) -> None:
     result = runner.invoke(app, ["health"], env=env)
     assert result.exit_code == 0, result.output

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", autouse=True)
 def _binaries() -> None:
-    for binary in ("redis-server", "nginx", "/usr/bin/prometheus", "/usr/bin/prometheus-alertmanager",
-                   "/usr/bin/prometheus-node-exporter", "/usr/bin/prometheus-redis-exporter",
-                   "/usr/bin/prometheus-nginx-exporter"):
+    for binary in ("redis-server", "nginx", "/usr/bin/prometheus",
+                   "/usr/bin/prometheus-alertmanager", "/usr/bin/prometheus-node-exporter",
+                   "/usr/bin/prometheus-redis-exporter", "/usr/bin/prometheus-nginx-exporter"):
         require_binary(binary)
 
 

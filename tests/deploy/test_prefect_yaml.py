@@ -29,7 +29,7 @@ def test_all_four_deployments_on_a_process_pool() -> None:
 @pytest.mark.parametrize("name", ["deploy-stack", "autoscale", "maintenance", "cleanup"])
 def test_entrypoint_loads_the_named_flow_with_valid_parameters(name: str) -> None:
     deployment = deployments()[name]
-    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    flow: Any = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
     assert flow.name == name
     accepted = set(inspect.signature(flow.fn).parameters)
     assert set(deployment.get("parameters", {})) <= accepted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kongstack.errors import ConfigError
@@ -13,13 +15,15 @@ TOKEN = "blk-token-51c0aa"
 def test_token_from_prefect_secret_block(prefect_harness: None) -> None:
     from prefect.blocks.system import Secret
 
-    Secret(value=TOKEN).save("kongstack-test-kong-admin", overwrite=True)
+    Secret.model_validate({"value": TOKEN}).save("kongstack-test-kong-admin", overwrite=True)
     auth = load_admin_auth(secret_block="kongstack-test-kong-admin",
                            env={"KONG_ADMIN_TOKEN": "from-env"})
     assert auth is not None and auth.http_headers() == {"Kong-Admin-Token": TOKEN}
     assert TOKEN not in repr(auth)
 
-    Secret(value={"Authorization": "Bearer x1"}).save("kongstack-test-kong-hdrs", overwrite=True)
+    value = {"value": {"Authorization": "Bearer x1"}}
+    headers_block: Any = Secret.model_validate(value)
+    headers_block.save("kongstack-test-kong-hdrs", overwrite=True)
     headers = load_admin_auth(secret_block="kongstack-test-kong-hdrs")
     assert headers is not None and headers.http_headers() == {"Authorization": "Bearer x1"}
 

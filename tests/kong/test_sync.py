@@ -189,3 +189,14 @@ def test_dbless_kong_gets_the_whole_document_and_keeps_foreign_entities(
     assert [t["target"] for t in kong_dbless.rows("targets")] == [B]
     gateway.apply(GatewayState())
     assert _names(kong_dbless, "services") == ["billing"]
+
+
+def test_refuses_a_plugin_scope_taken_by_an_untagged_plugin(
+    kong: KongDouble, make_gateway: GatewayFactory, desired: GatewayState
+) -> None:
+    with kong.admin.lock:  # an operator enabled prometheus globally by hand
+        kong.admin.store.insert("plugins", {"name": "prometheus"})
+    with pytest.raises(GatewayError, match="plugin prometheus@global already exists"):
+        make_gateway(kong).apply(desired)
+    assert set(kong.requests) == {"GET"}
+    assert [p["config"]["status_code_metrics"] for p in kong.rows("plugins")] == [False]

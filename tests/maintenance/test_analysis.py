@@ -125,3 +125,18 @@ def test_config_rejects_bad_values_naming_the_field() -> None:
         AnalysisConfig(flap_window_minutes=0)
     with pytest.raises(ValidationError, match="unknown_knob"):
         AnalysisConfig(unknown_knob=1)  # type: ignore[call-arg]
+
+
+def test_frequent_flapping_suggests_a_longer_scale_down_hold(tmp_path: Path) -> None:
+    # Up/down every 2 minutes for an hour: 29 flaps with a 120 s gap in one day.
+    events = [ev(120 * i, "scale_up" if i % 2 == 0 else "scale_down",
+                 3 if i % 2 == 0 else 4, 4 if i % 2 == 0 else 3, "ok", 100) for i in range(30)]
+    write_history(tmp_path / "f.sqlite", events)
+    frame = load_history_frame(tmp_path / "f.sqlite")
+    config = AnalysisConfig(flap_window_minutes=5, scale_down_stabilization_s=60)
+    result = analyse(frame, config)
+    assert len(result.flaps) == 29
+    (hold,) = [s for s in result.suggestions if s.setting == "scale_down_stabilization_seconds"]
+    assert (hold.current, hold.suggested) == (60, 300)  # max(2 x 120 s, the 5 min window)
+    settled = analyse(frame, config.model_copy(update={"scale_down_stabilization_s": 600}))
+    assert not [s for s in settled.suggestions if s.setting.startswith("scale_down")]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from flows.maintenance import maintenance
 from tasks.history import HistoryStore
 from tests.maintenance.histories import HAND_EVENTS, ev, write_history
+from tests.maintenance.test_prune import _existing, _make_runs
 
 
 def test_maintenance_prunes_then_reports_the_known_numbers(
@@ -18,8 +20,10 @@ def test_maintenance_prunes_then_reports_the_known_numbers(
     monkeypatch.setenv("KONGSTACK_AUTOSCALE_MIN_INSTANCES", "2")
     home = tmp_path / "var"
     history = home / "data" / "history.sqlite"
-    # The hand-computed history shifted to end an hour ago, plus 4 events past retention.
-    shift = datetime.now(UTC) - timedelta(hours=3) - HAND_EVENTS[0].ts
+    # The hand-computed history shifted into the last 3 hours, plus 4 events past retention.
+    # Aligned to the hour so the hourly means (and the p95 over them) match the hand numbers.
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    shift = start - HAND_EVENTS[0].ts
     recent = [ev((e.ts - HAND_EVENTS[0].ts).total_seconds(), e.kind, e.from_count, e.to_count,
                  e.outcome, e.metrics.get("rps"), base=HAND_EVENTS[0].ts + shift)
               for e in HAND_EVENTS]
@@ -27,9 +31,15 @@ def test_maintenance_prunes_then_reports_the_known_numbers(
                for s in (0, 60, 120, 180)]
     write_history(history, ancient + recent)
 
-    result = maintenance(retention_days=14, analysis_days=1, prune_prometheus=False,
-                         prune_prefect_runs=False, home=str(home))
+    flow_name = f"autoscale-{uuid.uuid4().hex[:8]}"
+    old_runs = asyncio.run(_make_runs(flow_name, "autoscale", 3))
 
+    result = maintenance(retention_days=14, analysis_days=1, prune_prometheus=False,
+                         flow_run_retention_days=0, autoscale_flow=flow_name,
+                         autoscale_deployment="autoscale", home=str(home))
+
+    assert result["pruned"][f"prefect flow runs of {flow_name}/autoscale"] == 3
+    assert asyncio.run(_existing(old_runs)) == set()
     assert result["pruned"]["scaling history"] == 4
     assert result["pruned"]["prometheus series"] == "skipped: disabled by configuration"
     assert HistoryStore(history).count() == len(HAND_EVENTS)

@@ -61,7 +61,7 @@ def test_rendered_files_pass_promtool_and_amtool(tmp_path: Path, data: dict[str,
     _ok("amtool", "check-config", str(files.alertmanager_config))
 
 
-def test_promtool_unit_tests_prove_each_alert_fires_and_resolves() -> None:
+def test_promtool_unit_tests_prove_alerts_fire_and_resolve_and_rules_compute() -> None:
     require_binary("promtool")
     tests = sorted((DEPLOY / "prometheus" / "tests").glob("*.yml"))
     assert tests
@@ -71,11 +71,15 @@ def test_promtool_unit_tests_prove_each_alert_fires_and_resolves() -> None:
     covered: dict[str, set[str]] = {}
     for test_file in tests:
         for case in yaml.safe_load(test_file.read_text())["tests"]:
-            for check in case["alert_rule_test"]:
+            for check in case.get("alert_rule_test", []):
                 state = "firing" if check["exp_alerts"] else "quiet"
                 covered.setdefault(check["alertname"], set()).add(state)
     assert alerts == set(covered), "every alert needs a promtool test"
     assert all(states == {"firing", "quiet"} for states in covered.values()), covered
+    checked = {t["expr"] for f in tests for case in yaml.safe_load(f.read_text())["tests"]
+               for t in case.get("promql_expr_test", [])}
+    assert {"kongstack:request_rate:rps", "kongstack:latency_p95:ms",
+            "kongstack:error_rate:ratio"} <= checked
 
 
 def test_committed_files_match_the_committed_config(tmp_path: Path) -> None:

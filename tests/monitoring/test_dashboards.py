@@ -72,6 +72,8 @@ def exported(monitoring: LocalMonitoring, api_instances: list[ApiInstance]) -> s
     ports = monitoring.ports
     exporters = scrape_names(f"http://127.0.0.1:{ports.node_exporter}/metrics")
     exporters |= scrape_names(f"http://127.0.0.1:{ports.redis_exporter}/metrics")
+    if ports.nginx_exporter:
+        exporters |= scrape_names(f"http://127.0.0.1:{ports.nginx_exporter}/metrics")
     # An exporter's own process_*/go_* series describe the exporter, not the stack: panels
     # that chart instance CPU/memory must get them from the stock API itself.
     exporters = {n for n in exporters if not n.startswith(("process_", "go_", "promhttp_"))}

@@ -56,3 +56,20 @@ def test_rejects_addresses_that_are_not_host_port(tmp_path: Path, address: str) 
 def test_rejects_reserved_label_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="__address__"):
         write_stock_api_targets(tmp_path / "t.json", ["127.0.0.1:1"], {"__address__": "x"})
+
+
+def test_prefect_tasks_render_config_and_update_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.monitoring.prefect_tasks import (
+        install_log_store,
+        render_monitoring_config,
+        update_stock_api_targets,
+    )
+
+    files = render_monitoring_config.fn({"scrape": {"scrape_interval": "5s"}}, str(tmp_path))
+    assert Path(files["prometheus"]).read_text().count("scrape_interval: 5s") == 1
+    assert update_stock_api_targets.fn(files["stock_api_targets"], ["127.0.0.1:18101"])
+    assert not update_stock_api_targets.fn(files["stock_api_targets"], ["127.0.0.1:18101"])
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    assert install_log_store.fn().startswith("skipped")

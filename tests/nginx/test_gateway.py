@@ -109,6 +109,9 @@ def test_key_auth_rate_limit_and_correlation_like_kong(
 
 def test_no_targets_answers_like_kong(nginx: NginxGateway,
                                       stack_config: GatewayStackConfig) -> None:
+    nginx.remove_target("127.0.0.1:9")  # absent on a never-configured gateway: done
+    nginx.drain_target("127.0.0.1:9")
+    assert nginx.list_targets() == [] and nginx.server.pid() is None
     nginx.apply(build_gateway_state(stack_config, []))
     response = httpx.get(f"{nginx.url}/api/x", headers=AUTH)
     assert response.status_code == 503

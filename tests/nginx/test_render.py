@@ -66,3 +66,14 @@ def test_plan_view_never_holds_keys() -> None:
     assert site.public_view()["consumers"] == ["demo"]
     assert "k1" not in repr(site) + str(site.public_view())
     assert isinstance(site, NginxSite)
+
+
+def test_rejected_config_names_nginx_error(tmp_path: Path) -> None:
+    from kongstack.errors import GatewayError
+
+    server = NginxServer(prefix=tmp_path, listen=LISTEN, binary=require_binary("nginx"))
+    server.prepare()
+    bad = tmp_path / "bad.conf"
+    bad.write_text("events {}\nhttp { upstream u { } server { listen 127.0.0.1:1; } }\n")
+    with pytest.raises(GatewayError, match="no servers are inside upstream"):
+        server.test(bad)

@@ -18,7 +18,8 @@ def fake_scripts(directory: Path, failing: str | None = None) -> None:
     for name in ("common", "redis", "stock-api"):
         body = f'echo "changed: {name} ran on $KONGSTACK_VM"\n'
         if name == "stock-api":
-            body += 'echo "instances $KONGSTACK_STOCK_API_COUNT from $KONGSTACK_STOCK_API_HTTP_PORT"\n'
+            body += ('echo "instances $KONGSTACK_STOCK_API_COUNT '
+                     'from $KONGSTACK_STOCK_API_HTTP_PORT"\n')
         if name == failing:
             body += 'echo "E: docker pull failed" >&2\nexit 7\n'
         (directory / f"{name}.sh").write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + body)

@@ -171,3 +171,12 @@ def test_script_timeout(ssh_server: SshServer, tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="hang.sh timed out"):
         run_script(target_for(ssh_server, tmp_path), path, timeout=1.0, log=lambda _: None)
     assert time.monotonic() - started < 10
+
+
+def test_sudo_is_non_interactive_for_non_root_users() -> None:
+    from tasks.ssh import remote_command
+
+    cmd = remote_command("azureuser", "/tmp/k.sh", ["a b"], env={"X": "1 2"}, sudo=True)
+    assert cmd == "sudo -n env X='1 2' bash /tmp/k.sh 'a b'"
+    assert remote_command("root", "/tmp/k.sh", [], env={}, sudo=True) == "env bash /tmp/k.sh"
+    assert remote_command("azureuser", "/tmp/k.sh", [], env={}, sudo=False).startswith("env ")

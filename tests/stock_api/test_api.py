@@ -153,6 +153,9 @@ def test_api_key_guards_the_api_but_not_probes(data_dir: Path, redis_url: str) -
 def test_correlation_id_is_echoed_and_logged(client: FlaskClient, tmp_path: Path) -> None:
     kong = client.get("/health", headers={"Kong-Request-ID": "abc123#1"})
     assert kong.headers["X-Correlation-ID"] == "abc123#1"
+    kong3 = client.get("/health",
+                       headers={"X-Kong-Request-Id": "5b1e0c0fd1", "X-Correlation-ID": "x"})
+    assert kong3.headers["X-Correlation-ID"] == "5b1e0c0fd1"
     mine = client.get("/api/stocks/ZZZZ", headers={"X-Correlation-ID": "corr-42"})
     assert mine.headers["X-Correlation-ID"] == "corr-42"
     forged = client.get("/health", headers={"X-Correlation-ID": 'x" injected {}'})
@@ -183,3 +186,23 @@ def test_metrics_use_route_templates(client: FlaskClient) -> None:
     assert 'stock_api_cache_requests_total{result="error"} 0.0' in text
     assert "stock_api_in_flight_requests 1.0" in text  # the scrape itself
     assert 'stock_api_request_duration_seconds_bucket{le="0.005",method="GET"' in text
+
+
+def test_unreachable_store_is_named_by_ready_and_reads_get_503(
+    tmp_path: Path, redis_url: str
+) -> None:
+    app = create_app(make_config(
+        tmp_path, redis_url, mongodb_uri="mongodb://127.0.0.1:1/?directConnection=true",
+        store_timeout_seconds=0.2,
+    ))
+    client = app.test_client()
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    body = ready.get_json()
+    assert body["error"]["failing"] == ["store"] and "store" in body["error"]["message"]
+    assert body["checks"]["cache"] == "ok"
+    read = client.get("/api/stocks/AAPL")
+    assert read.status_code == 503
+    assert read.get_json()["error"]["code"] == "store_unavailable"
+    assert "127.0.0.1" not in read.get_data(as_text=True)  # no internals leak to clients
+    assert client.get("/health").status_code == 200

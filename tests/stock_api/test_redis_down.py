@@ -119,3 +119,14 @@ def test_hung_redis_costs_one_timeout_then_is_skipped(data_dir: Path, tmp_path: 
     finally:
         os.kill(pid, signal.SIGCONT)
         redis.stop(grace=5)
+
+
+def test_ready_can_tolerate_a_dead_cache_when_configured(data_dir: Path) -> None:
+    app = create_app(make_config(
+        data_dir, f"redis://127.0.0.1:{free_port()}/0", ready_requires_cache=False
+    ))
+    ready = app.test_client().get("/ready")
+    assert ready.status_code == 200
+    body = ready.get_json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["cache"].startswith("error") and body["checks"]["store"] == "ok"

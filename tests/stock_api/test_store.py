@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ CONTESTED = [f"C{i:03d}" for i in range(25)]
 
 def _writer(data_dir: str, tag: str, start: Any, results: Any) -> None:
     """One API-like process: its own writes plus a race on the contested symbols."""
-    repo = open_embedded(Path(data_dir), "kongstack")
-    start.wait(timeout=30)
+    repo = open_embedded(Path(data_dir), "kongstack")  # all three open a fresh dir at once
+    start.wait(timeout=60)
     won = 0
     for i, contested in enumerate(CONTESTED):
         repo.create(valid_stock(f"{tag}{i:03d}"))
@@ -36,18 +37,28 @@ def _writer(data_dir: str, tag: str, start: Any, results: Any) -> None:
 
 
 def test_two_processes_share_the_embedded_store(tmp_path: Path) -> None:
-    data_dir = tmp_path / "shared"
-    reader = open_embedded(data_dir, "kongstack")  # long-lived handle, opened before the writers
-    assert reader.symbols() == set()
+    """Two writer processes and a long-lived reader on one fresh directory.
 
+    montydb creates a collection on first write, and two processes doing that at once
+    fail ("no such table") most of the time; the flatfile engine would lose one
+    process's writes. Both are what this test would catch."""
+    data_dir = tmp_path / "shared"
     ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Event(), ctx.Queue()
+    start, results = ctx.Barrier(3), ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(str(data_dir), tag, start, results))
              for tag in ("WA", "WB")]
     for proc in procs:
         proc.start()
-    start.set()
-    outcomes = dict(results.get(timeout=120) for _ in procs)
+    reader = open_embedded(data_dir, "kongstack")  # opened before any write, kept open
+    assert reader.symbols() == set()
+    start.wait(timeout=60)
+    outcomes = {}
+    for _ in procs:
+        try:
+            tag, won = results.get(timeout=120)
+        except queue.Empty:
+            pytest.fail("a writer process died; see its traceback above")
+        outcomes[tag] = won
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0

@@ -8,6 +8,8 @@ ticked directly (``stack.tick()``) against whatever Prefect API is configured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import shutil
 import time
 import uuid
@@ -21,7 +23,7 @@ import httpx
 
 from autoscaler import AutoscalePolicy
 from flows.autoscale import AutoscaleConfig, autoscale
-from kongstack.procs import Daemon, free_port, http_ok, wait_until
+from kongstack.procs import Daemon, free_port, http_ok, port_open, wait_until
 from tasks.gateway import Gateway
 from tasks.gateway_config import GatewayStackConfig, build_gateway_state
 from tasks.instances import InstanceDriver, InstanceState
@@ -42,8 +44,8 @@ FAST_POLICY = {
 """Short windows so a test sees a whole scale-out/scale-in cycle in seconds."""
 
 
-def prometheus_yaml(targets_file: Path, scrape_interval: str = "1s") -> str:
-    return (
+def prometheus_yaml(targets_file: Path, scrape_interval: str = "1s", extra: str = "") -> str:
+    return extra + (
         "global:\n"
         f"  scrape_interval: {scrape_interval}\n"
         f"  evaluation_interval: {scrape_interval}\n"
@@ -81,13 +83,13 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus_server(workdir: Path, targets_file: Path) -> Iterator[Prometheus]:
+def prometheus_server(workdir: Path, targets_file: Path, extra: str = "") -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed (run scripts/setup)")
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "prometheus.yml"
-    conf.write_text(prometheus_yaml(targets_file))
+    conf.write_text(prometheus_yaml(targets_file, extra=extra))
     port = free_port()
     prom = Prometheus(
         daemon=Daemon(f"prometheus-{port}", workdir),
@@ -134,6 +136,14 @@ class Stack:
             'sum(rate(stock_api_requests_total{route=~"/api.*"}[5s]))')
         return float(result[0]["value"][1]) if result else None
 
+    def scraping(self) -> int:
+        """How many backends Prometheus scrapes successfully right now (0 if it is down)."""
+        try:
+            result = self.prometheus.query('count(up{job="stock_api"} == 1)')
+        except httpx.HTTPError:
+            return 0
+        return int(float(result[0]["value"][1])) if result else 0
+
     def wait_rps(self, predicate: Any, timeout: float = 30.0, what: str = "rps") -> None:
         def ok() -> bool:
             value = self.rps()
@@ -161,15 +171,28 @@ def open_gateway_state(stack: str) -> Any:
     return state.model_copy(update={"plugins": plugins})
 
 
+def instance_base_port() -> int:
+    """A base for instance ports below the kernel's ephemeral range, where an outgoing
+    connection's local port can never take the port an instance is about to bind."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(50):
+        base = random.randrange(20000, max(20001, low - 200), 50)
+        if not any(port_open("127.0.0.1", p, timeout=0.05) for p in range(base, base + 20)):
+            return base
+    return free_port()
+
+
 @contextmanager
 def autoscale_stack(workdir: Path, *, driver: str, redis_url: str,
                     policy: dict[str, Any] | None = None, drain_seconds: float = 3.0,
-                    rate_window: str = "5s") -> Iterator[Stack]:
+                    rate_window: str = "5s", prometheus_extra: str = "") -> Iterator[Stack]:
     """nginx + Prometheus + an empty pool, all under ``workdir`` on free ports."""
     stack = f"as-{uuid.uuid4().hex[:8]}"
     home = workdir / "home"
     local = {"home": str(home), "gateway_port": free_port(), "gateway_status_port": free_port(),
-             "api_base_port": free_port()}
+             "api_base_port": instance_base_port()}
     pool = PoolConfig(stack=stack, driver=driver, gateway="nginx", local=local,  # type: ignore[arg-type]
                       redis_url=redis_url, data_dir=workdir / "data",
                       ready_timeout_seconds=60, drain_seconds=drain_seconds,
@@ -177,7 +200,7 @@ def autoscale_stack(workdir: Path, *, driver: str, redis_url: str,
     targets_file = pool.scrape_file()
     targets_file.parent.mkdir(parents=True, exist_ok=True)
     targets_file.write_text("[]")
-    with prometheus_server(workdir / "prometheus", targets_file) as prom:
+    with prometheus_server(workdir / "prometheus", targets_file, prometheus_extra) as prom:
         config = AutoscaleConfig(
             policy=AutoscalePolicy.build({**FAST_POLICY, **(policy or {})}),
             prometheus=PrometheusConfig(url=prom.url, rate_window=rate_window,
