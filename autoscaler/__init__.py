@@ -29,6 +29,7 @@ from autoscaler.model import (
     ScaleEvent,
     ScalingHistory,
 )
+from autoscaler.rules import remaining_cooldowns
 from autoscaler.victims import SELECTORS, select_victims
 
 __all__ = [
@@ -48,5 +49,6 @@ __all__ = [
     "StrategyName",
     "VictimSelector",
     "decide",
+    "remaining_cooldowns",
     "select_victims",
 ]

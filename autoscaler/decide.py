@@ -16,7 +16,7 @@ from datetime import datetime
 from autoscaler import rules
 from autoscaler.config import AutoscalePolicy
 from autoscaler.model import Decision, Direction, LimitApplied, Observation, ScalingHistory
-from autoscaler.strategies import STRATEGIES, StrategyResult
+from autoscaler.strategies import STRATEGIES, StrategyResult, recent_peak_rps
 
 
 class _Chain:
@@ -109,6 +109,8 @@ def _projected_loads(
     trigger (a load the pool has shown it cannot carry within the latency limit)."""
     loads: dict[str, tuple[float, float]] = {}
     rps = result.values.get("rps")
+    if rps is not None and policy.scale_down_peak_window_seconds > 0:
+        rps = recent_peak_rps(history, now, rps, policy.scale_down_peak_window_seconds)
     slow = [
         s.rps
         for s in history.slow_loads
@@ -121,7 +123,7 @@ def _projected_loads(
         if value is None:
             continue
         if name == "rps":
-            value = value / max(result.current, 1)
+            value = (rps if rps is not None else value) / max(result.current, 1)
         loads[name] = (value, target * (1 + policy.up_tolerance))
     return loads
 

@@ -151,6 +151,15 @@ class RateSample(BaseModel):
     rps: float
 
 
+class LatencySample(BaseModel):
+    """A past p95 latency, kept so a latency spike must persist before it adds instances."""
+
+    model_config = _FROZEN
+
+    at: datetime
+    p95_ms: float
+
+
 class _Timed(Protocol):
     @property
     def at(self) -> datetime: ...
@@ -187,6 +196,8 @@ class ScalingHistory(BaseModel):
     rates: tuple[RateSample, ...] = ()
     slow_loads: tuple[RateSample, ...] = ()
     """Per-instance request rates at which p95 latency crossed the trigger (learned limits)."""
+    latencies: tuple[LatencySample, ...] = ()
+    """Recent p95 latencies, one per decision (the latency trigger's persistence check)."""
 
     @property
     def last_scale_at(self) -> datetime | None:
@@ -211,6 +222,11 @@ class ScalingHistory(BaseModel):
         if rate is not None:
             rates = _since(rates, horizon) + (RateSample(at=at, rps=rate),)
         slow = _since(self.slow_loads, horizon)
+        latencies = self.latencies
+        p95 = decision.metric_values.get("latency")
+        if p95 is not None:
+            # Only the last few matter (persistence over consecutive ticks).
+            latencies = latencies[-7:] + (LatencySample(at=at, p95_ms=p95),)
         if "latency" in decision.metric_recommendations and rate is not None and decision.current:
             slow += (RateSample(at=at, rps=rate / decision.current),)
         did_act = (decision.changes and not decision.dry_run) if acted is None else acted
@@ -229,4 +245,5 @@ class ScalingHistory(BaseModel):
             events=events,
             rates=rates,
             slow_loads=slow,
+            latencies=latencies,
         )

@@ -7,7 +7,7 @@
 * ``threshold`` – the seed's rules (80/30 %, one 5 min cooldown, 30 s checks). The seed's
   absolute request-rate limits (150/50 per s) mean nothing at a replay's scale, so they are
   switched off (up never fires on rps, down never waits for it).
-* ``hpa``       – a Kubernetes-HPA-style baseline: CPU target 70 %, tolerance 0.1, 300 s
+* ``hpa``       – a Kubernetes-HPA-style baseline: CPU target 70 %, tolerance 0.1 (up and down), 300 s
   scale-down window, 15 s sync, +4/+100 % per 15 s, 30 s readiness delay, no flapping check,
   no latency trigger, no forecast.
 """
@@ -45,6 +45,9 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         target_cpu_percent=70.0,
         target_memory_percent=None,
         tolerance=0.1,
+        # The HPA's one tolerance applies both ways (the default's wider down band is ours).
+        scale_up_tolerance=None,
+        scale_down_tolerance=None,
         scale_down_stabilization_seconds=300,
         check_interval_seconds=15,
         scale_up_period_seconds=15,

@@ -160,3 +160,20 @@ def limit_scale_down(desired: int, current: int, policy: AutoscalePolicy) -> Rul
     if step is not None and desired < current - step:
         return current - step, f"scale-down rate limit: at most -{step} per decision"
     return desired, None
+
+
+def remaining_cooldowns(
+    policy: AutoscalePolicy, history: ScalingHistory, now: datetime
+) -> tuple[float, float]:
+    """Seconds until a scale-up and a scale-down are allowed again (0 = now), as ``decide``
+    applies them: both count from the last scaling action in either direction; the threshold
+    strategy has the seed's one ``cooldown_seconds``. (Stabilisation may still hold a
+    scale-down longer.)"""
+    elapsed = _since_last(history.last_scale_at, now)
+    if policy.strategy == "threshold":
+        up = down = policy.cooldown_seconds
+    else:
+        up, down = policy.scale_up_cooldown_seconds, policy.down_cooldown
+    if elapsed is None:
+        return 0.0, 0.0
+    return max(0.0, up - elapsed), max(0.0, down - elapsed)

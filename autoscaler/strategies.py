@@ -97,6 +97,16 @@ def rps_trend(history: ScalingHistory, now: datetime, rps: float, window: float)
     return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
 
 
+def recent_peak_rps(history: ScalingHistory, now: datetime, rps: float, window: float) -> float:
+    """The highest pool request rate observed within ``window`` seconds (``rps`` is now's)."""
+    peak = rps
+    for sample in reversed(history.rates):  # newest first
+        if (now - sample.at).total_seconds() > window:
+            break
+        peak = max(peak, sample.rps)
+    return peak
+
+
 def proportional(
     policy: AutoscalePolicy, observation: Observation, history: ScalingHistory, now: datetime
 ) -> StrategyResult:
@@ -116,7 +126,7 @@ def proportional(
         rec, why = _utilisation_recommendation(name, reading, target, current, policy)
         result.recommendations[name] = rec
         result.explanations[name] = why
-    _add_triggers(result, policy, observation, now)
+    _add_triggers(result, policy, observation, history, now)
     return result
 
 
@@ -145,19 +155,54 @@ def _rps_recommendation(
         result.recommendations["rps"] = current
         result.explanations["rps"] = f"{label}: within tolerance"
         return
+    if ratio < 1 and policy.scale_down_peak_window_seconds > 0:
+        # Scale-in is sized by the recent peak, and only if even that is below the band.
+        peak = recent_peak_rps(history, now, rps, policy.scale_down_peak_window_seconds)
+        if peak > expected:
+            window = f"{policy.scale_down_peak_window_seconds:g}s"
+            label += f"; peak {peak:.1f}/s in the last {window}"
+            expected = peak
+            if expected / (target * current) >= 1 - policy.down_tolerance:
+                result.recommendations["rps"] = current
+                result.explanations["rps"] = f"{label}: within tolerance at the peak"
+                return
     rec = max(1, _ceil(expected / target))
     result.recommendations["rps"] = rec
     result.explanations["rps"] = f"{label}: {rec} needed"
 
 
+def _latency_persists(policy: AutoscalePolicy, history: ScalingHistory, now: datetime) -> bool:
+    """Whether p95 was also above the trigger at the previous ``latency_trigger_ticks - 1``
+    decisions (each within two check intervals of the next: a gap breaks the run)."""
+    needed = policy.latency_trigger_ticks - 1
+    if needed == 0:
+        return True
+    recent = history.latencies[-needed:]
+    if len(recent) < needed:
+        return False
+    gap = 2 * policy.check_interval_seconds
+    later = now
+    for sample in reversed(recent):
+        if (later - sample.at).total_seconds() > gap:
+            return False
+        if sample.p95_ms <= policy.response_time_threshold_ms:
+            return False
+        later = sample.at
+    return True
+
+
 def _add_triggers(
-    result: StrategyResult, policy: AutoscalePolicy, observation: Observation, now: datetime
+    result: StrategyResult,
+    policy: AutoscalePolicy,
+    observation: Observation,
+    history: ScalingHistory,
+    now: datetime,
 ) -> None:
     """Latency and error rate can add one instance; they never recommend fewer."""
     p95 = p95_latency_ms(observation, policy, now)
     if p95 is not None:
         result.values["latency"] = p95
-        if p95 > policy.response_time_threshold_ms:
+        if p95 > policy.response_time_threshold_ms and _latency_persists(policy, history, now):
             result.recommendations["latency"] = result.current + 1
             result.explanations["latency"] = (
                 f"p95 latency {p95:.0f} ms > {policy.response_time_threshold_ms:g} ms: one more"

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from flows.autoscale import AutoscaleConfig, autoscale  # noqa: E402
 from kongstack.commands.load import LoadGenerator  # noqa: E402
 from kongstack.procs import Daemon, free_port, http_ok  # noqa: E402
-from tasks.fastpath import WebhookServer, ensure_fastpath_automation, prefect_emitter  # noqa: E402
+from tasks.fastpath import ensure_fastpath_automation  # noqa: E402
 from tasks.instances import InstanceState  # noqa: E402
 from tests.support.autoscale_stack import Stack, autoscale_stack  # noqa: E402
 from tests.support.services import redis_server  # noqa: E402
@@ -86,8 +86,9 @@ def alertmanager(workdir: Path, webhook_url: str) -> Iterator[int]:
     port = free_port()
     conf = workdir / "alertmanager.yml"
     conf.write_text(
+        # group_interval also bounds how long one delivery may take: keep it above 1 s.
         "route:\n  receiver: fastpath\n  group_by: [alertname]\n  group_wait: 0s\n"
-        "  group_interval: 1s\n  repeat_interval: 1m\n"
+        "  group_interval: 10s\n  repeat_interval: 1m\n"
         f"receivers:\n- name: fastpath\n  webhook_configs:\n  - url: {webhook_url}\n"
         "    send_resolved: false\n")
     binary = shutil.which("prometheus-alertmanager") or "alertmanager"
@@ -114,6 +115,16 @@ def db_bytes(home: Path) -> int:
         conn.close()
 
 
+def table_bytes(home: Path) -> dict[str, int]:
+    """Bytes per table/index (SQLite's dbstat), to show where the growth goes."""
+    conn = sqlite3.connect(f"file:{home / 'prefect.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+    finally:
+        conn.close()
+    return {str(name): int(size) for name, size in rows}
+
+
 def tick(config: AutoscaleConfig, trigger: str = "bench") -> dict[str, Any]:
     return asyncio.run(autoscale(config=config, trigger=trigger))
 
@@ -121,7 +132,7 @@ def tick(config: AutoscaleConfig, trigger: str = "bench") -> dict[str, Any]:
 def measure_ticks(stack: Stack, home: Path, count: int) -> dict[str, float]:
     for _ in range(3):  # warm: pool at min, state block saved, Prometheus scraping
         tick(stack.config)
-    before = db_bytes(home)
+    before, tables = db_bytes(home), table_bytes(home)
     walls = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -129,6 +140,11 @@ def measure_ticks(stack: Stack, home: Path, count: int) -> dict[str, float]:
         walls.append(time.perf_counter() - t0)
         assert not result["actions"], result
     growth = (db_bytes(home) - before) / count
+    after = table_bytes(home)
+    delta = {k: (v - tables.get(k, 0)) / count for k, v in after.items()}
+    top = sorted(delta.items(), key=lambda kv: -kv[1])[:8]
+    print("growth per tick by table/index: " + ", ".join(f"{k} {v / 1024:.1f} KiB"
+                                                         for k, v in top if v > 0))
     walls.sort()
     return {"ticks": count, "median_s": statistics.median(walls),
             "p95_s": walls[int(0.95 * (len(walls) - 1))], "max_s": walls[-1],
@@ -248,6 +264,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=30)
     parser.add_argument("--driver", default="process", choices=["process", "docker"])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ticks-only", action="store_true", help="skip the load-step trials")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="kongstack-bench-") as tmp:
@@ -276,9 +293,17 @@ def bench(work: Path, api_url: str, host: str, rport: int, args: argparse.Namesp
 def run_all(stack: Stack, work: Path, api_url: str, webhook_port: int,
             args: argparse.Namespace, rng: random.Random) -> None:
     stack_name = stack.config.pool.stack
-    server = WebhookServer("127.0.0.1", webhook_port, prefect_emitter(stack_name))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The receiver runs as its own process, as in the demo (python -m tasks.fastpath).
+    webhook = Daemon(f"fastpath-{webhook_port}", work)
+    webhook.start([sys.executable, "-m", "tasks.fastpath", "--port", str(webhook_port),
+                   "--stack", stack_name],
+                  ready=lambda: http_ok(f"http://127.0.0.1:{webhook_port}/health"),
+                  log_file=work / "fastpath.log", cwd=REPO,
+                  env={"PREFECT_API_URL": api_url}, timeout=60)
     cost = measure_ticks(stack, work / "prefect", args.ticks)
+    if args.ticks_only:
+        print(json.dumps(cost))
+        return
     print(f"no-op tick wall time over {cost['ticks']} ticks: median {cost['median_s']:.2f} s, "
           f"p95 {cost['p95_s']:.2f} s, max {cost['max_s']:.2f} s")
     print(f"Prefect DB growth: {cost['db_bytes_per_tick'] / 1024:.1f} KiB per tick -> "
@@ -309,7 +334,7 @@ def run_all(stack: Stack, work: Path, api_url: str, webhook_port: int,
     print(f"\n{args.trials} trials per row, step 0 -> {STEP_RPS:g} rps at a random phase; "
           f"runner poll {POLL_S} s; driver {args.driver}. Reproduce: .venv/bin/python "
           f"benchmarks/autoscale.py --trials {args.trials} --driver {args.driver}")
-    server.shutdown()
+    webhook.stop(grace=5)
 
 
 def _uuid(value: str) -> Any:

@@ -1,6 +1,7 @@
 """Replay benchmarks: simulator speed and policy quality.
 
-    .venv/bin/python benchmarks/replay.py     # prints markdown (docs/bench/autoscaler.md)
+    .venv/bin/python benchmarks/replay.py             # prints markdown (docs/bench/autoscaler.md)
+    .venv/bin/python benchmarks/replay.py --variants  # what each part of the default buys
 
 1. Speed: one week at 1 s resolution (the shipped diurnal day repeated 7 times) through the
    default policy (30 s ticks) and the HPA-style baseline (15 s ticks).
@@ -31,6 +32,29 @@ REAL = Path("/work/shared/traces")
 POOL = (1, 20)
 CONFIGS = ("default", "threshold", "hpa")
 TARGETS = {"violations": 0.25, "cost": 1.2, "reversals": 1 / 3}
+_OFF = 1e12
+# --variants: what each part of the default buys (overrides of the default preset).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped default": {},
+    "latency trigger off": {"response_time_threshold_ms": _OFF},
+    "no trend forecast": {"forecast_seconds": 0},
+    "no learned slow-load limit": {"slow_load_memory_seconds": 0},
+    "300 s scale-down cooldown (the seed's)": {"scale_down_cooldown_seconds": 300},
+    "cost-leaning: target 70 %, no latency trigger, no down cooldown, down band 0.1, no forecast": {
+        "target_cpu_percent": 70,
+        "target_rps_per_instance": 70,
+        "response_time_threshold_ms": _OFF,
+        "scale_down_cooldown_seconds": 0,
+        "scale_down_tolerance": 0.1,
+        "forecast_seconds": 0,
+    },
+    "SLO-leaning: target 60 %, 120 s forecast, down band 0.35": {
+        "target_cpu_percent": 60,
+        "target_rps_per_instance": 60,
+        "forecast_seconds": 120,
+        "scale_down_tolerance": 0.35,
+    },
+}
 
 
 def week_speed(model: ServiceModel) -> list[str]:
@@ -126,12 +150,45 @@ def quality(paths: Sequence[Path], model: ServiceModel, plots: Path | None) -> l
     return lines
 
 
+def variants(paths: Sequence[Path], model: ServiceModel) -> list[str]:
+    demands = []
+    for path in paths:
+        raw = read_trace(path).per_second()
+        factor = fit_factor(raw, model, POOL[1])
+        demands.append([x * factor for x in raw])
+
+    def summed(results: Sequence[ReplayResult]) -> tuple[float, float, float]:
+        return (
+            sum(r.slo_violation_seconds for r in results),
+            sum(r.instance_seconds for r in results),
+            sum(r.reversals for r in results),
+        )
+
+    hpa = summed([simulate(PRESETS["hpa"](model, *POOL), d, model) for d in demands])
+    best = summed([oracle(d, model, *POOL) for d in demands])
+    base = PRESETS["default"](model, *POOL)
+    lines = [
+        "| variant of the default | violations vs HPA | cost vs oracle | reversals vs HPA |",
+        "|---|---|---|---|",
+    ]
+    for label, overrides in VARIANTS.items():
+        policy = base.with_overrides(overrides)
+        v, c, r = summed([simulate(policy, d, model) for d in demands])
+        lines.append(f"| {label} | {v / hpa[0]:.3f} | {c / best[1]:.3f} | {r / hpa[2]:.3f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=REAL, help="directory of real traces")
+    parser.add_argument("--variants", action="store_true", help="only the variants table")
     parser.add_argument("--plots", type=Path, default=ROOT / "var" / "bench" / "autoscaler")
     args = parser.parse_args()
     model = ServiceModel()
+    if args.variants:
+        print("\n".join(variants(traces(args.traces), model)))
+        print("Reproduce: `.venv/bin/python benchmarks/replay.py --variants`")
+        return
     started = time.perf_counter()
     speed = week_speed(model)
     table = quality(traces(args.traces), model, args.plots)

@@ -48,9 +48,11 @@ def prune_prometheus_task(url: str, older_than: datetime, enabled: bool) -> Prun
 
 @task(name="prune-flow-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       timeout_seconds=3600)
-def prune_flow_runs_task(older_than: datetime, flow_name: str, deployment_name: str) -> PruneResult:
+def prune_flow_runs_task(older_than: datetime, flow_name: str, deployment_name: str,
+                         max_runs: int | None) -> PruneResult:
     return run_coro_as_sync(
-        prune_flow_runs(older_than, flow_name=flow_name, deployment_name=deployment_name or None)
+        prune_flow_runs(older_than, flow_name=flow_name, deployment_name=deployment_name or None,
+                        max_runs=max_runs)
     )
 
 
@@ -72,7 +74,8 @@ def report_task(analysis: Analysis, out_dir: Path, config: AnalysisConfig,
     return {"markdown": report.markdown, "files": [str(p) for p in report.files]}
 
 
-def _analysis_config(policy_file: str | None, flap_window_minutes: float) -> AnalysisConfig:
+def _analysis_config(policy_file: str | None, flap_window_minutes: float,
+                     cost_per_instance_hour: float | None) -> AnalysisConfig:
     policy = (AutoscalePolicy.from_file(policy_file) if policy_file
               else AutoscalePolicy.from_env(os.environ))
     return AnalysisConfig(
@@ -81,6 +84,7 @@ def _analysis_config(policy_file: str | None, flap_window_minutes: float) -> Ana
         min_instances=policy.min_instances,
         max_instances=policy.max_instances,
         scale_down_stabilization_s=policy.scale_down_stabilization_seconds,
+        cost_per_instance_hour=cost_per_instance_hour,
     )
 
 
@@ -95,7 +99,9 @@ def maintenance(
     prune_prefect_runs: bool = True,
     autoscale_flow: str = "autoscale",
     autoscale_deployment: str = "autoscale",
+    max_flow_runs_pruned: int | None = 50_000,
     flap_window_minutes: float = 10.0,
+    cost_per_instance_hour: float | None = None,
     policy_file: str | None = None,
     history_path: str | None = None,
     home: str | None = None,
@@ -106,7 +112,7 @@ def maintenance(
     history = Path(history_path) if history_path else settings.data_dir / "history.sqlite"
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
-    config = _analysis_config(policy_file, flap_window_minutes)
+    config = _analysis_config(policy_file, flap_window_minutes, cost_per_instance_hour)
 
     pruned = [
         prune_history_task(history, cutoff),
@@ -116,8 +122,11 @@ def maintenance(
                               f"{settings.prometheus_port}", cutoff, prune_prometheus),
     ]
     if prune_prefect_runs:
+        # Bounded per run: a day adds 2,880 runs; a large backlog drains over several days
+        # instead of holding the SQLite server for an hour (benchmarks/prune.py).
         pruned.append(prune_flow_runs_task(now - timedelta(days=flow_run_retention_days),
-                                           autoscale_flow, autoscale_deployment))
+                                           autoscale_flow, autoscale_deployment,
+                                           max_flow_runs_pruned))
     for result in pruned:
         log.info("prune: %s", result.describe())
 

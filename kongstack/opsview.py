@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from autoscaler import remaining_cooldowns
 from autoscaler.config import AutoscalePolicy
 from kongstack.settings import LocalSettings
 from tasks.cleanup import pool_config
@@ -30,12 +31,14 @@ class StackOptions:
     driver: str = "auto"
     gateway: str = "auto"
     policy_file: Path | None = None
+    ready_timeout: float = 60.0
 
     def settings(self) -> LocalSettings:
         return LocalSettings()
 
     def pool(self) -> PoolConfig:
-        return pool_config(self.stack, driver=self.driver, gateway=self.gateway)
+        return pool_config(self.stack, driver=self.driver, gateway=self.gateway,
+                           ready_timeout_seconds=self.ready_timeout)
 
     def policy(self) -> AutoscalePolicy:
         base = AutoscalePolicy.from_file(self.policy_file) if self.policy_file else None
@@ -64,27 +67,6 @@ class Cooldowns:
     note: str
 
 
-def cooldowns(policy: AutoscalePolicy, last_up: datetime | None, last_down: datetime | None,
-              now: datetime) -> Cooldowns:
-    """Seconds until the autoscaler may scale up / down again (0 = now; None = no cooldown)."""
-
-    def left(since: datetime | None, period: float | None) -> float | None:
-        if period is None:
-            return None
-        if since is None:
-            return 0.0
-        return max(0.0, period - (now - since).total_seconds())
-
-    if policy.strategy == "threshold":  # the seed's single cooldown after any action
-        last = max((t for t in (last_up, last_down) if t is not None), default=None)
-        both = left(last, policy.cooldown_seconds)
-        return Cooldowns(both, both, f"one {policy.cooldown_seconds:g}s cooldown (threshold)")
-    down = left(last_down, policy.scale_down_cooldown_seconds)
-    note = ("scale-down also waits for the stabilisation window "
-            f"({policy.scale_down_stabilization_seconds:g}s)")
-    return Cooldowns(left(last_up, policy.scale_up_cooldown_seconds), down, note)
-
-
 def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldowns:
     """From the autoscale state block, when a Prefect server is reachable."""
     from kongstack.localprefect import use_local_server_if_running
@@ -96,9 +78,12 @@ def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldow
     state = read_state(block)
     if state.is_default:
         return Cooldowns(None, None, state.default_reason or "no state yet")
-    history = state.history
-    return cooldowns(policy, history.last_scale_up_at, history.last_scale_down_at,
-                     datetime.now(UTC))
+    # The same rule decide() applies, so the CLI never disagrees with the autoscaler.
+    up, down = remaining_cooldowns(policy, state.history, datetime.now(UTC))
+    note = ("one cooldown after any action (threshold)" if policy.strategy == "threshold" else
+            "scale-down also waits for the stabilisation window "
+            f"({policy.scale_down_stabilization_seconds:g}s)")
+    return Cooldowns(up, down, note)
 
 
 # -- live per-instance metrics (scraped from each instance's /metrics) ------------------------

@@ -11,6 +11,8 @@ Definitions (each is what a test computes by hand):
   manual, repair with outcome ok/partial), else ``from_count`` (what the tick observed). The
   count holds until the next event; the last one holds until ``until``.
 - *time at each count* / *instance-hours*: the integral of that step function.
+- *load sample*: the snapshot's load, once per tick (action rows written with the same
+  timestamp as their decision row repeat it and are not counted again).
 - *load increase*: a sample whose load is >= ``load_increase_ratio`` x the previous sample's.
   Its *reaction time* is the delay to the next applied scale-up within
   ``reaction_window_minutes``; several increases answered by the same scale-up count once
@@ -52,6 +54,7 @@ class AnalysisConfig(BaseModel):
     min_instances: int | None = Field(default=None, ge=0)
     max_instances: int | None = Field(default=None, ge=1)
     scale_down_stabilization_s: float | None = Field(default=None, ge=0)
+    cost_per_instance_hour: float | None = Field(default=None, ge=0)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,10 @@ def analyse(
     )
     count = np.where(applied, to_c, from_c)
     dt = np.diff(ts, append=end_ts).clip(min=0.0)
+    # A tick's action rows repeat its decision row's snapshot: one load sample per tick.
+    load = frame["load"].to_numpy(dtype="float64").copy()
+    load[1:][ts[1:] == ts[:-1]] = np.nan
+    frame = frame.assign(load=load)
 
     time_at = np.bincount(count.clip(min=0), weights=dt)
     present = np.flatnonzero(time_at > 0)

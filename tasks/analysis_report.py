@@ -86,7 +86,10 @@ def _markdown(analysis: Analysis, config: AnalysisConfig, files: list[Path]) -> 
         "",
         "| measure | value |",
         "|---|---|",
-        f"| instance-hours | {analysis.instance_hours:,.1f} |",
+        f"| instance-hours | {analysis.instance_hours:,.1f}"
+        + (f" (cost {analysis.instance_hours * config.cost_per_instance_hour:,.2f} at "
+           f"{config.cost_per_instance_hour:g}/h)" if config.cost_per_instance_hour else "")
+        + " |",
         f"| actions (applied) | {int(analysis.actions_per_day['total'].sum()):,} |",
         f"| failed actions | {int(analysis.actions_per_day['failed'].sum()):,} |",
         f"| flaps (direction change < {config.flap_window_minutes:g} min) | "

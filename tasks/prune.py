@@ -195,9 +195,11 @@ async def _bulk_delete(
     or the filter needs a flow join the endpoint does not take."""
     if flow_filter is not None:
         return None
-    body = {"flow_runs": run_filter.model_dump(mode="json", exclude_none=True), "limit": 50}
+    flow_runs = run_filter.model_dump(mode="json", exclude_none=True)
     removed = 0
     while max_runs is None or removed < max_runs:
+        limit = 50 if max_runs is None else min(50, max_runs - removed)
+        body = {"flow_runs": flow_runs, "limit": limit}
         # No public client method wraps this endpoint in 3.9; the request goes through the
         # client's own (authenticated, retrying) HTTP session.
         response = await client._client.post("/flow_runs/bulk_delete", json=body, timeout=60)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
+set -euo pipefail
 # Alertmanager on the monitoring VM. alertmanager.yml is rendered by the deployer
 # (tasks.monitoring) and uploaded to $KONGSTACK_FILES with secrets/*: the receivers' secret
 # files (SMTP password, Slack URL), resolved from env/Secret blocks at deploy time. They land
 # in /etc/prometheus/alertmanager-secrets (0700 dir, 0600 files, owned by the service user);
 # files of receivers no longer configured are removed. Changes are checked, then reloaded.
-set -euo pipefail
 . /opt/kongstack/lib.sh
 PORT=${KONGSTACK_ALERTMANAGER_HTTP_PORT:-9093}
 SECRETS=/etc/prometheus/alertmanager-secrets

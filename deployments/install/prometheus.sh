@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
+set -euo pipefail
 # Prometheus on the seed's port. Its configuration is rendered by the deployer
 # (tasks.monitoring.write_monitoring_files for the VMs' private addresses) and uploaded to
 # $KONGSTACK_FILES: prometheus.yml, rules/kongstack.rules.yml, targets/stock_api.json.
 # Relative paths in prometheus.yml resolve to /etc/prometheus/{rules,targets}. The staged set
 # is checked with promtool before it replaces anything; a changed config is reloaded (SIGHUP).
-set -euo pipefail
 . /opt/kongstack/lib.sh
 PORT=${KONGSTACK_PROMETHEUS_HTTP_PORT:-9200}
 ETC=/etc/prometheus

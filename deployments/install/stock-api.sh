@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The stock API instances: containers of the stock API image, host networking, one per port,
 # labelled with the owner/role/port contract (the autoscaler and cleanup find them by label).
+# Request logs: LOG_FILE=/var/log/kongstack/api-<port>.log (bind-mounted), shipped by
+# log-shipper.sh. A container is replaced when its image or its run arguments change.
 set -euo pipefail
 . /opt/kongstack/lib.sh
 require_env KONGSTACK_STOCK_API_IMAGE
@@ -18,17 +20,26 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   changed "pulled $IMAGE"
 fi
 want_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+# JSON request logs go to /var/log/kongstack/api-<port>.log (LOG_FILE), tailed by the log
+# shipper; the directory belongs to the image's unprivileged user.
+LOGS=/var/log/kongstack
+app_user=$(docker run --rm --network none --entrypoint id "$IMAGE" -u):$(docker run --rm --network none --entrypoint id "$IMAGE" -g)
+if [ "$(stat -c '%u:%g' "$LOGS" 2>/dev/null)" != "$app_user" ]; then
+  install -d -m 0755 -o "${app_user%%:*}" -g "${app_user##*:}" "$LOGS"; changed "made $LOGS writable by uid ${app_user%%:*}"
+fi
 for i in $(seq 0 $((COUNT - 1))); do
   port=$((BASE + i)); name="kongstack-api-${port}"
-  if [ "$(docker inspect -f '{{.State.Running}} {{.Image}}' "$name" 2>/dev/null)" = "true ${want_id}" ]; then
+  args=(--network host --restart unless-stopped -v "$LOGS:$LOGS"
+        --label "kongstack.owner=${STACK}" --label kongstack.role=stock-api --label "kongstack.port=${port}"
+        -e PORT="$port" -e HOST=0.0.0.0 -e INSTANCE_ID="$name" -e LOG_FILE="$LOGS/api-${port}.log"
+        -e REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0" -e MONGODB_URI="mongodb://127.0.0.1:${MONGO_PORT}/")
+  # the running container matches when its image and its run arguments are the wanted ones
+  spec=$(printf '%s\n' "$want_id" "${args[@]}" | sha256sum | cut -c1-16)
+  if [ "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "kongstack.spec"}}' "$name" 2>/dev/null)" = "true ${spec}" ]; then
     ok "$name running"; continue
   fi
   docker rm -f "$name" >/dev/null 2>&1 || true
-  docker run -d --name "$name" --restart unless-stopped --network host \
-    --label "kongstack.owner=${STACK}" --label kongstack.role=stock-api --label "kongstack.port=${port}" \
-    -e PORT="$port" -e HOST=0.0.0.0 -e INSTANCE_ID="$name" \
-    -e REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0" \
-    -e MONGODB_URI="mongodb://127.0.0.1:${MONGO_PORT}/" "$IMAGE" >/dev/null
+  docker run -d --name "$name" --label "kongstack.spec=${spec}" "${args[@]}" "$IMAGE" >/dev/null
   changed "started $name"
 done
 for i in $(seq 0 $((COUNT - 1))); do wait_http "http://127.0.0.1:$((BASE + i))/ready" 90; done

@@ -28,11 +28,14 @@ DriverOpt = Annotated[str, typer.Option("--driver", envvar="KONGSTACK_DRIVER",
                                         help="Instance driver: auto, docker or process.")]
 GatewayOpt = Annotated[str, typer.Option("--gateway", envvar="KONGSTACK_GATEWAY",
                                          help="Gateway: auto, nginx or kong.")]
+ReadyOpt = Annotated[float, typer.Option("--ready-timeout", min=1, max=600,
+                                         help="Seconds a new instance may take to be ready.")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="KONGSTACK_POLICY_FILE",
                                                 help="Autoscale policy file (min/max).")]
 
 
-def options(stack: str, driver: str, gateway: str, policy: Path | None = None) -> StackOptions:
+def options(stack: str, driver: str, gateway: str, policy: Path | None = None,
+            ready_timeout: float = 60.0) -> StackOptions:
     if driver not in ("auto", "docker", "process"):
         raise typer.BadParameter(f"{driver!r}: choose auto, docker or process",
                                  param_hint="--driver")
@@ -41,7 +44,8 @@ def options(stack: str, driver: str, gateway: str, policy: Path | None = None) -
                                  param_hint="--gateway")
     if policy is not None and not policy.is_file():
         raise typer.BadParameter(f"{policy}: no such file", param_hint="--policy")
-    return StackOptions(stack=stack, driver=driver, gateway=gateway, policy_file=policy)
+    return StackOptions(stack=stack, driver=driver, gateway=gateway, policy_file=policy,
+                        ready_timeout=ready_timeout)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -84,7 +88,11 @@ def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
     htable = Table(title="Last decisions")
     for col in ("time (UTC)", "kind", "from → to", "outcome", "reason"):
         htable.add_column(col)
-    for e in opts.history().recent(decisions):
+    recent = opts.history().recent(500)
+    # The newest tick, then the last changes: 2,880 no-op ticks a day would hide them.
+    shown = recent[:1] + [e for e in recent[1:]
+                          if not (e.kind == "decision" and e.outcome == "noop")][:decisions - 1]
+    for e in shown if decisions else []:
         htable.add_row(f"{e.ts:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.from_count} → {e.to_count}",
                        e.outcome, e.reason[:80])
     console.print(htable)
@@ -104,9 +112,10 @@ def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of ins
           force: Annotated[bool, typer.Option(help="Ignore the policy's min/max.")] = False,
           dry_run: Annotated[bool, typer.Option(help="Say what would happen only.")] = False,
           stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-          gateway: GatewayOpt = "auto", policy: PolicyOpt = None) -> None:
+          gateway: GatewayOpt = "auto", policy: PolicyOpt = None,
+          ready_timeout: ReadyOpt = 60.0) -> None:
     """Scale the pool to COUNT instances by hand (recorded in the history as "manual")."""
-    opts = options(stack, driver, gateway, policy)
+    opts = options(stack, driver, gateway, policy, ready_timeout)
     try:
         pol = opts.policy()
     except ConfigError as exc:
@@ -154,11 +163,11 @@ def restart(instance: Annotated[str | None, typer.Argument(
             all_: Annotated[bool, typer.Option("--all", help="Rolling restart of the pool.")]
             = False,
             stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-            gateway: GatewayOpt = "auto") -> None:
+            gateway: GatewayOpt = "auto", ready_timeout: ReadyOpt = 60.0) -> None:
     """Rolling restart: start a replacement, wait until it serves, then drain the old one."""
     if (instance is None) == (not all_):
         raise typer.BadParameter("give an INSTANCE or --all (not both)", param_hint="INSTANCE")
-    opts = options(stack, driver, gateway)
+    opts = options(stack, driver, gateway, ready_timeout=ready_timeout)
     pool = opts.pool()
     try:
         current = active(build_driver(pool).list())

@@ -60,7 +60,11 @@ def simulate_command(
     traces: Annotated[list[Path], typer.Argument(help="Trace CSV file(s): t_seconds,rps.")],
     config: Annotated[
         list[str] | None,
-        typer.Option("--config", "-c", help="Preset (default|threshold|hpa) or policy file."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Preset (default|threshold|hpa) or policy file; repeat it. Default: all three.",
+        ),
     ] = None,
     min_instances: Annotated[int, typer.Option(help="Pool lower bound for every config.")] = 1,
     max_instances: Annotated[int, typer.Option(help="Pool upper bound for every config.")] = 20,

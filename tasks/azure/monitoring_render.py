@@ -20,6 +20,7 @@ from kongstack.topology import Host, Role, Topology
 from tasks.monitoring import (
     RULES_FILE,
     MonitoringConfig,
+    ScrapeConfig,
     load_monitoring_config,
     write_alertmanager_secrets,
     write_monitoring_files,
@@ -81,7 +82,11 @@ def derived_scrape(topo: Topology, hosts: list[Host]) -> dict[str, Any]:
 def monitoring_for(topo: Topology, hosts: list[Host]) -> MonitoringConfig:
     """The monitoring config for these hosts: explicit settings win, targets are derived."""
     if topo.monitoring is not None:
-        base, explicit = topo.monitoring, set(topo.monitoring.scrape.model_fields_set)
+        # explicit: set in the topology to something other than the loopback default (a
+        # re-validated dump marks every field as set, defaults included)
+        base, defaults = topo.monitoring, ScrapeConfig()
+        explicit = {name for name in base.scrape.model_fields_set
+                    if getattr(base.scrape, name) != getattr(defaults, name)}
     else:  # the committed file names hosts by VM name: take its thresholds, not its targets
         base, explicit = load_monitoring_config(DEFAULT_MONITORING), set()
     derived = {k: v for k, v in derived_scrape(topo, hosts).items()

@@ -31,6 +31,9 @@ from tasks.ssh import ScriptResult, SSHTarget, run_script
 INSTALL_DIR = Path(__file__).resolve().parents[2] / "deployments" / "install"
 LogFn = Callable[[str], None]
 IMAGE_ENV = "KONGSTACK_STOCK_API_IMAGE"  # registry reference of the stock API image
+# Hosts installed at once (None: all). Several "hosts" on one machine share its /tmp, where
+# tasks.ssh names uploaded scripts by content: such setups (tests) install one at a time.
+HOST_PARALLELISM: int | None = None
 # Health endpoints per role, on the role's named port (checked from the admin range).
 HEALTH = {
     Role.KONG: ("admin", "/status"),
@@ -77,8 +80,7 @@ def install_host(topo: Topology, host: Host, target: SSHTarget, log: LogFn,
     env = role_env(topo, host, hosts)
     plan = list(steps) if steps is not None else [Step("common"), *(Step(r.value)
                                                                      for r in host.roles)]
-    scripts = [(INSTALL_DIR / "common.sh" if s.script == "common" else _script(s.script), s)
-               for s in plan]  # every script exists before anything runs
+    scripts = [(_script(s.script), s) for s in plan]  # all exist before anything runs
     for script, step in scripts:
         staged = (staging.upload(target, step.script, step.files, retries=topo.ssh.retries)
                   if step.files else None)
@@ -115,7 +117,8 @@ def install_hosts(topo: Topology, hosts: list[Host], *, private_key: str, known_
         return install_host(topo, host, target, log, hosts,
                             host_steps(topo, host, hosts, bundle))
 
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts)), thread_name_prefix="install") as pool:
+    workers = max(1, HOST_PARALLELISM or len(hosts))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="install") as pool:
         results = list(pool.map(one, hosts))
     return [c for r in results for c in r]
 

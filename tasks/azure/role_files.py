@@ -173,8 +173,9 @@ def _role_files(role: Role, topo: Topology, hosts: list[Host], host: Host,
     if role == Role.PROMETHEUS and mon is not None:
         return tuple(StagedFile(p, b) for p, b in sorted(mon.prometheus.items()))
     if role == Role.ALERTMANAGER and mon is not None:
+        secrets = sorted(mon.secrets.items())
         return (*(StagedFile(p, b) for p, b in mon.alertmanager.items()),
-                *(StagedFile(f"secrets/{n}", b, secret=True) for n, b in sorted(mon.secrets.items())))
+                *(StagedFile(f"secrets/{n}", b, secret=True) for n, b in secrets))
     if role == Role.LOG_FORWARDER:
         return (StagedFile("fluent-bit.conf", aggregator_conf(topo, hosts, host).encode()),
                 parsers, StagedFile("fluent-bit.env", forwarder_env().encode(), secret=True))

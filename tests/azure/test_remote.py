@@ -32,7 +32,8 @@ def test_register_puts_instances_consumer_and_log_endpoint_in_kong() -> None:
         assert targets == ["10.20.1.4:3021", "10.20.1.4:3022", "10.20.1.4:3023"]
         assert [c["username"] for c in kong.rows("consumers")] == ["api"]
         http_log = [p for p in kong.rows("plugins") if p["name"] == "http-log"]
-        assert http_log[0]["config"]["http_endpoint"] == "http://10.20.1.5:8000/"
+        assert http_log[0]["config"]["http_endpoint"] == "http://10.20.1.5:8000/kong"
+        assert http_log[0]["service"] is None  # global: every request Kong answers is logged
         # unchanged second run: nothing to do
         assert register_kong(topo, HOSTS, admin_secret_block=None, api_key="k-123") == []
 

@@ -122,3 +122,37 @@ def test_answer_rejects_bad_arguments(prefect_harness: None) -> None:
         answer(UUID(int=1), approved=True, approver=" ")
     with pytest.raises(ApprovalError, match="not found"):
         answer(UUID(int=1), approved=True, approver="me")
+
+
+def test_terminal_deny_and_approve_answer_a_waiting_run(
+        prefect_harness: None, tmp_path: Path, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kongstack deny|approve`` (Prefect 3.9 has no `flow-run resume` CLI) on real runs."""
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from kongstack.cli import app
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    runner = CliRunner()
+    with local_stack(tmp_path, redis_url, instances=0) as small:
+        thread, out = _run_in_thread(_params(small, approval_timeout_seconds=120))
+        run_id = _wait_paused()
+        denied = runner.invoke(app, ["deny", str(run_id), "--approver", "lead",
+                                     "--reason", "keep it"])
+        assert denied.exit_code == 0, denied.output
+        assert f"cleanup run {run_id} denied by lead" in denied.output
+        thread.join(timeout=60)
+        assert out["state"].result()["status"] == "denied"
+        assert _inventory(small)[2]  # nginx still serves
+
+        again = runner.invoke(app, ["approve", str(run_id), "--approver", "lead"])
+        assert again.exit_code == 1 and "not waiting for approval" in again.output
+
+        thread, out = _run_in_thread(_params(small, approval_timeout_seconds=120))
+        _wait_paused()
+        approved = runner.invoke(app, ["approve", "--latest", "--approver", "lead"])
+        assert approved.exit_code == 0, approved.output
+        thread.join(timeout=60)
+        assert out["state"].result()["status"] == "removed"
+        assert not _inventory(small)[2]

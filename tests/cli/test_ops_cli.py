@@ -66,7 +66,7 @@ def test_scale_respects_min_max_and_records_manual_events(
     assert forced_dry.exit_code == 0 and "would scale 2 → 5" in forced_dry.output
     assert len(_addresses(stack)) == 2
 
-    up = runner.invoke(app, ["scale", "3"], env=env)
+    up = runner.invoke(app, ["scale", "3", "--ready-timeout", "120"], env=env)
     assert up.exit_code == 0, up.output
     assert len(_addresses(stack)) == 3 and _targets(stack) == _addresses(stack)
     down = runner.invoke(app, ["scale", "2"], env=env)
@@ -174,7 +174,7 @@ def test_monitor_history_summarises_the_scaling_history(
 def test_rolling_restart_replaces_every_instance(stack: LocalStack, env: dict[str, str]) -> None:
     before = _addresses(stack)
     began = datetime.now(UTC)
-    result = runner.invoke(app, ["restart", "--all"], env=env)
+    result = runner.invoke(app, ["restart", "--all", "--ready-timeout", "120"], env=env)
     assert result.exit_code == 0, result.output
     after = build_driver(stack.config).list()
     assert len(after) == len(before)  # ports may be reused; the processes are new

@@ -118,6 +118,9 @@ def test_report_writes_chart_csv_and_tables(hand, tmp_path: Path) -> None:  # ty
     assert "| 6 | 1.17 | 58.3% |" in report.markdown
     assert "**min_instances**: 2 → 3" in report.markdown
     assert report.tables["actions-per-day"][0]["total"] == 4
+    priced = render_report(result, tmp_path / "priced",
+                           config.model_copy(update={"cost_per_instance_hour": 0.5}))
+    assert "| instance-hours | 10.1 (cost 5.03 at 0.5/h) |" in priced.markdown
 
 
 def test_config_rejects_bad_values_naming_the_field() -> None:
@@ -140,3 +143,16 @@ def test_frequent_flapping_suggests_a_longer_scale_down_hold(tmp_path: Path) -> 
     assert (hold.current, hold.suggested) == (60, 300)  # max(2 x 120 s, the 5 min window)
     settled = analyse(frame, config.model_copy(update={"scale_down_stabilization_s": 600}))
     assert not [s for s in settled.suggestions if s.setting.startswith("scale_down")]
+
+
+def test_a_ticks_action_rows_do_not_repeat_its_load_sample(tmp_path: Path) -> None:
+    # The autoscale recorder writes a decision row and an action row with one timestamp.
+    events = [ev(0, "decision", 2, 2, "noop", 100), ev(30, "decision", 2, 3, "ok", 400),
+              ev(30, "scale_up", 2, 3, "ok", 400)]
+    write_history(tmp_path / "t.sqlite", events)
+    result = analyse(load_history_frame(tmp_path / "t.sqlite"), AnalysisConfig(),
+                     until=DAY0 + timedelta(seconds=60))
+    assert result.hourly_profile.loc[0, "mean_load"] == pytest.approx(250.0)
+    assert result.reactions["reaction_s"].tolist() == [0.0]
+    assert result.time_at_count.set_index("instances")["seconds"].to_dict() == {2: 30.0,
+                                                                                3: 30.0}

@@ -65,14 +65,14 @@ def local_stack(tmp_path: Path, redis_url: str, instances: int = 2) -> Iterator[
         local={"home": home, "gateway_port": free_port(), "gateway_status_port": free_port(),
                "api_base_port": free_port(), "prometheus_port": free_port()},
         redis_url=redis_url, data_dir=data_dir, drain_seconds=0.5, drain_min_seconds=0.0,
-        stop_grace_seconds=2.0,
+        stop_grace_seconds=2.0, ready_timeout_seconds=120.0,  # 2 shared cores can be slow
     )
-    _apply_gateway(config)
-    if instances:
-        record = scale_up.fn(config, to_count=instances)
-        assert record.outcome == "ok", record
     stack = LocalStack(config=config, home=home, data_dir=data_dir)
     try:
+        _apply_gateway(config)
+        if instances:
+            record = scale_up.fn(config, to_count=instances)
+            assert record.outcome == "ok", record
         yield stack
     finally:
         driver, gateway = build_driver(config), build_gateway(config)
