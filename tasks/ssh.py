@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import secrets
 import select
 import shlex
 import socket
@@ -173,7 +174,9 @@ def _run_once(
     digest = hashlib.sha256(body).hexdigest()[:12]
     client = connect(target)
     try:
-        remote = f"/tmp/kongstack-{script.stem}-{digest}.sh"
+        # A random part: concurrent runs of one script on one host must not share a path
+        # (the first to finish would delete the other's copy), and /tmp names are guessable.
+        remote = f"/tmp/kongstack-{script.stem}-{digest}-{secrets.token_hex(6)}.sh"
         with client.open_sftp() as sftp:
             sftp.putfo(io.BytesIO(body), remote)
             sftp.chmod(remote, 0o700)

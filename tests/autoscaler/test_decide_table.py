@@ -10,6 +10,7 @@ import pytest
 from autoscaler import (
     AutoscalePolicy,
     Direction,
+    LatencySample,
     Metrics,
     Observation,
     RateSample,
@@ -38,6 +39,8 @@ BASE: dict[str, Any] = {
     "target_cpu_percent": 60,
     "scale_down_tolerance": None,
     "forecast_seconds": 0,
+    "latency_trigger_ticks": 1,
+    "scale_down_peak_window_seconds": 0,
 }
 
 CASES = [
@@ -176,7 +179,113 @@ CASES = [
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         3,
         policy={"min_instances": 1, "target_rps_per_instance": 50},
-        history=ScalingHistory(slow_loads=(RateSample(at=ago(2000), rps=40),)),
+        history=ScalingHistory(slow_loads=(RateSample(at=ago(4000), rps=40),)),
+    ),
+    Case(
+        "a latency spike seen at one tick only is noise when the trigger needs 3 ticks",
+        pool(50, 50, 50, p95_ms=1500),
+        3,
+        policy={"latency_trigger_ticks": 3},
+        history=ScalingHistory(latencies=(LatencySample(at=ago(30), p95_ms=1500),)),
+    ),
+    Case(
+        "p95 over 1000 ms at this and the 2 previous ticks adds one instance",
+        pool(50, 50, 50, p95_ms=1500),
+        4,
+        policy={"latency_trigger_ticks": 3},
+        history=ScalingHistory(
+            latencies=(
+                LatencySample(at=ago(60), p95_ms=1200),
+                LatencySample(at=ago(30), p95_ms=1500),
+            )
+        ),
+        driver="latency",
+    ),
+    Case(
+        "a fast tick in between breaks the run: no latency scale-up",
+        pool(50, 50, 50, p95_ms=1500),
+        3,
+        policy={"latency_trigger_ticks": 3},
+        history=ScalingHistory(
+            latencies=(
+                LatencySample(at=ago(60), p95_ms=1200),
+                LatencySample(at=ago(30), p95_ms=300),
+            )
+        ),
+    ),
+    Case(
+        "a gap of more than two check intervals breaks the run: no latency scale-up",
+        pool(50, 50, 50, p95_ms=1500),
+        3,
+        policy={"latency_trigger_ticks": 3},
+        history=ScalingHistory(
+            latencies=(
+                LatencySample(at=ago(200), p95_ms=1200),
+                LatencySample(at=ago(30), p95_ms=1500),
+            )
+        ),
+    ),
+    Case(
+        "scale-in is sized by the peak rate of the window: 250/s 10 min ago on target 50 "
+        "needs 5 of 6, though 120/s now would need 3",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        5,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+        },
+        history=ScalingHistory(
+            rates=(RateSample(at=ago(600), rps=250), RateSample(at=ago(30), rps=120))
+        ),
+        driver="rps",
+    ),
+    Case(
+        "a peak inside the down band holds the pool: 280/s on 6 x 50 is 0.93",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        6,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+        },
+        history=ScalingHistory(rates=(RateSample(at=ago(900), rps=280),)),
+    ),
+    Case(
+        "a peak older than the window is forgotten: 120/s needs ceil(120/50) = 3",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        3,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+        },
+        history=ScalingHistory(rates=(RateSample(at=ago(1500), rps=280),)),
+    ),
+    Case(
+        "the flapping check projects the peak rate: 6 -> 3 in the rps band, but the 200/s "
+        "peak with the 40/s slow-load limit needs 5",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        5,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+            "scale_down_tolerance": 0.5,
+        },
+        history=ScalingHistory(
+            rates=(RateSample(at=ago(600), rps=200),),
+            slow_loads=(RateSample(at=ago(600), rps=40),),
+        ),
+        limits=("flapping_check",),
     ),
     Case(
         "no scale-in while p95 (700 ms) is above 0.6 x the 1000 ms latency trigger",

@@ -122,8 +122,8 @@ def test_hold_while_slow(desired: int, p95: float | None, expected: int) -> None
 
 def test_remaining_cooldowns_match_what_decide_applies() -> None:
     history = ScalingHistory(last_scale_up_at=ago(100))
-    policy = AutoscalePolicy()  # proportional: up 0 s, down 600 s from any action
-    assert rules.remaining_cooldowns(policy, history, NOW) == (0.0, 500.0)
+    policy = AutoscalePolicy()  # proportional: up 0 s, down 300 s from any action
+    assert rules.remaining_cooldowns(policy, history, NOW) == (0.0, 200.0)
     seed = AutoscalePolicy(strategy="threshold")  # one 300 s cooldown
     assert rules.remaining_cooldowns(seed, history, NOW) == (200.0, 200.0)
     assert rules.remaining_cooldowns(policy, ScalingHistory(), NOW) == (0.0, 0.0)

@@ -62,7 +62,7 @@ def fake_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ROLE_SCRIPTS:
         (scripts / f"{name}.sh").write_text(FAKE_SCRIPT.format(name=name, record=record))
     monkeypatch.setattr(remote, "INSTALL_DIR", scripts)
-    monkeypatch.setattr(remote, "HOST_PARALLELISM", 1)  # every "VM" is this machine
+    # every "VM" is this machine; parallel installs are safe (unique remote script paths)
     return record
 
 
