@@ -110,7 +110,7 @@ def _projected_loads(
     loads: dict[str, tuple[float, float]] = {}
     rps = result.values.get("rps")
     if rps is not None and policy.scale_down_peak_window_seconds > 0:
-        rps = recent_peak_rps(history, now, rps, policy.scale_down_peak_window_seconds)
+        rps = recent_peak_rps(history, now, rps, policy)
     slow = [
         s.rps
         for s in history.slow_loads

@@ -7,8 +7,8 @@
 * ``threshold`` – the seed's rules (80/30 %, one 5 min cooldown, 30 s checks). The seed's
   absolute request-rate limits (150/50 per s) mean nothing at a replay's scale, so they are
   switched off (up never fires on rps, down never waits for it).
-* ``hpa``       – a Kubernetes-HPA-style baseline: CPU target 70 %, tolerance 0.1 (up and down), 300 s
-  scale-down window, 15 s sync, +4/+100 % per 15 s, 30 s readiness delay, no flapping check,
+* ``hpa``       – a Kubernetes-HPA-style baseline: CPU target 70 %, tolerance 0.1 (both ways),
+  300 s scale-down window, 15 s sync, +4/+100 % per 15 s, 30 s readiness delay, no flapping check,
   no latency trigger, no forecast.
 """
 
@@ -24,7 +24,7 @@ _OFF = 1e12
 
 def default_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
     base = AutoscalePolicy(min_instances=lo, max_instances=hi)
-    cpu = base.target_cpu_percent or 65.0
+    cpu = base.target_cpu_percent or 68.0
     return base.with_overrides({"target_rps_per_instance": model.capacity_rps * cpu / 100})
 
 
@@ -58,6 +58,7 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         response_time_threshold_ms=_OFF,
         forecast_seconds=0,
         scale_down_cooldown_seconds=0,
+        scale_down_peak_window_seconds=0,  # (it has no rps target; explicit all the same)
     )
 
 

@@ -262,10 +262,23 @@ def _window_p95(model: ServiceModel, demand: Sequence[float], util: Sequence[flo
     return min(model.p95_ms(seconds[-1][0]), _TIMEOUT_MS)
 
 
-def oracle(demand: Sequence[float], model: ServiceModel, lo: int, hi: int) -> ReplayResult:
-    """Foresight: each second exactly the instances it needs, already ready."""
+def oracle(
+    demand: Sequence[float], model: ServiceModel, lo: int, hi: int, *, block: int = 1
+) -> ReplayResult:
+    """Foresight: each second exactly the instances it needs, already ready.
+
+    With ``block`` > 1, a hindsight reference that changes the pool at most once per block:
+    each ``block`` seconds the fewest instances that meet the SLO in every second of the
+    block, ready in advance (what a perfect forecaster that must hold its size would pay).
+    """
     cap, umax = model.capacity_rps, model.max_utilisation
     counts = [model.needed(d, lo, hi) for d in demand]
+    if block > 1:
+        held: list[int] = []
+        for i in range(0, len(counts), block):
+            chunk = counts[i : i + block]
+            held += [max(chunk)] * len(chunk)
+        counts = held
     counter = _Counter()
     dropped = 0.0
     violations = 0
@@ -276,9 +289,9 @@ def oracle(demand: Sequence[float], model: ServiceModel, lo: int, hi: int) -> Re
         if d > n * cap * umax * (1 + 1e-12):
             violations += 1
     return ReplayResult(
-        name="oracle",
+        name="oracle" if block == 1 else f"oracle/{block}s",
         strategy="oracle",
-        tick_seconds=1,
+        tick_seconds=block,
         seconds=len(demand),
         offered_requests=float(sum(demand)),
         dropped_requests=dropped,

@@ -97,13 +97,30 @@ def rps_trend(history: ScalingHistory, now: datetime, rps: float, window: float)
     return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
 
 
-def recent_peak_rps(history: ScalingHistory, now: datetime, rps: float, window: float) -> float:
-    """The highest pool request rate observed within ``window`` seconds (``rps`` is now's)."""
-    peak = rps
+def recent_peak_rps(
+    history: ScalingHistory, now: datetime, rps: float, policy: AutoscalePolicy
+) -> float:
+    """The highest pool request rate within ``scale_down_peak_window_seconds`` (``rps`` is
+    now's). If the rates of the last ``trend_window_seconds`` are steady (max within
+    ``scale_down_steady_spread`` of min), the load has settled at a new level: only they
+    count (a step down is followed in minutes; bursty load keeps the long peak)."""
+    window = policy.scale_down_peak_window_seconds
+    short = min(window, policy.trend_window_seconds)
+    peak = recent_max = recent_min = rps
+    recent = 0
     for sample in reversed(history.rates):  # newest first
-        if (now - sample.at).total_seconds() > window:
+        age = (now - sample.at).total_seconds()
+        if age > window:
             break
         peak = max(peak, sample.rps)
+        if age <= short:
+            recent += 1
+            recent_max = max(recent_max, sample.rps)
+            recent_min = min(recent_min, sample.rps)
+    spread = policy.scale_down_steady_spread
+    # "Steady" needs a few samples: one rate alone says nothing about the spread.
+    if spread is not None and recent >= 2 and recent_max <= (1 + spread) * recent_min:
+        return recent_max
     return peak
 
 
@@ -157,7 +174,7 @@ def _rps_recommendation(
         return
     if ratio < 1 and policy.scale_down_peak_window_seconds > 0:
         # Scale-in is sized by the recent peak, and only if even that is below the band.
-        peak = recent_peak_rps(history, now, rps, policy.scale_down_peak_window_seconds)
+        peak = recent_peak_rps(history, now, rps, policy)
         if peak > expected:
             window = f"{policy.scale_down_peak_window_seconds:g}s"
             label += f"; peak {peak:.1f}/s in the last {window}"

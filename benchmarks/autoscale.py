@@ -179,14 +179,20 @@ def reset_pool(stack: Stack, config: AutoscaleConfig) -> None:
 
 
 def trial(stack: Stack, config: AutoscaleConfig, rng: random.Random) -> dict[str, float | None]:
-    reset_pool(stack, config)
-    deadline = time.monotonic() + 30
-    while (stack.rps() or 0) > 1 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    baseline = set(stack.ready())
-    if config.policy.strategy == "threshold":  # its single cooldown also follows a scale-in
-        time.sleep(config.policy.cooldown_seconds)
-    time.sleep(rng.uniform(0, 30))  # a random phase of the 30 s schedule
+    for _ in range(5):
+        reset_pool(stack, config)
+        deadline = time.monotonic() + 30
+        while (stack.rps() or 0) > 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if config.policy.strategy == "threshold":  # its single cooldown also follows a scale-in
+            time.sleep(config.policy.cooldown_seconds)
+        time.sleep(rng.uniform(0, 30))  # a random phase of the 30 s schedule
+        # Every instance that exists now (even one a late tick is still starting) is old.
+        baseline = {i.address for i in stack.driver().list()}
+        if len(baseline) == 2:
+            break
+    else:
+        raise RuntimeError("could not get a quiet pool of 2 before the step")
     gen = LoadGenerator(url=stack.gateway_url, rps=STEP_RPS, duration=FULL_CAP_S + 30,
                         max_in_flight=64)
     thread = threading.Thread(target=gen.run, daemon=True)

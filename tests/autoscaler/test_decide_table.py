@@ -236,6 +236,7 @@ CASES = [
             "target_cpu_percent": None,
             "target_memory_percent": None,
             "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": None,
         },
         history=ScalingHistory(
             rates=(RateSample(at=ago(600), rps=250), RateSample(at=ago(30), rps=120))
@@ -252,6 +253,7 @@ CASES = [
             "target_cpu_percent": None,
             "target_memory_percent": None,
             "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": None,
         },
         history=ScalingHistory(rates=(RateSample(at=ago(900), rps=280),)),
     ),
@@ -265,12 +267,34 @@ CASES = [
             "target_cpu_percent": None,
             "target_memory_percent": None,
             "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": None,
         },
         history=ScalingHistory(rates=(RateSample(at=ago(1500), rps=280),)),
     ),
     Case(
-        "the flapping check projects the peak rate: 6 -> 3 in the rps band, but the 200/s "
-        "peak with the 40/s slow-load limit needs 5",
+        "a step down that has settled: the last 300 s are steady (120-130/s, within 25 %), so "
+        "the 250/s of 10 min ago no longer counts: ceil(130/50) = 3",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        3,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": 0.25,
+        },
+        history=ScalingHistory(
+            rates=(
+                RateSample(at=ago(600), rps=250),
+                RateSample(at=ago(240), rps=130),
+                RateSample(at=ago(120), rps=125),
+            )
+        ),
+        driver="rps",
+    ),
+    Case(
+        "bursty recent rates (90-160/s, more than 25 % apart) keep the long peak: 250/s needs 5",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         5,
         policy={
@@ -279,10 +303,49 @@ CASES = [
             "target_cpu_percent": None,
             "target_memory_percent": None,
             "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": 0.25,
+        },
+        history=ScalingHistory(
+            rates=(
+                RateSample(at=ago(600), rps=250),
+                RateSample(at=ago(240), rps=160),
+                RateSample(at=ago(120), rps=90),
+            )
+        ),
+        driver="rps",
+    ),
+    Case(
+        "too few recent rates to call the load steady (none in the last 300 s): the 250/s "
+        "peak still needs 5",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
+        5,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": 0.25,
+        },
+        history=ScalingHistory(rates=(RateSample(at=ago(600), rps=250),)),
+        driver="rps",
+    ),
+    Case(
+        "the flapping check projects the peak rate: 140/s peak on target 50 asks for 3, "
+        "but 140/3 = 47/s is over the 40/s slow-load limit, so 4 (90/s now would allow 3)",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=90),
+        4,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": None,
             "scale_down_tolerance": 0.5,
         },
         history=ScalingHistory(
-            rates=(RateSample(at=ago(600), rps=200),),
+            rates=(RateSample(at=ago(600), rps=140),),
             slow_loads=(RateSample(at=ago(600), rps=40),),
         ),
         limits=("flapping_check",),

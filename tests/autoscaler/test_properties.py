@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -10,8 +11,10 @@ from hypothesis import strategies as st
 from autoscaler import (
     AutoscalePolicy,
     InstanceView,
+    LatencySample,
     Metrics,
     Observation,
+    RateSample,
     ScalingHistory,
     decide,
 )
@@ -171,3 +174,55 @@ def test_threshold_strategy_matches_the_seed(
     )
     decision = decide(AutoscalePolicy(strategy="threshold"), obs, history, NOW)
     assert decision.desired == seed_rules(cpu, memory, rps, rt, current, since_last)
+
+
+@SETTINGS
+@given(
+    n=st.integers(1, 12),
+    now_rps=st.floats(0, 1000, allow_nan=False),
+    past=st.lists(st.tuples(st.integers(1, 1200), st.floats(0, 1000, allow_nan=False)), max_size=8),
+    target=st.floats(10, 200),
+)
+def test_scale_in_never_goes_below_what_the_window_peak_needs(
+    n: int, now_rps: float, past: list[tuple[int, float]], target: float
+) -> None:
+    policy = AutoscalePolicy(
+        min_instances=1,
+        max_instances=20,
+        target_rps_per_instance=target,
+        target_cpu_percent=None,
+        target_memory_percent=None,
+        scale_down_peak_window_seconds=1200,
+        scale_down_steady_spread=None,
+    )
+    samples = tuple(RateSample(at=ago(age), rps=rps) for age, rps in sorted(past, reverse=True))
+    observation = Observation(
+        instances=tuple(InstanceView(id=f"i{k}", started_at=LONG_AGO) for k in range(n)),
+        aggregate=Metrics(rps=now_rps),
+    )
+    decision = decide(policy, observation, ScalingHistory(rates=samples), NOW)
+    peak = max([now_rps, *(rps for _, rps in past)])
+    if decision.desired < n:
+        assert decision.desired >= math.ceil(round(peak / target, 9)), decision.reason
+
+
+@SETTINGS
+@given(p95=st.floats(1001, 60_000), ticks=st.integers(2, 5), earlier=st.integers(0, 4))
+def test_a_latency_spike_shorter_than_the_trigger_ticks_never_adds(
+    p95: float, ticks: int, earlier: int
+) -> None:
+    policy = AutoscalePolicy(latency_trigger_ticks=ticks, target_memory_percent=None)
+    seen = min(earlier, ticks - 2)  # fewer slow ticks before this one than the rule needs
+    history = ScalingHistory(
+        latencies=tuple(LatencySample(at=ago(30 * (k + 1)), p95_ms=p95) for k in range(seen))
+    )
+    observation = Observation(
+        instances=tuple(
+            InstanceView(id=f"i{k}", started_at=LONG_AGO, metrics=Metrics(cpu_percent=60.0))
+            for k in range(4)
+        ),
+        aggregate=Metrics(p95_latency_ms=p95),
+    )
+    decision = decide(policy, observation, history, NOW)
+    assert "latency" not in decision.metric_recommendations
+    assert decision.desired == 4, decision.reason

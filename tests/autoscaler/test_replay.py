@@ -91,6 +91,20 @@ def test_oracle_is_a_lower_bound_on_cost_and_violations() -> None:
             assert result.slo_violation_seconds > 600, name
 
 
+def test_block_oracle_holds_each_block_at_its_busiest_second() -> None:
+    # A 10 s spike inside the second 300 s block: the block pays for it whole, the
+    # per-second oracle only for 10 s; neither violates the SLO.
+    demand = [100.0] * 900
+    demand[400:410] = [1000.0] * 10
+    best = oracle(demand, MODEL, 1, 20)
+    held = oracle(demand, MODEL, 1, 20, block=300)
+    assert held.name == "oracle/300s" and held.slo_violation_seconds == 0
+    assert held.active[300:600] == [13] * 300 and held.active[:300] == [2] * 300
+    assert held.instance_seconds == 600 * 2 + 300 * 13
+    assert best.instance_seconds == 890 * 2 + 10 * 13
+    assert (held.scale_actions, held.reversals) == (2, 1)
+
+
 def test_simulation_is_deterministic_and_counts_reversals() -> None:
     wave = [100.0 if (t // 900) % 2 == 0 else 900.0 for t in range(7200)]
     policy = PRESETS["hpa"](MODEL, 1, 20)
