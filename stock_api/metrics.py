@@ -6,7 +6,14 @@ registry is the whole instance, and tests can build several apps in one process.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 # Latency buckets tuned for a cached read (~1 ms) up to a slow store scan (~1 s).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -15,6 +22,9 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 class ApiMetrics:
     def __init__(self, *, instance_id: str, version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total / process_resident_memory_bytes of this instance's worker:
+        # the per-instance CPU and memory panels and alerts read them.
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "stock_api_requests_total", "HTTP requests by route, method and status",
             ["route", "method", "status"], registry=self.registry,

@@ -207,13 +207,15 @@ class DockerDriver:
         if container.status != "running":
             return InstanceStats(instance_id=instance_id, cpu_percent=None, memory_percent=None)
         first = self._call(container.stats, stream=False)
+        first_at = time.monotonic()
         cpu = cpu_percent(first)
         if cpu is None and "cpu_stats" in first:
-            # Podman answers a one-shot request without precpu_stats: sample again ourselves.
+            # Podman answers a one-shot request without precpu_stats: sample again ourselves
+            # (a fixed sampling interval, not a readiness wait). Its system_cpu_usage is not
+            # host CPU time x CPUs as Docker's is, so divide by the wall time we measured.
             time.sleep(STATS_RESAMPLE_S)
             second = self._call(container.stats, stream=False)
-            cpu = cpu_percent({"cpu_stats": second.get("cpu_stats", {}),
-                               "precpu_stats": first.get("cpu_stats", {})})
+            cpu = cpu_percent_over(first, second, time.monotonic() - first_at)
             first = second
         used, mem_pct = memory_usage(first)
         return InstanceStats(instance_id=instance_id, cpu_percent=cpu,
@@ -318,6 +320,19 @@ def cpu_percent(stats: dict[str, Any]) -> float | None:
     if system_delta <= 0 or cpu_delta < 0 or not pre["cpu_usage"]["total_usage"]:
         return None
     return float(cpu_delta / system_delta * online * 100.0)
+
+
+def cpu_percent_over(first: dict[str, Any], second: dict[str, Any],
+                     elapsed_s: float) -> float | None:
+    """CPU% between two samples taken ``elapsed_s`` apart (100 = one CPU busy the whole time)."""
+    try:
+        used_ns = (second["cpu_stats"]["cpu_usage"]["total_usage"]
+                   - first["cpu_stats"]["cpu_usage"]["total_usage"])
+    except (KeyError, TypeError):
+        return None
+    if elapsed_s <= 0 or used_ns < 0:
+        return None
+    return float(used_ns / 1e9 / elapsed_s * 100.0)
 
 
 def memory_usage(stats: dict[str, Any]) -> tuple[int | None, float | None]:

@@ -4,6 +4,7 @@ instances, a real Prefect server. The flow is ticked directly (no 30 s schedule)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -96,7 +97,8 @@ def test_load_step_scales_out_then_back_in_after_the_window_with_no_failed_reque
     assert (up["current"], up["desired"], up["after"]) == (2, 4, 4), up["reason"]
     assert len(s.ready()) == 4 and s.targets() == s.ready()
     wait_until(lambda: len(served_by(s)) == 4, timeout=20, what="all 4 instances serving")
-    assert burst.stop().failed == 0
+    burst_report = burst.stop()
+    assert burst_report.failed == 0, (burst_report.statuses, burst_report.errors)
 
     steady = Load(s, rps=8)  # one instance's worth: the pool may shrink back to min (2)
     s.wait_rps(lambda v: v < 12, what="load down to 8 rps")
@@ -113,7 +115,7 @@ def test_load_step_scales_out_then_back_in_after_the_window_with_no_failed_reque
     assert all(t["after"] == 4 for t in held)  # earlier ticks held the pool
     assert len(s.ready()) == 2 and s.targets() == s.ready()
     report = steady.stop()
-    assert report.ok > 50 and report.failed == 0, report.statuses
+    assert report.ok > 50 and report.failed == 0, (report.statuses, report.errors)
 
     kinds = [e.kind for e in HistoryStore(s.config.record.history_path).recent(100)]
     assert "scale_up" in kinds and "scale_down" in kinds
@@ -166,8 +168,10 @@ def test_tick_killed_mid_scale_up_is_repaired_by_the_next(process_stack: Stack,
         # Kill the tick the moment its new instance exists (the process driver's metadata
         # file appears before gunicorn starts): started, not yet a gateway target.
         run_dir = s.config.pool.settings().run_dir / "instances"
-        wait_until(lambda: len(list(run_dir.glob("*.json"))) == 3 or proc.poll() is not None,
-                   timeout=90, what="the doomed tick to start an instance", interval=0.01)
+        deadline = time.monotonic() + 90
+        while len(list(run_dir.glob("*.json"))) < 3 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the doomed tick never started an instance"
+            time.sleep(0.005)
         proc.kill()
     finally:
         proc.wait(timeout=10)
@@ -219,22 +223,30 @@ def test_prometheus_down_blocks_scale_in_and_manual_scaling_is_respected(
     assert "manual" in kinds
 
 
+def _lock_held(path: Path) -> bool:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we may have taken
+    return False
+
+
 def test_two_ticks_started_at_once_one_runs(process_stack: Stack) -> None:
     s = process_stack
-    grow = s.with_policy(min_instances=3)  # a tick with real work, so the two overlap
-    barrier = threading.Barrier(2)
-    results: list[dict[str, Any]] = []
-
-    def tick() -> None:
-        barrier.wait()
-        results.append(s.tick(config=grow))
-
-    threads = [threading.Thread(target=tick) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert sorted(bool(r.get("skipped")) for r in results) == [False, True], results
+    grow = s.with_policy(min_instances=3)  # a tick with real work (~3 s of scaling up)
+    first: list[dict[str, Any]] = []
+    thread = threading.Thread(target=lambda: first.append(s.tick(config=grow)))
+    thread.start()
+    # The second tick starts while the first is inside its tick (holding the tick lock).
+    wait_until(lambda: _lock_held(s.config.lock_file()) or not thread.is_alive(), timeout=60,
+               what="the first tick to start", interval=0.005)
+    second = s.tick(config=grow)
+    thread.join(timeout=120)
+    assert second.get("skipped") is True, second
+    assert first and not first[0].get("skipped"), first
     assert len(s.driver().list()) == 3  # one tick's worth of instances, not two
 
 

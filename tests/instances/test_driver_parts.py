@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from kongstack.errors import InstanceError
 from kongstack.procs import free_port
 from kongstack.settings import LocalSettings
-from tasks.containers import DockerDriver, cpu_percent, memory_usage, transient
+from tasks.containers import DockerDriver, cpu_percent, cpu_percent_over, memory_usage, transient
 from tasks.drivers import DockerSettings, make_driver, pick_port, port_of
 from tasks.processes import ProcessDriver
 
@@ -46,6 +46,33 @@ def test_cpu_percent_is_computed_the_docker_way(
     stats: dict[str, Any], expected: float | None, why: str
 ) -> None:
     got = cpu_percent(stats)
+    if expected is None:
+        assert got is None, why
+    else:
+        assert got == pytest.approx(expected), why
+
+
+def _usage(ns: int) -> dict[str, Any]:
+    return {"cpu_stats": {"cpu_usage": {"total_usage": ns}}}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "elapsed", "expected", "why"),
+    [
+        (_usage(1_000_000_000), _usage(1_250_000_000), 1.0, 25.0,
+         "a quarter CPU-second in one second is 25 % (Podman: measured against wall time)"),
+        (_usage(0), _usage(3_000_000_000), 1.5, 200.0, "two busy CPUs read 200 %"),
+        (_usage(5), _usage(5), 0.5, 0.0, "idle"),
+        (_usage(10), _usage(5), 0.5, None, "counter went backwards (container restarted)"),
+        (_usage(0), _usage(5), 0.0, None, "no time passed"),
+        ({"cpu_stats": {}}, _usage(5), 0.5, None, "malformed answer"),
+    ],
+)
+def test_cpu_percent_over_wall_time(
+    first: dict[str, Any], second: dict[str, Any], elapsed: float, expected: float | None,
+    why: str,
+) -> None:
+    got = cpu_percent_over(first, second, elapsed)
     if expected is None:
         assert got is None, why
     else:

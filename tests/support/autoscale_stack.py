@@ -40,6 +40,11 @@ FAST_POLICY = {
     "warmup_seconds": 0.0,
     "scale_down_stabilization_seconds": 6.0,
     "metric_max_age_seconds": 30.0,
+    # The decision core's long memories (30 min peak, 5 min scale-in cooldown, 60 s rate
+    # forecast) are right for production and would hide what these tests look at.
+    "scale_down_peak_window_seconds": 0.0,
+    "scale_down_cooldown_seconds": 0.0,
+    "forecast_seconds": 0.0,
 }
 """Short windows so a test sees a whole scale-out/scale-in cycle in seconds."""
 
