@@ -12,9 +12,14 @@ from kongstack.settings import LocalSettings
 PREFECT_ENV_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
-    # Keep the 30-second schedule's flow runs from growing the DB without bound.
+    # A 30-second schedule adds ~130 KiB per tick to SQLite (~390 MB a day, 60 % events,
+    # docs/benchmarks.md): keep 2 days of runs and 1 day of events locally. The maintenance
+    # flow prunes older autoscale runs too.
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
-    "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "P7D",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "P2D",
+    "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": "P1D",
+    # The runner polls for due runs every 2 s instead of 10 s (alert fast path).
+    "PREFECT_RUNNER_POLL_FREQUENCY": "2",
 }
 
 

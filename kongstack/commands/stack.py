@@ -60,6 +60,7 @@ def start_orchestration(settings: LocalSettings, console: Console) -> None:
     console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
     start_server(settings)
     env = prefect_env(settings)
+    env.setdefault("KONGSTACK_AUTOSCALER_CONFIG", str(REPO_ROOT / "deployments" / "autoscale.yaml"))
     console.print("[bold]serving deployments[/bold]: deploy-stack, autoscale, maintenance, cleanup")
     _serve_daemon(settings).start(
         [sys.executable, "-m", "kongstack.serve"],
