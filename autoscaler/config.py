@@ -53,7 +53,7 @@ class AutoscalePolicy(BaseModel):
     scale_up_tolerance: float | None = Field(default=None, ge=0, lt=1)
     # A wider band downwards (Azure's "out at 80, in at 60" margin): scale in only below
     # 47.6 % on a 68 % target; fewer direction reversals on noisy traffic
-    # (docs/bench/autoscaler.md).
+    # (docs/benchmarks.md, "Autoscaler").
     scale_down_tolerance: float | None = Field(default=0.3, ge=0, lt=1)
     forecast_seconds: float = Field(default=60.0, ge=0, le=3600)
     """Look this far ahead on the recent upward request-rate trend (rps target only; 0 = off).

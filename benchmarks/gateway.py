@@ -7,7 +7,7 @@
 2. nginx (real, loopback): 20 graceful reloads (target add / drain / remove) under a
    steady load of 4 client threads; every request's outcome is counted.
 
-Run:  .venv/bin/python benchmarks/gateway.py [--output docs/bench/gateway.md]
+Run:  .venv/bin/python benchmarks/gateway.py [--output FILE.md]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Prints, per driver, the median (and min/max) of ``--runs`` start->ready and stop
 idle stock API instance against a real Redis, then the no-op ``scripts/build-image`` time
 (median of 3) and, unless ``--skip-cold``, a cold build (debootstrap base + app image with no
 layer cache) into throwaway tags that are removed afterwards. Writes nothing; copy the output
-into docs/bench/instances.md.
+into docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Replay benchmarks: simulator speed and policy quality.
 
-    .venv/bin/python benchmarks/replay.py             # prints markdown (docs/bench/autoscaler.md)
+    .venv/bin/python benchmarks/replay.py             # prints markdown (docs/benchmarks.md)
     .venv/bin/python benchmarks/replay.py --variants  # what each part of the default buys
 
 1. Speed: one week at 1 s resolution (the shipped diurnal day repeated 7 times) through the

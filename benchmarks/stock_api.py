@@ -17,7 +17,7 @@ them from a loopback load generator (httpx, one keep-alive client per thread):
 Run from the repository root::
 
     .venv/bin/python benchmarks/stock_api.py [--symbols 500 --days 365]
-        [--output docs/bench/stock_api.md]
+        [--output FILE.md]
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             from flows.deploy_stack import deploy
 
             summary = deploy(config, dry_run=dry_run, resume=resume, until=until,
-                             log=lambda line: console.print(f"[dim]{line}[/dim]", markup=True,
+                             log=lambda line: console.print(line, style="dim", markup=False,
                                                             highlight=False))
         except StackError as exc:
             console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)

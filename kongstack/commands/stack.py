@@ -10,6 +10,7 @@ finds everything running and says so.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -60,7 +61,8 @@ def start_orchestration(settings: LocalSettings, console: Console) -> None:
     console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
     start_server(settings)
     env = prefect_env(settings)
-    env.setdefault("KONGSTACK_AUTOSCALER_CONFIG", str(REPO_ROOT / "deployments" / "autoscale.yaml"))
+    if "KONGSTACK_AUTOSCALER_CONFIG" not in os.environ:  # an operator's own file wins
+        env["KONGSTACK_AUTOSCALER_CONFIG"] = str(REPO_ROOT / "deployments" / "autoscale.yaml")
     console.print("[bold]serving deployments[/bold]: deploy-stack, autoscale, maintenance, cleanup")
     _serve_daemon(settings).start(
         [sys.executable, "-m", "kongstack.serve"],
@@ -116,7 +118,9 @@ def register(app: typer.Typer) -> None:
         try:
             summary = deploy_local(
                 config, settings=settings,
-                log=lambda line: console.print(f"  [dim]{line}[/dim]", highlight=False),
+                # markup=False: step names are printed as "[install] ...", not rich tags.
+                log=lambda line: console.print(f"  {line}", style="dim", markup=False,
+                                               highlight=False),
             )
         except StackError as exc:
             console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)

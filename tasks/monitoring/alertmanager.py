@@ -69,8 +69,10 @@ def alertmanager_document(cfg: MonitoringConfig, secrets_dir: Path) -> dict[str,
             "repeat_interval": am.repeat_interval,
             "routes": [
                 {"receiver": WEBHOOK_RECEIVER, "matchers": ['autoscale="true"'],
-                 # the fast path should hear quickly; people get the grouped digest below
-                 "group_wait": "0s", "continue": True},
+                 # the fast path should hear at once and be reminded often; people get the
+                 # grouped digest below
+                 "group_wait": "0s", "group_interval": am.fastpath_group_interval,
+                 "repeat_interval": am.fastpath_repeat_interval, "continue": True},
                 {"receiver": OPERATORS_RECEIVER, "matchers": [f'severity=~"{severities}"']},
             ],
         },

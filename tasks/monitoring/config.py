@@ -27,6 +27,17 @@ def _duration(value: str) -> str:
     return value
 
 
+_UNIT_SECONDS: dict[str, float] = {
+    "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000,
+}
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Prometheus duration (``1m30s`` -> 90.0)."""
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", value)
+    return float(sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts))
+
+
 def _host_port(value: str) -> str:
     if not _HOST_PORT.match(value):
         raise ValueError(f"{value!r} is not host:port")
@@ -36,6 +47,7 @@ def _host_port(value: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 HostPort = Annotated[str, AfterValidator(_host_port)]
 Severity = Literal["info", "warning", "critical"]
+FASTPATH_MIN_GROUP_INTERVAL_S = 10
 
 
 class _Strict(BaseModel):
@@ -75,6 +87,7 @@ class AlertsConfig(_Strict):
     slow_responses: Threshold = _t(1000, "2m")  # p95 ms per job
     instance_slow_responses: Threshold = _t(1000, "2m")  # p95 ms
     high_error_rate: Threshold = _t(0.05, "2m", "critical")  # 5xx ratio
+    high_request_rate: Threshold = _t(60, "0s")  # API requests/s per stock API instance
     instance_down: Condition = _c("1m")
     upstream_target_unhealthy: Condition = _c("1m")
     scrape_target_down: Condition = _c("2m")
@@ -166,11 +179,23 @@ class AlertmanagerConfig(_Strict):
     group_wait: Duration = "10s"
     group_interval: Duration = "1m"
     repeat_interval: Duration = "4h"
+    # The autoscale fast-path route: group_wait is 0s; group_interval also bounds how long a
+    # webhook delivery may take (Alertmanager's notify timeout), so it must stay >= 10s.
+    fastpath_group_interval: Duration = "10s"
+    fastpath_repeat_interval: Duration = "1m"
     webhook: WebhookReceiver = WebhookReceiver()
     email: EmailReceiver | None = None
     slack: SlackReceiver | None = None
     teams: TeamsReceiver | None = None
     notify_severities: list[Severity] = ["warning", "critical"]  # sent to people
+
+    @model_validator(mode="after")
+    def _fastpath_interval_long_enough(self) -> AlertmanagerConfig:
+        if duration_seconds(self.fastpath_group_interval) < FASTPATH_MIN_GROUP_INTERVAL_S:
+            raise ValueError(
+                f"fastpath_group_interval must be at least {FASTPATH_MIN_GROUP_INTERVAL_S}s "
+                "(webhook deliveries time out within one group interval)")
+        return self
 
 
 class MonitoringConfig(_Strict):

@@ -15,8 +15,9 @@ carries ``layer`` = ``backend`` | ``gateway`` | ``host``.
 - ``kongstack:host_cpu:percent``, ``kongstack:host_memory:percent`` {job, instance}: per host
   (node_exporter).
 
-Stock API request rules leave out the probe and scrape routes (``/health``, ``/ready``,
-``/metrics``): they are not load, and a 503 from ``/ready`` during start-up is not an error rate.
+Stock API request rules count only API routes (``route=~"/api.*"``): probes, scrapes and debug
+routes (``/health``, ``/ready``, ``/metrics``, ``/debug/*``) are not load, and a 503 from
+``/ready`` during start-up is not an error rate.
 
 Default autoscaler queries: ``kongstack:request_rate:rps{job="stock_api"}``,
 ``kongstack:latency_p95:ms{job="stock_api"}``, ``kongstack:error_rate:ratio{job="stock_api"}``.
@@ -56,7 +57,7 @@ RECORDED_NAMES = (
 )
 
 STOCK_API_JOB = "stock_api"
-OPS_ROUTES = "/health|/ready|/metrics"
+API_ROUTES = "/api.*"  # Flask URL rules of the API; regexes are anchored
 INST = "{{ $labels.instance }}"  # Prometheus alert templates, rendered per alert
 JOB = "{{ $labels.job }}"
 _API_REQS = "stock_api_requests_total"
@@ -81,9 +82,9 @@ def _p95(buckets: str, count: str, by: str, scale: str) -> str:
 
 def recording_rules(cfg: MonitoringConfig) -> list[dict[str, Any]]:
     w = cfg.scrape.rate_window
-    # Probes and scrapes are not load: keep them out of the autoscaler's inputs.
-    api = f'{{job="{STOCK_API_JOB}",route!~"{OPS_ROUTES}"}}'
-    api5 = f'{{job="{STOCK_API_JOB}",route!~"{OPS_ROUTES}",status=~"5.."}}'
+    # Only API routes are load: probes and scrapes stay out of the autoscaler's inputs.
+    api = f'{{job="{STOCK_API_JOB}",route=~"{API_ROUTES}"}}'
+    api5 = f'{{job="{STOCK_API_JOB}",route=~"{API_ROUTES}",status=~"5.."}}'
     up = f'{{job="{STOCK_API_JOB}"}}'
     b, h, g = "backend", "host", "gateway"
     rules = [
@@ -175,6 +176,14 @@ def _alerts(cfg: MonitoringConfig) -> list[_Alert]:
                f"5xx ratio of {JOB} above {a.high_error_rate.value:g}",
                "Search the logs for level=error by correlation id (Kibana saved search "
                "'kongstack errors by correlation id'); check Redis and MongoDB are up.", True),
+        _Alert("HighRequestRate",
+               f'{REQUEST_RATE}{{{api}}} / ({POOL_SIZE}{{{api}}} > 0)'
+               f" > {a.high_request_rate.value:g}",
+               a.high_request_rate,
+               f"Stock API request rate above {a.high_request_rate.value:g} req/s per instance",
+               "Demand per instance is past its comfortable rate: the autoscaler should add "
+               "instances now. If the pool is at max, raise max_instances; check the gateway "
+               "dashboard for one client or route driving the load.", True),
         _Alert("InstanceDown", f"up{{{api}}} == 0", a.instance_down,
                "Stock API instance {{ $labels.instance }} does not answer scrapes",
                "The autoscaler repairs the pool on its next tick: check the autoscale flow log. "

@@ -99,6 +99,19 @@ def test_thresholds_and_durations_come_from_config(tmp_path: Path) -> None:
     assert slow["expr"].endswith("> 250") and slow["for"] == "45s"
 
 
+def test_request_rate_threshold_comes_from_config_and_rules_count_only_api_routes(
+    tmp_path: Path,
+) -> None:
+    cfg = parse_monitoring_config({"alerts": {"high_request_rate": {"value": 25, "for": "30s"}}})
+    rules = yaml.safe_load(write_monitoring_files(cfg, tmp_path).rules.read_text())
+    high = next(r for g in rules["groups"] for r in g["rules"]
+                if r.get("alert") == "HighRequestRate")
+    assert high["expr"].endswith("> 25") and high["for"] == "30s"
+    backend = [r for r in rules["groups"][0]["rules"]
+               if r["labels"]["layer"] == "backend" and "stock_api_request" in r["expr"]]
+    assert backend and all('route=~"/api.*"' in r["expr"] for r in backend)
+
+
 def test_kong_gateway_adds_its_job_and_gateway_recording_rules(tmp_path: Path) -> None:
     files = write_monitoring_files(parse_monitoring_config(FULL), tmp_path)
     prom = yaml.safe_load(files.prometheus_config.read_text())
@@ -119,6 +132,7 @@ def test_kong_gateway_adds_its_job_and_gateway_recording_rules(tmp_path: Path) -
     ({"scrape": {"node_exporter": ["localhost"]}}, "scrape.node_exporter.0"),
     ({"alerts": {"host_high_cpu": {"value": "high"}}}, "alerts.host_high_cpu.value"),
     ({"alertmanager": {"slack": {"channel": "#x", "api_url": {}}}}, "alertmanager.slack.api_url"),
+    ({"alertmanager": {"fastpath_group_interval": "5s"}}, "fastpath_group_interval"),
 ])
 def test_config_errors_name_the_field(data: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
@@ -154,6 +168,12 @@ def test_alertmanager_routes_autoscale_alerts_to_the_webhook_and_inhibits_per_in
     am = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
     fast = am["route"]["routes"][0]
     assert fast["receiver"] == "autoscale-fastpath" and fast["matchers"] == ['autoscale="true"']
+    # immediate first delivery; a group interval long enough for the webhook to answer
+    assert (fast["group_wait"], fast["group_interval"], fast["repeat_interval"]) == (
+        "0s", "10s", "1m")
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "kongstack.rules.yml").read_text())
+    by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert by_name["HighRequestRate"]["labels"]["autoscale"] == "true"
     webhook = next(r for r in am["receivers"] if r["name"] == "autoscale-fastpath")
     assert webhook["webhook_configs"][0]["url"].endswith("/alerts")
     down = am["inhibit_rules"][0]
