@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,6 +27,27 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block(size: int = 20, host: str = "127.0.0.1") -> int:
+    """The first port of ``size`` consecutive ports, none listening now, all *below* the
+    ephemeral range: an outgoing connection's local port can take a free port in that range
+    between our choice and a server's bind (EADDRINUSE), but never one below it."""
+    low = ephemeral_port_floor()
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, max(20001, low - size - 1), size)
+        if not any(port_open(host, p, timeout=0.05) for p in range(base, base + size)):
+            return base
+    raise SetupError(f"no block of {size} free ports below {low} on {host}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kongstack import OWNER_LABEL
 from kongstack.errors import InstanceError
-from kongstack.procs import free_port, port_open
+from kongstack.procs import free_port_block, port_open
 from kongstack.settings import REPO_ROOT, LocalSettings
 from tasks.instances import InstanceDriver, InstanceState
 
@@ -135,7 +135,9 @@ def pick_port(host: str, base_port: int | None, taken: Collection[int]) -> int:
     """A port nobody listens on and no known instance claims (even an exited one)."""
     if base_port is None:
         for _ in range(50):
-            port = free_port(host if host != "0.0.0.0" else "127.0.0.1")
+            # Below the ephemeral range, so an outgoing connection cannot take it before
+            # the instance binds it (EADDRINUSE).
+            port = free_port_block(1, host if host != "0.0.0.0" else "127.0.0.1")
             if port not in taken:
                 return port
         raise InstanceError("no free port found (50 tries)")

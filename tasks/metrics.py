@@ -271,8 +271,9 @@ def unavailable_snapshot(config: PrometheusConfig, reason: str) -> MetricsSnapsh
 # -- per-instance CPU and memory (the driver's engine stats) --------------------------------
 
 
-@task(name="observe-instances", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1,
-      timeout_seconds=30)
+# No Prefect timeout: this task runs in a worker thread beside observe-metrics, where Prefect
+# cannot interrupt it (it only warns); every engine call has its own client timeout instead.
+@task(name="observe-instances", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
 def observe_instance_stats(config: PoolConfig, instance_ids: list[str]) -> dict[str, InstanceStats]:
     """CPU and memory per instance, read in parallel (a Docker stats call can take ~0.5 s).
 

@@ -68,12 +68,7 @@ def push_state(client: KongAdminClient, desired: GatewayState, current: CurrentS
             TargetSpec(upstream=names[t["upstream"]["id"]], target=t["target"],
                        weight=t.get("weight", 100))
             for t in current.targets if t["upstream"]["id"] in names])
-    ids = {(kind, e[key]): e["id"]
-           for kind, group, key in (("service", current.services, "name"),
-                                    ("route", current.routes, "name"),
-                                    ("consumer", current.consumers, "username"),
-                                    ("upstream", current.upstreams, "name"))
-           for e in group}
+    ids = current.ids_by_name()
     doc = strip_owned(fetch_config(client), tags)
     ours = declarative.export(desired, reveal_secrets=True, ids=ids)
     for key, value in ours.items():

@@ -47,6 +47,15 @@ class CurrentState:
         names.update({e["id"]: e["username"] for e in self.consumers})
         return names
 
+    def ids_by_name(self) -> dict[tuple[str, str], str]:
+        """``(kind, name) -> id`` for the entities that others reference by id."""
+        return {(kind, e[key]): e["id"]
+                for kind, group, key in (("service", self.services, "name"),
+                                         ("route", self.routes, "name"),
+                                         ("consumer", self.consumers, "username"),
+                                         ("upstream", self.upstreams, "name"))
+                for e in group}
+
     def entities(self, kind: Kind) -> list[Entity]:
         return list(getattr(self, _COLLECTION[kind]))
 

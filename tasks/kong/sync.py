@@ -137,12 +137,7 @@ class KongGateway:
 
     def _execute_all(self, operations: list[Operation], current: CurrentState,
                      desired: GatewayState) -> None:
-        ids = {(kind, e[key]): e["id"]
-               for kind, group, key in (("service", current.services, "name"),
-                                        ("route", current.routes, "name"),
-                                        ("consumer", current.consumers, "username"),
-                                        ("upstream", current.upstreams, "name"))
-               for e in group}
+        ids = current.ids_by_name()
         for index, op in enumerate(operations):
             try:
                 self._execute(op, ids)

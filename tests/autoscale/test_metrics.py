@@ -22,9 +22,19 @@ Answer = Callable[[str], dict[str, Any]]
 
 
 def vector(*values: str, age: float = 0.0) -> dict[str, Any]:
-    ts = time.time() - age
-    return {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {"i": str(n)}, "value": [ts, v]} for n, v in enumerate(values)]}}
+    """An instant-vector answer; its sample time is set when it is served (``stamped``), not
+    when the test module is collected, which can be minutes earlier in a full run."""
+    return {"status": "success", "_age": age, "data": {"resultType": "vector", "result": [
+        {"metric": {"i": str(n)}, "value": [None, v]} for n, v in enumerate(values)]}}
+
+
+def stamped(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer as Prometheus would send it now: samples ``_age`` seconds old."""
+    if "_age" not in answer:
+        return answer
+    ts = time.time() - answer["_age"]
+    result = [{**item, "value": [ts, item["value"][1]]} for item in answer["data"]["result"]]
+    return {"status": answer["status"], "data": {**answer["data"], "result": result}}
 
 
 FRESH = vector("1.5")  # the freshness query: newest scrape 1.5 s ago
@@ -38,8 +48,8 @@ def reader(answers: dict[str, dict[str, Any]], *, queries: dict[str, tuple[str, 
         expr = request.url.params["query"]
         seen.append(expr)
         if expr.startswith("time() -"):
-            return httpx.Response(200, json=answers.get("freshness", FRESH))
-        return httpx.Response(200, json=answers.get(expr, default or vector()))
+            return httpx.Response(200, json=stamped(answers.get("freshness", FRESH)))
+        return httpx.Response(200, json=stamped(answers.get(expr, default or vector())))
 
     cfg = PrometheusConfig(url="http://prom.test", queries=queries, max_age_seconds=60)
     r = PrometheusReader(cfg, client=httpx.Client(base_url=cfg.url,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kongstack.procs import free_port
+from kongstack.procs import free_port_block
 from kongstack.settings import LocalSettings
 from kongstack.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from tasks.local_provider import LocalStack
@@ -45,7 +45,10 @@ def write_stack_file(path: Path, **changes: object) -> Path:
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnv]:
     home = tmp_path_factory.mktemp("stack")
     env = {"KONGSTACK_HOME": str(home)}
-    env.update({f"KONGSTACK_{name}": str(free_port()) for name in PORT_VARS})
+    # Every port below the ephemeral range, so no outgoing connection can take one first.
+    base = free_port_block(40)
+    env.update({f"KONGSTACK_{name}": str(base + i) for i, name in enumerate(PORT_VARS)})
+    env["KONGSTACK_API_BASE_PORT"] = str(base + 20)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     config = write_stack_file(

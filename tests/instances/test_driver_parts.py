@@ -12,7 +12,7 @@ from docker.errors import APIError, NotFound
 from pydantic import ValidationError
 
 from kongstack.errors import InstanceError
-from kongstack.procs import free_port
+from kongstack.procs import free_port_block
 from kongstack.settings import LocalSettings
 from tasks.containers import DockerDriver, cpu_percent, cpu_percent_over, memory_usage, transient
 from tasks.drivers import DockerSettings, make_driver, pick_port, port_of
@@ -169,7 +169,7 @@ def test_settings_reject_unknown_keys_and_name_bad_fields() -> None:
 
 
 def test_ports_skip_taken_and_listening_ones() -> None:
-    base = free_port()
+    base = free_port_block()
     assert pick_port("127.0.0.1", base, taken={base}) > base
     assert pick_port("127.0.0.1", None, taken=set()) > 0
     assert port_of("kongstack-api-18101") == 18101

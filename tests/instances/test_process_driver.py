@@ -12,7 +12,7 @@ import pytest
 
 from kongstack import OWNER_LABEL
 from kongstack.errors import InstanceError
-from kongstack.procs import port_open
+from kongstack.procs import free_port_block, port_open
 from tasks.drivers import ProcessSettings
 from tasks.instances import InstanceDriver, InstanceState
 from tasks.processes import ProcessDriver
@@ -167,9 +167,7 @@ def test_instance_that_exits_at_start_fails_fast_with_its_log(
 def test_new_instances_use_the_first_free_port_from_base(
     process_settings: ProcessSettings,
 ) -> None:
-    from kongstack.procs import free_port
-
-    base = free_port()
+    base = free_port_block()
     driver = ProcessDriver(process_settings.model_copy(update={"base_port": base}))
     try:
         first = driver.start()

@@ -8,8 +8,6 @@ ticked directly (``stack.tick()``) against whatever Prefect API is configured.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import shutil
 import time
 import uuid
@@ -23,7 +21,7 @@ import httpx
 
 from autoscaler import AutoscalePolicy
 from flows.autoscale import AutoscaleConfig, autoscale
-from kongstack.procs import Daemon, free_port, http_ok, port_open, wait_until
+from kongstack.procs import Daemon, free_port, free_port_block, http_ok, wait_until
 from tasks.gateway import Gateway
 from tasks.gateway_config import GatewayStackConfig, build_gateway_state
 from tasks.instances import InstanceDriver, InstanceState
@@ -177,16 +175,7 @@ def open_gateway_state(stack: str) -> Any:
 
 
 def instance_base_port() -> int:
-    """A base for instance ports below the kernel's ephemeral range, where an outgoing
-    connection's local port can never take the port an instance is about to bind."""
-    low = 32768
-    with contextlib.suppress(OSError, ValueError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(50):
-        base = random.randrange(20000, max(20001, low - 200), 50)
-        if not any(port_open("127.0.0.1", p, timeout=0.05) for p in range(base, base + 20)):
-            return base
-    return free_port()
+    return free_port_block()
 
 
 @contextmanager

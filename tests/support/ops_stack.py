@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kongstack.procs import free_port
+from kongstack.procs import free_port, free_port_block
 from tasks.cleanup import pool_config
 from tasks.scaling import PoolConfig, build_driver, build_gateway
 
@@ -63,7 +63,7 @@ def local_stack(tmp_path: Path, redis_url: str, instances: int = 2) -> Iterator[
     config = pool_config(
         f"t-{uuid.uuid4().hex[:8]}", driver="process", gateway="nginx",
         local={"home": home, "gateway_port": free_port(), "gateway_status_port": free_port(),
-               "api_base_port": free_port(), "prometheus_port": free_port()},
+               "api_base_port": free_port_block(), "prometheus_port": free_port()},
         redis_url=redis_url, data_dir=data_dir, drain_seconds=0.5, drain_min_seconds=0.0,
         stop_grace_seconds=2.0, ready_timeout_seconds=120.0,  # 2 shared cores can be slow
     )
