@@ -306,41 +306,46 @@ def run_all(stack: Stack, work: Path, api_url: str, webhook_port: int,
                   ready=lambda: http_ok(f"http://127.0.0.1:{webhook_port}/health"),
                   log_file=work / "fastpath.log", cwd=REPO,
                   env={"PREFECT_API_URL": api_url}, timeout=60)
-    cost = measure_ticks(stack, work / "prefect", args.ticks)
-    if args.ticks_only:
-        print(json.dumps(cost))
-        return
-    print(f"no-op tick wall time over {cost['ticks']} ticks: median {cost['median_s']:.2f} s, "
-          f"p95 {cost['p95_s']:.2f} s, max {cost['max_s']:.2f} s")
-    print(f"Prefect DB growth: {cost['db_bytes_per_tick'] / 1024:.1f} KiB per tick -> "
-          f"{cost['db_mb_per_day']:.0f} MB per day of 30 s ticks")
-    # The seed's threshold rules, with its one cooldown shortened from 300 s to one tick.
-    variants = {"proportional": {}, "threshold": {"strategy": "threshold", "scale_up_rps": 30.0,
-                                                  "scale_down_rps": 5.0, "cooldown_seconds": 30.0}}
-    rows = []
-    for strategy, overrides in variants.items():
-        config = stack.config.model_copy(update={"policy": stack.config.policy.with_overrides(
-            overrides)})
-        for fast in (False, True):
-            name = f"{strategy}-{'fast' if fast else 'sched'}"
-            with served(config, name, api_url, work) as deployment_id:
-                if fast:
-                    ensure_fastpath_automation(_uuid(deployment_id), stack_name)
-                results = [trial(stack, config, rng) for _ in range(args.trials)]
-                if fast:
-                    _drop_automations(stack_name)
-            rows.append((strategy, "schedule + fast path" if fast else "30 s schedule only",
-                         fmt([r["first_s"] for r in results]),
-                         fmt([r["full_s"] for r in results])))
-            print(f"{name}: {results}", flush=True)
-    print("\n| strategy | trigger | load step -> first new instance serving | -> pool at 4,"
-          " all serving |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print(f"\n{args.trials} trials per row, step 0 -> {STEP_RPS:g} rps at a random phase; "
-          f"runner poll {POLL_S} s; driver {args.driver}. Reproduce: .venv/bin/python "
-          f"benchmarks/autoscale.py --trials {args.trials} --driver {args.driver}")
-    webhook.stop(grace=5)
+    try:
+        cost = measure_ticks(stack, work / "prefect", args.ticks)
+        if args.ticks_only:
+            print(json.dumps(cost))
+            return
+        print(f"no-op tick wall time over {cost['ticks']} ticks: median {cost['median_s']:.2f} s, "
+              f"p95 {cost['p95_s']:.2f} s, max {cost['max_s']:.2f} s")
+        print(f"Prefect DB growth: {cost['db_bytes_per_tick'] / 1024:.1f} KiB per tick -> "
+              f"{cost['db_mb_per_day']:.0f} MB per day of 30 s ticks")
+        # The seed's threshold rules, with its one cooldown shortened from 300 s to one tick.
+        variants: dict[str, dict[str, Any]] = {
+            "proportional": {},
+            "threshold": {"strategy": "threshold", "scale_up_rps": 30.0,
+                          "scale_down_rps": 5.0, "cooldown_seconds": 30.0},
+        }
+        rows = []
+        for strategy, overrides in variants.items():
+            config = stack.config.model_copy(update={"policy": stack.config.policy.with_overrides(
+                overrides)})
+            for fast in (False, True):
+                name = f"{strategy}-{'fast' if fast else 'sched'}"
+                with served(config, name, api_url, work) as deployment_id:
+                    if fast:
+                        ensure_fastpath_automation(_uuid(deployment_id), stack_name)
+                    results = [trial(stack, config, rng) for _ in range(args.trials)]
+                    if fast:
+                        _drop_automations(stack_name)
+                rows.append((strategy, "schedule + fast path" if fast else "30 s schedule only",
+                             fmt([r["first_s"] for r in results]),
+                             fmt([r["full_s"] for r in results])))
+                print(f"{name}: {results}", flush=True)
+        print("\n| strategy | trigger | load step -> first new instance serving | -> pool at 4,"
+              " all serving |\n|---|---|---|---|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        print(f"\n{args.trials} trials per row, step 0 -> {STEP_RPS:g} rps at a random phase; "
+              f"runner poll {POLL_S} s; driver {args.driver}. Reproduce: .venv/bin/python "
+              f"benchmarks/autoscale.py --trials {args.trials} --driver {args.driver}")
+    finally:  # the receiver must not outlive a failed run
+        webhook.stop(grace=5)
 
 
 def _uuid(value: str) -> Any:
