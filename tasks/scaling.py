@@ -216,6 +216,14 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 _RETRY_DELAYS = [1.0, 3.0]
+# Every task that changes the pool: retried on transient faults only, never cached.
+_ACTING_TASK: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": _RETRY_DELAYS,
+    "retry_jitter_factor": 0.3,
+    "retry_condition_fn": _transient,
+    "cache_policy": NO_CACHE,
+}
 
 
 def _log() -> Any:
@@ -230,15 +238,7 @@ def _log() -> Any:
 # -- reconcile -----------------------------------------------------------------------------
 
 
-@task(
-    name="reconcile",
-    retries=2,
-    retry_delay_seconds=_RETRY_DELAYS,
-    retry_jitter_factor=0.3,
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-    timeout_seconds=120,
-)
+@task(name="reconcile", timeout_seconds=120, **_ACTING_TASK)
 def reconcile(config: PoolConfig, *, dry_run: bool = False) -> PoolView:
     """Repair the pool, then return it as it now stands (instances, targets, repairs)."""
     driver, gateway = build_driver(config), build_gateway(config)
@@ -309,15 +309,7 @@ def _apply_repair(config: PoolConfig, driver: Any, gateway: Any, repair: Any) ->
 # -- scale up ------------------------------------------------------------------------------
 
 
-@task(
-    name="scale-up",
-    retries=2,
-    retry_delay_seconds=_RETRY_DELAYS,
-    retry_jitter_factor=0.3,
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-    timeout_seconds=300,
-)
+@task(name="scale-up", timeout_seconds=300, **_ACTING_TASK)
 def scale_up(config: PoolConfig, *, to_count: int, dry_run: bool = False) -> ActionRecord:
     """Grow the active pool to ``to_count``: idempotent (counts what already runs)."""
     started = time.monotonic()
@@ -361,15 +353,7 @@ def scale_up(config: PoolConfig, *, to_count: int, dry_run: bool = False) -> Act
 # -- scale down ----------------------------------------------------------------------------
 
 
-@task(
-    name="scale-down",
-    retries=2,
-    retry_delay_seconds=_RETRY_DELAYS,
-    retry_jitter_factor=0.3,
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-    timeout_seconds=300,
-)
+@task(name="scale-down", timeout_seconds=300, **_ACTING_TASK)
 def scale_down(
     config: PoolConfig, *, victim_ids: list[str], dry_run: bool = False
 ) -> ActionRecord:
