@@ -38,6 +38,7 @@ log = logging.getLogger("kongstack.instances")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MARKER_ENV = "KONGSTACK_INSTANCE"  # set on every process we start: tells ours from others
+HOME_MARKER_ENV = "KONGSTACK_INSTANCE_HOME"  # which driver home started it (names repeat)
 STATS_SAMPLE_S = 0.5  # shortest interval a CPU rate is measured over
 
 
@@ -82,7 +83,7 @@ class ProcessDriver:
         self._write_meta(meta)
         full_env = self.settings.instance_env(
             port=port, name=name, data_dir=str(data_dir) if data_dir is not None else None
-        ) | (env or {}) | {MARKER_ENV: name}
+        ) | (env or {}) | {MARKER_ENV: name, HOME_MARKER_ENV: self._home_marker()}
         argv = [self.settings.python, "-m", "gunicorn", "-c", "python:stock_api.gunicorn_conf",
                 "stock_api.app:create_app()"]
         try:
@@ -120,10 +121,17 @@ class ProcessDriver:
         was_running = daemon.stop(grace=grace, sig=signal.SIGTERM)
         if session is not None:
             _kill_leftovers(session, instance_id)  # e.g. a worker orphaned by a killed master
+        else:
+            # A caller killed between spawning gunicorn and writing its pid file leaves a
+            # running master nobody recorded: find it by its markers.
+            was_running = _stop_marked(instance_id, self._home_marker(), grace) or was_running
         self._forget(instance_id)
         self._cpu_seen.pop(instance_id, None)
         if was_running:
             log.info("stopped process %s (pid %d)", instance_id, session)
+
+    def _home_marker(self) -> str:
+        return str(self.settings.run_dir.resolve())
 
     def stats(self, instance_id: str) -> InstanceStats:
         if self._read_meta(instance_id) is None:
@@ -273,6 +281,35 @@ def _is_instance(pid: int, name: str) -> bool:
     except OSError:
         return False
     return f"{MARKER_ENV}={name}".encode() in environ.split(b"\0")
+
+
+def _stop_marked(name: str, home: str, grace: float) -> bool:
+    """SIGTERM every process started as instance ``name`` by the driver at ``home`` (SIGKILL
+    after ``grace``); True if there was any."""
+    wanted = {f"{MARKER_ENV}={name}".encode(), f"{HOME_MARKER_ENV}={home}".encode()}
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set(Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= environ:
+            found.append(int(entry.name))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 2.0)
+        while any(pid_alive(pid) for pid in found) and time.monotonic() < deadline:
+            for pid in found:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.02)
+        if not any(pid_alive(pid) for pid in found):
+            break
+    return bool(found)
 
 
 def _kill_leftovers(session: int, name: str) -> None:

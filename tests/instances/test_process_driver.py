@@ -106,6 +106,26 @@ def test_killed_instance_is_listed_exited_and_stop_is_idempotent(
     assert not port_open("127.0.0.1", port)
 
 
+def test_stop_finds_a_server_whose_pid_file_was_never_written(
+    process_driver: ProcessDriver,
+) -> None:
+    """A tick killed between spawning gunicorn and recording its pid leaves a live server
+    that only its environment markers identify; stop() must still end it."""
+    instance = process_driver.wait_ready(process_driver.start(), timeout=60)
+    port = int(instance.address.split(":")[1])
+    process_driver._daemon(instance.name).pidfile.unlink()  # the crash window, reproduced
+    assert [i.state for i in process_driver.list()] == [InstanceState.EXITED]
+    assert port_open("127.0.0.1", port)  # ...yet it still serves
+
+    process_driver.stop(instance.id, grace=2)
+
+    deadline = time.monotonic() + 5
+    while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not port_open("127.0.0.1", port)
+    assert process_driver.list() == []
+
+
 def test_stop_lets_an_in_flight_request_finish(process_driver: InstanceDriver) -> None:
     instance = process_driver.wait_ready(
         process_driver.start(env={"STOCK_API_DEBUG_ENDPOINTS": "true"}), timeout=60
