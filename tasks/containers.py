@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -183,9 +184,7 @@ class DockerDriver:
 
         poll_ready(instance.address, timeout=timeout, probe_timeout=self.settings.probe_timeout,
                    alive=gone, what=f"container {instance.name}")
-        return Instance(id=instance.id, name=instance.name, address=instance.address,
-                        state=InstanceState.READY, started_at=instance.started_at,
-                        labels=instance.labels)
+        return dataclasses.replace(instance, state=InstanceState.READY)
 
     def stop(self, instance_id: str, grace: float = 10.0) -> None:
         container = self._get(instance_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -110,9 +111,7 @@ class ProcessDriver:
 
         poll_ready(instance.address, timeout=timeout, probe_timeout=self.settings.probe_timeout,
                    alive=gone, what=f"process {instance.name}")
-        return Instance(id=instance.id, name=instance.name, address=instance.address,
-                        state=InstanceState.READY, started_at=instance.started_at,
-                        labels=instance.labels)
+        return dataclasses.replace(instance, state=InstanceState.READY)
 
     def stop(self, instance_id: str, grace: float = 10.0) -> None:
         daemon = self._daemon(instance_id)
