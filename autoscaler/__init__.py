@@ -8,8 +8,8 @@ Typical tick (in the autoscale flow)::
     ... act (unless decision.dry_run) ...
     history = history.record(decision, acted=ok)               # store as JSON (model_dump)
 
-``ConfigError`` (from ``kongstack.errors``) is raised by ``AutoscalePolicy.build``/``from_file``/
-``from_env``/``with_overrides`` with a message naming the field.
+``ConfigError`` (from ``kongstack.core.errors``) is raised by ``AutoscalePolicy.build``/
+``from_file``/``from_env``/``with_overrides`` with a message naming the field.
 """
 
 from __future__ import annotations

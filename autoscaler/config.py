@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kongstack.errors import ConfigError
+from kongstack.core.errors import ConfigError
 
 StrategyName = Literal["proportional", "threshold"]
 VictimSelector = Literal["newest", "oldest", "least_loaded"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from autoscaler.replay import ReplayResult
 from autoscaler.service_model import Trace
-from kongstack.errors import ConfigError
+from kongstack.core.errors import ConfigError
 
 
 def read_trace(path: str | Path, *, name: str | None = None) -> Trace:

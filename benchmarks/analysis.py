@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.analysis import AnalysisConfig, analyse, load_history_frame  # noqa: E402
-from tasks.analysis_report import render_report  # noqa: E402
-from tasks.history import HistoryStore  # noqa: E402
+from tasks.maintenance.analysis import AnalysisConfig, analyse, load_history_frame  # noqa: E402
+from tasks.maintenance.report import render_report  # noqa: E402
+from tasks.tick.history import HistoryStore  # noqa: E402
 
 
 def generate(path: Path, events: int, seed: int = 7) -> float:

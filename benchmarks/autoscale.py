@@ -42,10 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from flows.autoscale import AutoscaleConfig, autoscale  # noqa: E402
-from kongstack.commands.load import LoadGenerator  # noqa: E402
-from kongstack.procs import Daemon, free_port, http_ok  # noqa: E402
-from tasks.fastpath import ensure_fastpath_automation  # noqa: E402
-from tasks.instances import InstanceState  # noqa: E402
+from kongstack.cli.fastpath import ensure_fastpath_automation  # noqa: E402
+from kongstack.cli.load import LoadGenerator  # noqa: E402
+from kongstack.core.procs import Daemon, free_port, http_ok  # noqa: E402
+from tasks.instances.base import InstanceState  # noqa: E402
 from tests.support.autoscale_stack import Stack, autoscale_stack  # noqa: E402
 from tests.support.services import redis_server  # noqa: E402
 
@@ -299,9 +299,9 @@ def bench(work: Path, api_url: str, host: str, rport: int, args: argparse.Namesp
 def run_all(stack: Stack, work: Path, api_url: str, webhook_port: int,
             args: argparse.Namespace, rng: random.Random) -> None:
     stack_name = stack.config.pool.stack
-    # The receiver runs as its own process, as in the demo (python -m tasks.fastpath).
+    # The receiver runs as its own process, as in the demo (python -m kongstack.cli.fastpath).
     webhook = Daemon(f"fastpath-{webhook_port}", work)
-    webhook.start([sys.executable, "-m", "tasks.fastpath", "--port", str(webhook_port),
+    webhook.start([sys.executable, "-m", "kongstack.cli.fastpath", "--port", str(webhook_port),
                    "--stack", stack_name],
                   ready=lambda: http_ok(f"http://127.0.0.1:{webhook_port}/health"),
                   log_file=work / "fastpath.log", cwd=REPO,
@@ -357,7 +357,7 @@ def _uuid(value: str) -> Any:
 def _drop_automations(stack: str) -> None:
     from prefect.client.orchestration import get_client
 
-    from tasks.fastpath import AUTOMATION_PREFIX
+    from kongstack.cli.fastpath import AUTOMATION_PREFIX
 
     with get_client(sync_client=True) as client:
         for automation in client.read_automations_by_name(f"{AUTOMATION_PREFIX}-{stack}"):

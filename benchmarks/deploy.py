@@ -26,15 +26,15 @@ PORT_VARS = ("REDIS_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GATEWAY_PORT
 
 
 def bench_local(home: Path) -> None:
-    from kongstack.procs import free_port
+    from kongstack.core.procs import free_port
 
     os.environ["KONGSTACK_HOME"] = str(home)
     for name in PORT_VARS:
         os.environ[f"KONGSTACK_{name}"] = str(free_port())
     from flows.deploy_stack import deploy
-    from kongstack.settings import LocalSettings
-    from kongstack.topology import load_topology
-    from tasks.local_provider import LocalStack
+    from kongstack.core.settings import LocalSettings
+    from kongstack.core.topology import load_topology
+    from tasks.providers.local.stack import LocalStack
     from tests.deploy.conftest import write_stack_file
 
     config = write_stack_file(home / "stack.yaml", name=f"bench{uuid.uuid4().hex[:6]}")
@@ -55,10 +55,10 @@ def bench_local(home: Path) -> None:
 
 
 def bench_azure(vm_seconds: float, poll: float) -> None:
-    from kongstack.topology import Topology
-    from tasks.azure.provision import AzureProvisioner
-    from tests.azure.arm_double import arm_double
-    from tests.azure.conftest import HOST_KEY, azure_topology, clients_for
+    from kongstack.core.topology import Topology
+    from tasks.providers.azure.provision import AzureProvisioner
+    from tests.providers.azure.arm_double import arm_double
+    from tests.providers.azure.conftest import HOST_KEY, azure_topology, clients_for
 
     delays = {"virtualMachines": vm_seconds, "publicIPAddresses": 1.0,
               "networkInterfaces": 1.0, "virtualNetworks": 1.0, "networkSecurityGroups": 1.0,

@@ -23,18 +23,18 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kongstack.procs import free_port  # noqa: E402
-from tasks.gateway_config import (  # noqa: E402
+from kongstack.core.procs import free_port  # noqa: E402
+from tasks.gateway.desired import (  # noqa: E402
     ConsumerConfig,
     GatewayStackConfig,
     build_gateway_state,
 )
-from tasks.kong.client import KongAdminClient  # noqa: E402
-from tasks.kong.sync import KongGateway  # noqa: E402
-from tasks.nginx import NginxGateway  # noqa: E402
+from tasks.gateway.kong.client import KongAdminClient  # noqa: E402
+from tasks.gateway.kong.sync import KongGateway  # noqa: E402
+from tasks.gateway.nginx import NginxGateway  # noqa: E402
 from tests.doubles.kong_server import Faults, kong_double  # noqa: E402
-from tests.nginx.backends import backends  # noqa: E402
-from tests.nginx.load import SteadyLoad  # noqa: E402
+from tests.gateway.nginx.backends import backends  # noqa: E402
+from tests.gateway.nginx.load import SteadyLoad  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/gateway.py"
 KEY = "bench-key-1"

@@ -23,13 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kongstack.settings import REPO_ROOT, LocalSettings  # noqa: E402
-from tasks.drivers import (  # noqa: E402
-    DockerSettings,
-    ProcessSettings,
-    engine_usable,
-)
-from tasks.instances import InstanceDriver  # noqa: E402
+from kongstack.core.settings import REPO_ROOT, LocalSettings  # noqa: E402
+from tasks.instances.base import InstanceDriver  # noqa: E402
+from tasks.instances.common import DockerSettings, ProcessSettings, engine_usable  # noqa: E402
 from tests.support.services import redis_server  # noqa: E402
 
 BUILD = str(REPO_ROOT / "scripts" / "build-image")
@@ -109,7 +105,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         with redis_server(tmp / "redis") as (host, port, _daemon):
             redis_url = f"redis://{host}:{port}/0"
-            from tasks.processes import ProcessDriver
+            from tasks.instances.process import ProcessDriver
 
             process = ProcessDriver(ProcessSettings(
                 stack="bench-proc", redis_url=redis_url, data_dir=tmp / "data",
@@ -123,7 +119,7 @@ def main() -> None:
             reason = reason or engine_usable(local.docker_host)
             if reason is None:
                 _run_build()  # make sure the image is current before timing containers
-                from tasks.containers import DockerDriver
+                from tasks.instances.docker import DockerDriver
 
                 docker = DockerDriver(DockerSettings(
                     stack="bench-docker", base_url=local.docker_host, image=local.image,

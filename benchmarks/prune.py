@@ -5,7 +5,7 @@ temporary SQLite database).
 How the runs are made: --client-runs runs are created through the Prefect client (to time
 that path and to get real template rows); the rest are cloned in SQL from those rows (a new
 id per flow run and per state row) because creating 100,000 runs through the API takes
-~30 min on 2 cores (measured rate printed below). Then ``tasks.prune.prune_flow_runs``
+~30 min on 2 cores (measured rate printed below). Then ``tasks.maintenance.prune.prune_flow_runs``
 deletes them through the API, first with the per-run path (read_flow_runs + delete_flow_run,
 bounded concurrency) on --each-runs runs, then with the server's bulk endpoint on the rest.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from tasks.prune import prune_flow_runs  # noqa: E402
+from tasks.maintenance.prune import prune_flow_runs  # noqa: E402
 
 
 async def create_via_client(deployment: str, n: int) -> tuple[float, uuid.UUID]:

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import httpx
 
-from kongstack.procs import Daemon, free_port, http_ok, port_open
-from kongstack.settings import REPO_ROOT
+from kongstack.core.procs import Daemon, free_port, http_ok, port_open
+from kongstack.core.settings import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
          -> scale up | scale down | nothing -> save state -> record
 
 Scheduled every 30 s (prefect.yaml, deployment concurrency 1 with CANCEL_NEW) and run at once
-by the Alertmanager fast path (tasks.fastpath). A file lock makes ticks exclusive also when
+by the Alertmanager fast path (kongstack.cli.fastpath). A file lock makes ticks exclusive also when
 the flow is called directly (tests, ``kongstack`` commands): two ticks never act at once.
 The flow is async only to skip the sync engine's ~1 s heartbeat join; its tasks are sync.
 """
@@ -34,18 +34,10 @@ from autoscaler import (
     select_victims,
 )
 from autoscaler.model import Recommendation
-from kongstack.errors import ConfigError
-from tasks.instances import Instance, InstanceStats
-from tasks.instances import InstanceState as DriverState
-from tasks.metrics import (
-    MetricsSnapshot,
-    PrometheusConfig,
-    observe_instance_stats,
-    observe_metrics,
-    unavailable_snapshot,
-)
-from tasks.recorder import ActionRecord, RecordConfig, TickRecord, record_tick
-from tasks.scaling import (
+from kongstack.core.errors import ConfigError
+from tasks.instances.base import Instance, InstanceStats
+from tasks.instances.base import InstanceState as DriverState
+from tasks.tick.act import (
     PoolConfig,
     PoolView,
     publish_scrape_targets,
@@ -54,7 +46,15 @@ from tasks.scaling import (
     scale_down,
     scale_up,
 )
-from tasks.state import DEFAULT_BLOCK_NAME, LoadedState, load_state, save_state
+from tasks.tick.observe import (
+    MetricsSnapshot,
+    PrometheusConfig,
+    observe_instance_stats,
+    observe_metrics,
+    unavailable_snapshot,
+)
+from tasks.tick.record import ActionRecord, RecordConfig, TickRecord, record_tick
+from tasks.tick.state import DEFAULT_BLOCK_NAME, LoadedState, load_state, save_state
 
 CONFIG_ENV = "KONGSTACK_AUTOSCALER_CONFIG"
 """Path of a YAML/JSON file with an AutoscaleConfig (when the flow gets no ``config``)."""

@@ -19,8 +19,8 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.states import Running
 
-from tasks.approval import Approval
-from tasks.cleanup import (
+from tasks.cleanup.approval import Approval
+from tasks.cleanup.steps import (
     CleanupConfig,
     CleanupPlan,
     RemovalReport,

@@ -23,10 +23,10 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from kongstack.errors import ConfigError, StackError
-from kongstack.settings import LocalSettings
-from kongstack.topology import Topology, load_topology
-from tasks.deploy_report import (
+from kongstack.core.errors import ConfigError, StackError
+from kongstack.core.settings import LocalSettings
+from kongstack.core.topology import Topology, load_topology
+from tasks.providers.report import (
     STEPS,
     Component,
     DeploySummary,
@@ -34,7 +34,7 @@ from tasks.deploy_report import (
     hosts_from_json,
     hosts_to_json,
 )
-from tasks.deploy_steps import Out, plan_changes, run_step
+from tasks.providers.steps import Out, plan_changes, run_step
 
 LogFn = Callable[[str], None]
 ARTIFACT_KEY = "deploy-stack-summary"

@@ -19,16 +19,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from autoscaler.config import AutoscalePolicy
-from kongstack.settings import LocalSettings
-from tasks.analysis import Analysis, AnalysisConfig, analyse, load_history_frame
-from tasks.analysis_report import publish_report, render_report
-from tasks.prune import (
+from kongstack.core.settings import LocalSettings
+from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_history_frame
+from tasks.maintenance.prune import (
     PruneResult,
     prune_files,
     prune_flow_runs,
     prune_history,
     prune_prometheus_series,
 )
+from tasks.maintenance.report import publish_report, render_report
 
 
 @task(name="prune-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])

@@ -1,8 +1,9 @@
-"""kongstack: Prefect-orchestrated deployment and autoscaling for a Kong-fronted API stack."""
+"""kongstack: Prefect-orchestrated deployment and autoscaling for a Kong-fronted API stack.
+
+``kongstack.core`` is the base every layer imports; ``kongstack.cli`` is the top (the CLI,
+``serve``, the alert fast path). See ARCHITECTURE.md.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-
-OWNER_LABEL = "kongstack.owner"
-"""Label/tag key put on everything kongstack creates; cleanup only touches what carries it."""

@@ -18,8 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.monitoring.alertmanager import render_alertmanager_config, write_alertmanager_secrets
-from tasks.monitoring.config import (
+from kongstack.core.monitoring_config import (
     AlertmanagerConfig,
     AlertsConfig,
     MonitoringConfig,
@@ -28,6 +27,7 @@ from tasks.monitoring.config import (
     load_monitoring_config,
     parse_monitoring_config,
 )
+from tasks.monitoring.alertmanager import render_alertmanager_config, write_alertmanager_secrets
 from tasks.monitoring.file_sd import read_stock_api_targets, write_stock_api_targets
 from tasks.monitoring.prometheus import render_prometheus_config
 from tasks.monitoring.rules import (

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tasks.monitoring.config import MonitoringConfig
+from kongstack.core.monitoring_config import MonitoringConfig
 
 WEBHOOK_RECEIVER = "autoscale-fastpath"
 OPERATORS_RECEIVER = "operators"

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from kongstack.errors import ConfigError
+from kongstack.core.errors import ConfigError
 from tasks.monitoring.rules import STOCK_API_JOB
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")

@@ -9,8 +9,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.elasticsearch import ElasticsearchClient, LogStoreError
 from tasks.monitoring import parse_monitoring_config, write_monitoring_files
+from tasks.monitoring.elasticsearch import ElasticsearchClient, LogStoreError
 from tasks.monitoring.file_sd import write_stock_api_targets
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tasks.monitoring.config import MonitoringConfig
+from kongstack.core.monitoring_config import MonitoringConfig
 from tasks.monitoring.rules import STOCK_API_JOB
 
 

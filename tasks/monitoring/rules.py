@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from tasks.monitoring.config import Condition, MonitoringConfig, Threshold
+from kongstack.core.monitoring_config import Condition, MonitoringConfig, Threshold
 
 REQUEST_RATE = "kongstack:request_rate:rps"
 LATENCY_P95 = "kongstack:latency_p95:ms"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler import AutoscalePolicy
-from kongstack.errors import ConfigError
+from kongstack.core.errors import ConfigError
 
 
 def test_seed_defaults() -> None:

@@ -37,7 +37,7 @@ FORBIDDEN = (
 # The edge modules: reading trace files and drawing the PNG live here, outside the core.
 EDGE_MODULES = {"replay_io.py"}
 EDGE_IMPORTS = {"csv", "json", "pathlib", "matplotlib", "matplotlib.pyplot"}
-ALLOWED_KONGSTACK = {"kongstack.errors"}
+ALLOWED_KONGSTACK = {"kongstack.core.errors"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -14,8 +14,8 @@ from autoscaler.presets import PRESETS
 from autoscaler.replay import load_steps, oracle, simulate
 from autoscaler.replay_io import read_trace
 from autoscaler.service_model import ServiceModel, Trace
-from kongstack.commands.simulate import register
-from kongstack.errors import ConfigError
+from kongstack.cli.simulate import register
+from kongstack.core.errors import ConfigError
 
 MODEL = ServiceModel()
 STEPS = Path(__file__).parents[2] / "benchmarks" / "traces" / "steps.csv"

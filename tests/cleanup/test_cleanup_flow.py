@@ -10,10 +10,10 @@ from uuid import UUID
 import pytest
 
 from flows.cleanup import cleanup
-from kongstack.procs import http_ok
-from tasks.approval import ApprovalError, answer, resolve_run, waiting_runs
-from tasks.cleanup import CleanupConfig, plan_cleanup
-from tasks.scaling import build_driver, build_gateway
+from kongstack.core.procs import http_ok
+from tasks.cleanup.approval import ApprovalError, answer, resolve_run, waiting_runs
+from tasks.cleanup.steps import CleanupConfig, plan_cleanup
+from tasks.tick.act import build_driver, build_gateway
 from tests.support.ops_stack import LocalStack, local_stack
 
 
@@ -131,7 +131,7 @@ def test_terminal_deny_and_approve_answer_a_waiting_run(
     from prefect.settings import PREFECT_API_URL
     from typer.testing import CliRunner
 
-    from kongstack.cli import app
+    from kongstack.cli.app import app
 
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
     runner = CliRunner()

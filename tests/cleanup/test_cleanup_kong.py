@@ -9,9 +9,15 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from tasks.cleanup import CleanupConfig, plan_cleanup, pool_config, remove_planned, verify_removed
-from tasks.gateway_config import ConsumerConfig, GatewayStackConfig, build_gateway_state
-from tasks.scaling import build_gateway
+from tasks.cleanup.steps import (
+    CleanupConfig,
+    plan_cleanup,
+    pool_config,
+    remove_planned,
+    verify_removed,
+)
+from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
+from tasks.tick.act import build_gateway
 from tests.doubles.kong_server import kong_double
 
 

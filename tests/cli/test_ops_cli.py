@@ -12,9 +12,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from kongstack.cli import app
-from tasks.history import HistoryStore, ScalingEvent
-from tasks.scaling import build_driver, build_gateway
+from kongstack.cli.app import app
+from tasks.tick.act import build_driver, build_gateway
+from tasks.tick.history import HistoryStore, ScalingEvent
 from tests.support.ops_stack import LocalStack, local_stack
 
 runner = CliRunner()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kongstack.procs import free_port_block
-from kongstack.settings import LocalSettings
-from kongstack.topology import DEFAULT_TOPOLOGY_PATH, load_topology
-from tasks.local_provider import LocalStack
+from kongstack.core.procs import free_port_block
+from kongstack.core.settings import LocalSettings
+from kongstack.core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+from tasks.providers.local.stack import LocalStack
 
 PORT_VARS = ("REDIS_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GATEWAY_PORT",
              "GATEWAY_STATUS_PORT", "WEBHOOK_PORT", "API_BASE_PORT")

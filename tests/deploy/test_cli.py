@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from kongstack.cli import app
+from kongstack.cli.app import app
 from tests.deploy.conftest import write_stack_file
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kongstack.topology import Role
-from tasks.azure.remote import INSTALL_DIR, script_for
+from kongstack.core.topology import Role
+from tasks.providers.azure.remote import INSTALL_DIR, script_for
 from tests.support.services import require_binary
 
 SCRIPTS = sorted(INSTALL_DIR.glob("*.sh"))

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from flows.deploy_stack import deploy
-from kongstack.procs import Daemon
+from kongstack.core.procs import Daemon
 from tests.deploy.conftest import LocalEnv
 from tests.support.services import require_binary
 

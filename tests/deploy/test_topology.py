@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kongstack.errors import ConfigError
-from kongstack.topology import DEFAULT_TOPOLOGY_PATH, Role, load_topology, parse_topology
-from tasks.azure.plan import nsg_rules
+from kongstack.core.errors import ConfigError
+from kongstack.core.topology import DEFAULT_TOPOLOGY_PATH, Role, load_topology, parse_topology
+from tasks.providers.azure.plan import nsg_rules
 
 
 def default_data() -> dict[str, Any]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kongstack.errors import ConfigError
-from kongstack.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+from kongstack.core.errors import ConfigError
+from kongstack.core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 
 def stack_with(tmp_path: Path, monitoring: object) -> Path:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kongstack.settings import REPO_ROOT, LocalSettings
-from tasks.drivers import DockerSettings, ProcessSettings, engine_usable
-from tasks.instances import InstanceDriver
+from kongstack.core.settings import REPO_ROOT, LocalSettings
+from tasks.instances.base import InstanceDriver
+from tasks.instances.common import DockerSettings, ProcessSettings, engine_usable
 
 
 def _stop_all(driver: InstanceDriver) -> None:
@@ -34,7 +34,7 @@ def process_settings(tmp_path: Path, redis_url: str) -> ProcessSettings:
 
 @pytest.fixture
 def process_driver(process_settings: ProcessSettings) -> Iterator[InstanceDriver]:
-    from tasks.processes import ProcessDriver
+    from tasks.instances.process import ProcessDriver
 
     driver = ProcessDriver(process_settings)
     yield driver
@@ -72,7 +72,7 @@ def docker_settings(
 
 @pytest.fixture
 def docker_driver(docker_settings: DockerSettings) -> Iterator[InstanceDriver]:
-    from tasks.containers import DockerDriver
+    from tasks.instances.docker import DockerDriver
 
     driver = DockerDriver(docker_settings)
     yield driver

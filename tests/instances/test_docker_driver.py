@@ -12,13 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kongstack import OWNER_LABEL
-from kongstack.procs import port_open
-from kongstack.settings import LocalSettings
-from tasks.containers import DockerDriver
-from tasks.drivers import DockerSettings, ProcessSettings, make_driver
-from tasks.instances import InstanceDriver, InstanceState
-from tasks.processes import ProcessDriver
+from kongstack.core import OWNER_LABEL
+from kongstack.core.procs import port_open
+from kongstack.core.settings import LocalSettings
+from tasks.instances.base import InstanceDriver, InstanceState
+from tasks.instances.common import DockerSettings, ProcessSettings
+from tasks.instances.docker import DockerDriver
+from tasks.instances.factory import make_driver
+from tasks.instances.process import ProcessDriver
 from tests.support.instances import in_flight
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(180)]
@@ -208,7 +209,7 @@ def test_named_volume_store_is_writable_by_the_image_user(
 def test_build_image_with_nothing_changed_does_nothing(engine_image: tuple[str, str]) -> None:
     import subprocess
 
-    from kongstack.settings import REPO_ROOT
+    from kongstack.core.settings import REPO_ROOT
 
     done = subprocess.run([str(REPO_ROOT / "scripts" / "build-image")], capture_output=True,
                           text=True, timeout=900)

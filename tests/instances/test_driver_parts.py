@@ -11,12 +11,19 @@ import requests
 from docker.errors import APIError, NotFound
 from pydantic import ValidationError
 
-from kongstack.errors import InstanceError
-from kongstack.procs import free_port_block
-from kongstack.settings import LocalSettings
-from tasks.containers import DockerDriver, cpu_percent, cpu_percent_over, memory_usage, transient
-from tasks.drivers import DockerSettings, make_driver, pick_port, port_of
-from tasks.processes import ProcessDriver
+from kongstack.core.errors import InstanceError
+from kongstack.core.procs import free_port_block
+from kongstack.core.settings import LocalSettings
+from tasks.instances.common import DockerSettings, pick_port, port_of
+from tasks.instances.docker import (
+    DockerDriver,
+    cpu_percent,
+    cpu_percent_over,
+    memory_usage,
+    transient,
+)
+from tasks.instances.factory import make_driver
+from tasks.instances.process import ProcessDriver
 
 
 def _cpu(total: int, system: int, pre_total: int, pre_system: int | None,

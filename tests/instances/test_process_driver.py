@@ -10,12 +10,12 @@ import time
 import httpx
 import pytest
 
-from kongstack import OWNER_LABEL
-from kongstack.errors import InstanceError
-from kongstack.procs import free_port_block, port_open
-from tasks.drivers import ProcessSettings
-from tasks.instances import InstanceDriver, InstanceState
-from tasks.processes import ProcessDriver
+from kongstack.core import OWNER_LABEL
+from kongstack.core.errors import InstanceError
+from kongstack.core.procs import free_port_block, port_open
+from tasks.instances.base import InstanceDriver, InstanceState
+from tasks.instances.common import ProcessSettings
+from tasks.instances.process import ProcessDriver
 from tests.support.instances import in_flight
 
 pytestmark = pytest.mark.timeout(120)
@@ -152,7 +152,7 @@ def test_stop_lets_an_in_flight_request_finish(process_driver: InstanceDriver) -
 def test_instance_that_cannot_get_ready_times_out_then_turns_unhealthy(
     process_settings: ProcessSettings, redis_url: str
 ) -> None:
-    from kongstack.procs import free_port
+    from kongstack.core.procs import free_port
 
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: /ready answers 503
     driver = ProcessDriver(process_settings.model_copy(

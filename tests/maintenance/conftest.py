@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kongstack.procs import Daemon, free_port, http_ok
+from kongstack.core.procs import Daemon, free_port, http_ok
 from tests.support.services import require_binary
 
 

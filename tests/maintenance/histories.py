@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tasks.history import HistoryStore, ScalingEvent
+from tasks.tick.history import HistoryStore, ScalingEvent
 
 DAY0 = datetime(2026, 1, 5, tzinfo=UTC)
 

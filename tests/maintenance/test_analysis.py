@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tasks.analysis import AnalysisConfig, analyse, load_history_frame
-from tasks.analysis_report import render_report
+from tasks.maintenance.analysis import AnalysisConfig, analyse, load_history_frame
+from tasks.maintenance.report import render_report
 from tests.maintenance.histories import DAY0, HAND_EVENTS, HAND_UNTIL, ev, write_history
 
 
@@ -59,7 +59,7 @@ def test_flapping_is_a_direction_change_inside_the_window(hand) -> None:  # type
 def result_frame(hand) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     result, _ = hand
     # Rebuild the input frame from the same events (analyse must not mutate its input).
-    from tasks.analysis import _typed
+    from tasks.maintenance.analysis import _typed
 
     return _typed(pd.DataFrame({
         "ts": [e.ts.timestamp() for e in HAND_EVENTS],

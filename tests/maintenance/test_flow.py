@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.maintenance import maintenance
-from tasks.history import HistoryStore
+from tasks.tick.history import HistoryStore
 from tests.maintenance.histories import HAND_EVENTS, ev, write_history
 from tests.maintenance.test_prune import _existing, _make_runs
 

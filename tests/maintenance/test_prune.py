@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kongstack.procs import free_port, wait_until
-from tasks.prune import prune_files, prune_flow_runs, prune_history, prune_prometheus_series
+from kongstack.core.procs import free_port, wait_until
+from tasks.maintenance.prune import (
+    prune_files,
+    prune_flow_runs,
+    prune_history,
+    prune_prometheus_series,
+)
 from tests.maintenance.conftest import sample_time, series_count
 from tests.maintenance.histories import DAY0, ev, write_history
 

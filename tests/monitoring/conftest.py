@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kongstack.procs import free_port
-from tasks.monitoring_local import NGINX_EXPORTER, LocalMonitoring, MonitoringPorts
+from kongstack.core.procs import free_port
+from tasks.providers.local.monitoring import NGINX_EXPORTER, LocalMonitoring, MonitoringPorts
 from tests.monitoring.helpers import (
     ApiInstance,
     Prom,

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from kongstack.procs import Daemon, free_port, http_ok
-from kongstack.settings import REPO_ROOT
+from kongstack.core.procs import Daemon, free_port, http_ok
+from kongstack.core.settings import REPO_ROOT
 
 
 @dataclass

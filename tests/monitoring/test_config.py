@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kongstack.errors import ConfigError
-from kongstack.settings import REPO_ROOT
+from kongstack.core.errors import ConfigError
+from kongstack.core.settings import REPO_ROOT
 from tasks.monitoring import (
     MonitoringConfig,
     load_monitoring_config,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kongstack.settings import REPO_ROOT
-from tasks.monitoring_local import LocalMonitoring
+from kongstack.core.settings import REPO_ROOT
+from tasks.providers.local.monitoring import LocalMonitoring
 from tests.monitoring.helpers import ApiInstance, Prom
 from tests.monitoring.known_metrics import (
     DOCUMENTED,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kongstack.errors import ConfigError
+from kongstack.core.errors import ConfigError
 from tasks.monitoring import read_stock_api_targets, write_stock_api_targets
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from kongstack.procs import free_port
+from kongstack.core.procs import free_port
 from tasks.monitoring import write_stock_api_targets
-from tasks.monitoring_local import LocalMonitoring
+from tasks.providers.local.monitoring import LocalMonitoring
 from tests.monitoring.conftest import SCRAPE_INTERVAL_S
 from tests.monitoring.helpers import ApiInstance, Prom, WebhookInbox, poll
 

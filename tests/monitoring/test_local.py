@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-from kongstack.procs import free_port
-from kongstack.settings import LocalSettings
-from tasks.monitoring_local import LocalMonitoring, MonitoringPorts
+from kongstack.core.procs import free_port
+from kongstack.core.settings import LocalSettings
+from tasks.providers.local.monitoring import LocalMonitoring, MonitoringPorts
 from tests.monitoring.helpers import Prom, WebhookInbox
 from tests.support.services import require_binary
 

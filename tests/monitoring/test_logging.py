@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from kongstack.settings import REPO_ROOT
-from tasks.elasticsearch import ElasticsearchClient, LogStoreError, index_for
+from kongstack.core.settings import REPO_ROOT
+from tasks.monitoring.elasticsearch import ElasticsearchClient, LogStoreError, index_for
 from tests.monitoring.helpers import ApiInstance, poll
 
 LOGGING = REPO_ROOT / "deployments" / "logging"

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kongstack.procs import Daemon, free_port, http_ok
-from kongstack.settings import REPO_ROOT
+from kongstack.core.procs import Daemon, free_port, http_ok
+from kongstack.core.settings import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kongstack.procs import pid_alive, port_open, wait_until
-from kongstack.settings import REPO_ROOT
+from kongstack.core.procs import pid_alive, port_open, wait_until
+from kongstack.core.settings import REPO_ROOT
 from tests.stock_api.conftest import SMALL, valid_stock
 from tests.stock_api.gunicorn_proc import ApiProcess, api_process, gunicorn_argv
 

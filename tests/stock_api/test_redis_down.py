@@ -6,7 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-from kongstack.procs import Daemon, free_port, port_open
+from kongstack.core.procs import Daemon, free_port, port_open
 from stock_api.app import create_app
 from tests.stock_api.conftest import cache_count, make_config, valid_stock
 from tests.support.services import require_binary

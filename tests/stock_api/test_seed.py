@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from kongstack.settings import REPO_ROOT
+from kongstack.core.settings import REPO_ROOT
 from stock_api.models import EXCHANGES, SECTORS, SYMBOL_RE, StockCreate
 from stock_api.seed import SeedParams, generate, seed
 from stock_api.store import open_embedded

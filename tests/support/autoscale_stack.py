@@ -21,13 +21,13 @@ import httpx
 
 from autoscaler import AutoscalePolicy
 from flows.autoscale import AutoscaleConfig, autoscale
-from kongstack.procs import Daemon, free_port, free_port_block, http_ok, wait_until
-from tasks.gateway import Gateway
-from tasks.gateway_config import GatewayStackConfig, build_gateway_state
-from tasks.instances import InstanceDriver, InstanceState
-from tasks.metrics import PrometheusConfig
-from tasks.recorder import RecordConfig
-from tasks.scaling import PoolConfig, build_driver, build_gateway
+from kongstack.core.procs import Daemon, free_port, free_port_block, http_ok, wait_until
+from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
+from tasks.gateway.protocol import Gateway
+from tasks.instances.base import InstanceDriver, InstanceState
+from tasks.tick.act import PoolConfig, build_driver, build_gateway
+from tasks.tick.observe import PrometheusConfig
+from tasks.tick.record import RecordConfig
 
 FAST_POLICY = {
     "min_instances": 2,

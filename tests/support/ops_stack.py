@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from kongstack.procs import free_port, free_port_block
-from tasks.cleanup import pool_config
-from tasks.scaling import PoolConfig, build_driver, build_gateway
+from kongstack.core.procs import free_port, free_port_block
+from tasks.cleanup.steps import pool_config
+from tasks.tick.act import PoolConfig, build_driver, build_gateway
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class LocalStack:
 
 
 def _apply_gateway(config: PoolConfig) -> None:
-    from tasks.gateway_config import GatewayStackConfig, build_gateway_state
+    from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
 
     gateway = build_gateway(config)
     try:
@@ -56,7 +56,7 @@ def _apply_gateway(config: PoolConfig) -> None:
 def local_stack(tmp_path: Path, redis_url: str, instances: int = 2) -> Iterator[LocalStack]:
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         pytest.skip("nginx is not installed (run scripts/setup)")
-    from tasks.scaling import scale_up
+    from tasks.tick.act import scale_up
 
     home = tmp_path / "var"
     data_dir = home / "data" / "stock_api"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kongstack.procs import Daemon, free_port, port_open
+from kongstack.core.procs import Daemon, free_port, port_open
 
 
 def require_binary(path: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kongstack.procs import Daemon, free_port, port_open
+from kongstack.core.procs import Daemon, free_port, port_open
 from tests.support.services import require_binary
 
 

@@ -1,0 +1,63 @@
+"""``kongstack deploy``: validate the stack file and run deploy-stack (local or Azure)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from kongstack.core.errors import ConfigError, StackError
+
+HELP = (
+    "Deploy the stack described by --config (default deployments/stack.yaml): provision → "
+    "install → register → verify, then print the summary.\n\n"
+    "The configuration is validated before anything is created. A second run with nothing "
+    "changed makes no changes and says so; a run that failed part-way resumes at the failed "
+    "step (use --no-resume to start from the top). --prefect runs it as the Prefect flow "
+    "'deploy-stack' (logs and the summary artifact in the Prefect UI); without it the same "
+    "steps run in this process. Exit code 0 = deployed, 1 = a step failed, 2 = bad config."
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("deploy", help=HELP)
+    def deploy_command(
+        config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="validate and show the plan")
+        ] = False,
+        resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+        until: Annotated[str | None, typer.Option(help="stop after this step")] = None,
+        prefect: Annotated[bool, typer.Option("--prefect", help="run as the Prefect flow")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    ) -> None:
+        console = Console(stderr=True)
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            if prefect:
+                from flows.deploy_stack import deploy_stack
+
+                result = deploy_stack(config_path=str(config) if config else None,
+                                      dry_run=dry_run, resume=resume, until=until)
+                typer.echo(json.dumps(result, indent=1, default=str) if as_json
+                           else result["headline"])
+                return
+            from flows.deploy_stack import deploy
+
+            summary = deploy(config, dry_run=dry_run, resume=resume, until=until,
+                             log=lambda line: console.print(line, style="dim", markup=False,
+                                                            highlight=False))
+        except StackError as exc:
+            console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+        if as_json:
+            typer.echo(json.dumps(summary.to_dict(), indent=1, default=str))
+        else:
+            Console().print(Markdown(summary.markdown()))
+        if not summary.ok and not summary.dry_run:
+            raise typer.Exit(1)

@@ -1,0 +1,246 @@
+"""Operator commands: status, scale, restart, logs, health, approve, deny.
+
+Every command acts on the running stack through the same driver, gateway and scaling tasks
+the autoscaler uses (``tasks.tick.act``); nothing here re-implements scaling.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kongstack.cli.views import StackOptions, active, newest_first, read_cooldowns
+from kongstack.core.errors import ConfigError, StackError
+from tasks.tick.act import build_driver, build_gateway, publish_targets, scale_down, scale_up
+from tasks.tick.history import ScalingEvent
+
+console = Console()
+
+StackOpt = Annotated[str, typer.Option("--stack", envvar="KONGSTACK_STACK",
+                                       help="Stack name (the owner label's value).")]
+DriverOpt = Annotated[str, typer.Option("--driver", envvar="KONGSTACK_DRIVER",
+                                        help="Instance driver: auto, docker or process.")]
+GatewayOpt = Annotated[str, typer.Option("--gateway", envvar="KONGSTACK_GATEWAY",
+                                         help="Gateway: auto, nginx or kong.")]
+ReadyOpt = Annotated[float, typer.Option("--ready-timeout", min=1, max=600,
+                                         help="Seconds a new instance may take to be ready.")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="KONGSTACK_POLICY_FILE",
+                                                help="Autoscale policy file (min/max).")]
+
+
+def options(stack: str, driver: str, gateway: str, policy: Path | None = None,
+            ready_timeout: float = 60.0) -> StackOptions:
+    if driver not in ("auto", "docker", "process"):
+        raise typer.BadParameter(f"{driver!r}: choose auto, docker or process",
+                                 param_hint="--driver")
+    if gateway not in ("auto", "nginx", "kong"):
+        raise typer.BadParameter(f"{gateway!r}: choose auto, nginx or kong",
+                                 param_hint="--gateway")
+    if policy is not None and not policy.is_file():
+        raise typer.BadParameter(f"{policy}: no such file", param_hint="--policy")
+    return StackOptions(stack=stack, driver=driver, gateway=gateway, policy_file=policy,
+                        ready_timeout=ready_timeout)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
+           gateway: GatewayOpt = "auto", policy: PolicyOpt = None,
+           decisions: Annotated[int, typer.Option(min=0, max=200,
+                                                  help="History rows to show.")] = 5) -> None:
+    """Instances, gateway targets with health, the last decisions, cooldown remaining."""
+    opts = options(stack, driver, gateway, policy)
+    pool = opts.pool()
+    try:
+        instances = build_driver(pool).list()
+        gw = build_gateway(pool)
+        try:
+            targets = gw.list_targets()
+        finally:
+            gw.close()
+    except StackError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"Instances of {stack} ({len(active(instances))} active)")
+    for col in ("name", "address", "state", "up for"):
+        table.add_column(col)
+    now = datetime.now(UTC)
+    for inst in sorted(instances, key=lambda i: i.name):
+        up = int((now - inst.started_at).total_seconds())
+        table.add_row(inst.name, inst.address, str(inst.state), f"{up // 60}m{up % 60:02d}s")
+    console.print(table)
+    colour = {"HEALTHY": "green", "UNHEALTHY": "red", "DRAINING": "yellow"}
+    ttable = Table(title="Gateway targets")
+    for col in ("address", "weight", "health"):
+        ttable.add_column(col)
+    for t in targets:
+        ttable.add_row(t.address, str(t.weight),
+                       f"[{colour.get(str(t.health), 'white')}]{t.health}[/]")
+    console.print(ttable)
+    htable = Table(title="Last decisions")
+    for col in ("time (UTC)", "kind", "from → to", "outcome", "reason"):
+        htable.add_column(col)
+    recent = opts.history().recent(500)
+    # The newest tick, then the last changes: 2,880 no-op ticks a day would hide them.
+    shown = recent[:1] + [e for e in recent[1:]
+                          if not (e.kind == "decision" and e.outcome == "noop")][:decisions - 1]
+    for e in shown if decisions else []:
+        htable.add_row(f"{e.ts:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.from_count} → {e.to_count}",
+                       e.outcome, e.reason[:80])
+    console.print(htable)
+    try:
+        cd = read_cooldowns(opts.policy())
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+    def fmt(v: float | None) -> str:
+        return "none" if v is None else ("ready" if v <= 0 else f"{v:.0f}s")
+
+    console.print(f"Cooldown remaining: scale-up {fmt(cd.up_remaining)}, "
+                  f"scale-down {fmt(cd.down_remaining)} ({cd.note})")
+
+
+def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of instances.")],
+          force: Annotated[bool, typer.Option(help="Ignore the policy's min/max.")] = False,
+          dry_run: Annotated[bool, typer.Option(help="Say what would happen only.")] = False,
+          stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
+          gateway: GatewayOpt = "auto", policy: PolicyOpt = None,
+          ready_timeout: ReadyOpt = 60.0) -> None:
+    """Scale the pool to COUNT instances by hand (recorded in the history as "manual")."""
+    opts = options(stack, driver, gateway, policy, ready_timeout)
+    try:
+        pol = opts.policy()
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+    if not force and not pol.min_instances <= count <= pol.max_instances:
+        raise typer.BadParameter(
+            f"{count} is outside min_instances..max_instances = {pol.min_instances}.."
+            f"{pol.max_instances} (use --force to override)", param_hint="COUNT")
+    pool = opts.pool()
+    started = time.monotonic()
+    try:
+        current = active(build_driver(pool).list())
+        with console.status(f"scaling {stack} from {len(current)} to {count}..."):
+            if count > len(current):
+                record = scale_up.fn(pool, to_count=count, dry_run=dry_run)
+            elif count < len(current):
+                victims = newest_first(current)[: len(current) - count]
+                record = scale_down.fn(pool, victim_ids=[v.id for v in victims],
+                                       dry_run=dry_run)
+            else:
+                console.print(f"already at {count} instance(s): nothing to do")
+                return
+            if not dry_run:
+                ready = [i.address for i in build_driver(pool).list()
+                         if str(i.state) == "ready"]
+                publish_targets(pool, ready)
+    except StackError as exc:
+        raise fail(str(exc)) from None
+    for line in record.details:
+        console.print(f"  {line}")
+    if not dry_run:
+        opts.history().append(ScalingEvent(
+            ts=datetime.now(UTC), kind="manual", from_count=record.from_count,
+            to_count=record.to_count, outcome=record.outcome, source="cli",
+            reason=f"manual scale to {count}{' (forced)' if force else ''}: {record.reason}",
+            duration_s=time.monotonic() - started))
+    console.print(f"{'would scale' if dry_run else 'scaled'} {record.from_count} → "
+                  f"{record.to_count} ({record.outcome})")
+    if record.outcome == "failed":
+        raise typer.Exit(1)
+
+
+def restart(instance: Annotated[str | None, typer.Argument(
+                help="Instance name, id or address; omit with --all for the pool.")] = None,
+            all_: Annotated[bool, typer.Option("--all", help="Rolling restart of the pool.")]
+            = False,
+            stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
+            gateway: GatewayOpt = "auto", ready_timeout: ReadyOpt = 60.0) -> None:
+    """Rolling restart: start a replacement, wait until it serves, then drain the old one."""
+    if (instance is None) == (not all_):
+        raise typer.BadParameter("give an INSTANCE or --all (not both)", param_hint="INSTANCE")
+    opts = options(stack, driver, gateway, ready_timeout=ready_timeout)
+    pool = opts.pool()
+    try:
+        current = active(build_driver(pool).list())
+        chosen = current if all_ else [i for i in current if instance in (i.name, i.id,
+                                                                          i.address)]
+        if not chosen:
+            raise typer.BadParameter(f"{instance!r}: no active instance with that name, id "
+                                     "or address (see `kongstack status`)",
+                                     param_hint="INSTANCE")
+        started = time.monotonic()
+        for n, old in enumerate(chosen, 1):
+            with console.status(f"[{n}/{len(chosen)}] replacing {old.name}..."):
+                up = scale_up.fn(pool, to_count=len(current) + 1)
+                if up.outcome != "ok":
+                    raise fail(f"replacement for {old.name} did not start: {up.reason}")
+                scale_down.fn(pool, victim_ids=[old.id])
+            console.print(f"[{n}/{len(chosen)}] {old.name} replaced ({up.details[-1]})")
+        publish_targets(pool, [i.address for i in build_driver(pool).list()
+                               if str(i.state) == "ready"])
+    except StackError as exc:
+        raise fail(str(exc)) from None
+    opts.history().append(ScalingEvent(
+        ts=datetime.now(UTC), kind="manual", from_count=len(current), to_count=len(current),
+        outcome="ok", source="cli", duration_s=time.monotonic() - started,
+        reason=f"rolling restart of {', '.join(i.name for i in chosen)}"))
+
+
+def _answer(run_id: str | None, latest: bool, approver: str, reason: str,
+            approved: bool) -> None:
+    from kongstack.cli.localprefect import use_local_server_if_running
+    from kongstack.core.settings import LocalSettings
+    from tasks.cleanup.approval import ApprovalError, answer, resolve_run
+
+    if not approver.strip():
+        raise typer.BadParameter("say who decides (a name or e-mail)", param_hint="--approver")
+    if run_id and latest:
+        raise typer.BadParameter("give a RUN_ID or --latest, not both", param_hint="RUN_ID")
+    if not run_id and not latest:
+        raise typer.BadParameter("give a RUN_ID or --latest", param_hint="RUN_ID")
+    if not use_local_server_if_running(LocalSettings()):
+        raise fail("no Prefect server: set PREFECT_API_URL or start the local one")
+    try:
+        target = resolve_run(run_id, latest)
+        decision = answer(target, approved=approved, approver=approver, reason=reason)
+    except ApprovalError as exc:
+        if "RUN_ID" in str(exc):
+            raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
+        raise fail(str(exc)) from None
+    verb = "approved" if decision.approved else "denied"
+    console.print(f"cleanup run {target} {verb} by {decision.approver}")
+
+
+RunIdArg = Annotated[str | None, typer.Argument(help="Flow run id of the waiting cleanup run.")]
+LatestOpt = Annotated[bool, typer.Option("--latest", help="The newest waiting cleanup run.")]
+ApproverOpt = Annotated[str, typer.Option("--approver", help="Who decides.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why.")]
+
+
+def approve(run_id: RunIdArg = None, latest: LatestOpt = False, approver: ApproverOpt = "",
+            reason: ReasonOpt = "") -> None:
+    """Approve a cleanup run waiting for approval (removes exactly its plan)."""
+    _answer(run_id, latest, approver, reason, approved=True)
+
+
+def deny(run_id: RunIdArg = None, latest: LatestOpt = False, approver: ApproverOpt = "",
+         reason: ReasonOpt = "") -> None:
+    """Deny a cleanup run waiting for approval (nothing is removed)."""
+    _answer(run_id, latest, approver, reason, approved=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)
+    app.command()(scale)
+    app.command()(restart)
+    app.command()(approve)
+    app.command()(deny)

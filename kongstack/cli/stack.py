@@ -1,0 +1,157 @@
+"""``kongstack up`` / ``kongstack down``: the whole local demo stack in one command.
+
+``up`` = deploy-stack on the local default (Redis, the embedded store with seed data,
+Prometheus, Alertmanager, exporters, the nginx gateway, 3 stock API instances), then the
+Prefect server, the process that serves the four deployments (autoscale every 30 s), and the
+Alertmanager webhook of the autoscale fast path. Every part is idempotent: a second ``up``
+finds everything running and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kongstack.cli.localprefect import (
+    api_url,
+    prefect_env,
+    start_server,
+    stop_server,
+    ui_url,
+)
+from kongstack.core.errors import ConfigError, StackError
+from kongstack.core.procs import Daemon, port_open
+from kongstack.core.settings import REPO_ROOT, LocalSettings, load_settings
+
+UP_HELP = (
+    "Bring up the whole local stack and the autoscaler (no cloud account needed): deploy-stack "
+    "with the local provider, then the Prefect server and UI, the deployments served from one "
+    "process (autoscale every 30 s, maintenance daily, deploy-stack and cleanup on demand) and "
+    "the alert fast path. Prints where each part answers. Safe to run again."
+)
+DOWN_HELP = "Stop everything `kongstack up` started (containers, processes, services)."
+
+
+def _serve_daemon(settings: LocalSettings) -> Daemon:
+    return Daemon("prefect-serve", settings.run_dir)
+
+
+def _fastpath_daemon(settings: LocalSettings) -> Daemon:
+    return Daemon("fastpath", settings.run_dir)
+
+
+def _deployment_registered(settings: LocalSettings, name: str) -> bool:
+    try:
+        r = httpx.get(f"{api_url(settings)}/deployments/name/{name}", timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+def start_orchestration(settings: LocalSettings, console: Console) -> None:
+    """Prefect server, the serve process and the fast-path webhook (each idempotent)."""
+    console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
+    start_server(settings)
+    env = prefect_env(settings)
+    if "KONGSTACK_AUTOSCALER_CONFIG" not in os.environ:  # an operator's own file wins
+        env["KONGSTACK_AUTOSCALER_CONFIG"] = str(REPO_ROOT / "deployments" / "autoscale.yaml")
+    console.print("[bold]serving deployments[/bold]: deploy-stack, autoscale, maintenance, cleanup")
+    _serve_daemon(settings).start(
+        [sys.executable, "-m", "kongstack.cli.serve"],
+        ready=lambda: _deployment_registered(settings, "autoscale/autoscale"),
+        log_file=settings.log_dir / "prefect-serve.log",
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    console.print("[bold]alert fast path[/bold] (Alertmanager webhook → Prefect event)")
+    _fastpath_daemon(settings).start(
+        [sys.executable, "-m", "kongstack.cli.fastpath", "--host", settings.host,
+         "--port", str(settings.webhook_port)],
+        ready=lambda: port_open(settings.host, settings.webhook_port),
+        log_file=settings.log_dir / "fastpath.log",
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+
+
+def _print_where(settings: LocalSettings, urls: dict[str, str], console: Console) -> None:
+    table = Table(title="kongstack is up", show_header=True)
+    table.add_column("part")
+    table.add_column("answers at")
+    for name, url in urls.items():
+        table.add_row(name, url)
+    table.add_row("Prefect UI", ui_url(settings))
+    table.add_row("alert fast path", f"http://{settings.host}:{settings.webhook_port}/alerts")
+    console.print(table)
+    console.print(
+        "Next: [bold]kongstack load --rps 400 --duration 300[/bold] (watch the pool grow toward 6 "
+        "and shrink back to 3), [bold]kongstack status[/bold], [bold]kongstack monitor[/bold]; "
+        "stop with [bold]make stop[/bold]. Logs: var/log/."
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up", help=UP_HELP)
+    def up(
+        config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
+        no_autoscale: Annotated[
+            bool, typer.Option("--no-autoscale", help="deploy the stack only; no Prefect")
+        ] = False,
+    ) -> None:
+        from flows.deploy_stack import deploy_local
+
+        console = Console()
+        settings = load_settings()
+        logging.basicConfig(level=logging.WARNING)
+        console.print("[bold]deploy-stack[/bold] (local provider): provision → install → "
+                      "register → verify")
+        try:
+            summary = deploy_local(
+                config, settings=settings,
+                # markup=False: step names are printed as "[install] ...", not rich tags.
+                log=lambda line: console.print(f"  {line}", style="dim", markup=False,
+                                               highlight=False),
+            )
+        except StackError as exc:
+            console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+        console.print(summary.headline())
+        if not summary.ok:
+            console.print(summary.markdown(), highlight=False)
+            raise typer.Exit(1)
+        if not no_autoscale:
+            try:
+                start_orchestration(settings, console)
+            except StackError as exc:
+                console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+                raise typer.Exit(1) from None
+        _print_where(settings, summary.urls, console)
+
+    @app.command("down", help=DOWN_HELP)
+    def down(
+        config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
+    ) -> None:
+        from kongstack.core.topology import load_topology
+        from tasks.providers.local.stack import LocalStack
+
+        console = Console()
+        settings = load_settings()
+        stopped = []
+        for daemon in (_fastpath_daemon(settings), _serve_daemon(settings)):
+            if daemon.stop(grace=15.0):
+                stopped.append(daemon.name)
+        if stop_server(settings):
+            stopped.append("prefect-server")
+        stack = LocalStack(load_topology(config), settings)
+        stopped += stack.stop()
+        console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

@@ -1,0 +1,183 @@
+"""What the operator commands read: the pool, the policy, the history, live instance metrics.
+
+No typer here: the commands in ``kongstack.cli.ops`` / ``.monitor`` format; this module
+fetches and computes (so it is testable without a terminal).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from autoscaler import remaining_cooldowns
+from autoscaler.config import AutoscalePolicy
+from kongstack.core.settings import LocalSettings
+from tasks.cleanup.steps import pool_config
+from tasks.instances.base import Instance, InstanceState
+from tasks.tick.act import ACTIVE, PoolConfig
+from tasks.tick.history import HistoryStore
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    stack: str = "kongstack"
+    driver: str = "auto"
+    gateway: str = "auto"
+    policy_file: Path | None = None
+    ready_timeout: float = 60.0
+
+    def settings(self) -> LocalSettings:
+        return LocalSettings()
+
+    def pool(self) -> PoolConfig:
+        return pool_config(self.stack, driver=self.driver, gateway=self.gateway,
+                           ready_timeout_seconds=self.ready_timeout)
+
+    def policy(self) -> AutoscalePolicy:
+        base = AutoscalePolicy.from_file(self.policy_file) if self.policy_file else None
+        return AutoscalePolicy.from_env(os.environ, base=base)
+
+    def history(self) -> HistoryStore:
+        return HistoryStore(self.settings().data_dir / "history.sqlite")
+
+
+def active(instances: list[Instance]) -> list[Instance]:
+    return [i for i in instances if i.state in ACTIVE]
+
+
+def newest_first(instances: list[Instance]) -> list[Instance]:
+    """Scale-in order when an operator shrinks the pool: the policy's default ("newest")."""
+    return sorted(instances, key=lambda i: (i.state is not InstanceState.STARTING,
+                                            -i.started_at.timestamp(), i.id))
+
+
+# -- cooldowns from the autoscale state block -------------------------------------------------
+
+@dataclass(frozen=True)
+class Cooldowns:
+    up_remaining: float | None
+    down_remaining: float | None
+    note: str
+
+
+def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldowns:
+    """From the autoscale state block, when a Prefect server is reachable."""
+    from kongstack.cli.localprefect import use_local_server_if_running
+
+    if not use_local_server_if_running(LocalSettings()):
+        return Cooldowns(None, None, "Prefect server not running: autoscale state unknown")
+    from tasks.tick.state import read_state
+
+    state = read_state(block)
+    if state.is_default:
+        return Cooldowns(None, None, state.default_reason or "no state yet")
+    # The same rule decide() applies, so the CLI never disagrees with the autoscaler.
+    up, down = remaining_cooldowns(policy, state.history, datetime.now(UTC))
+    note = ("one cooldown after any action (threshold)" if policy.strategy == "threshold" else
+            "scale-down also waits for the stabilisation window "
+            f"({policy.scale_down_stabilization_seconds:g}s)")
+    return Cooldowns(up, down, note)
+
+
+# -- live per-instance metrics (scraped from each instance's /metrics) ------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    requests: float
+    duration_sum: float
+    duration_count: float
+    buckets: dict[float, float] = field(default_factory=dict)
+
+
+def scrape(address: str, timeout: float = 2.0) -> Sample | None:
+    """One reading of the stock API's own counters; None if it does not answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        response = httpx.get(f"http://{address}/metrics", timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    requests = dsum = dcount = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            if s.name == "stock_api_requests_total" and s.labels.get("route") != "/metrics":
+                requests += s.value
+            elif s.name == "stock_api_request_duration_seconds_sum":
+                dsum += s.value
+            elif s.name == "stock_api_request_duration_seconds_count":
+                dcount += s.value
+            elif s.name == "stock_api_request_duration_seconds_bucket":
+                le = float(s.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + s.value
+    return Sample(time.time(), requests, dsum, dcount, buckets)
+
+
+def rates(before: Sample | None, after: Sample | None) -> tuple[float | None, float | None,
+                                                                  float | None]:
+    """(requests/s, mean latency ms, p95 latency ms) between two samples."""
+    if before is None or after is None or after.at <= before.at:
+        return None, None, None
+    rps = max(0.0, after.requests - before.requests) / (after.at - before.at)
+    count = after.duration_count - before.duration_count
+    if count <= 0:
+        return rps, None, None
+    mean = 1000 * (after.duration_sum - before.duration_sum) / count
+    return rps, mean, _p95_ms(before.buckets, after.buckets, count)
+
+
+def _p95_ms(before: dict[float, float], after: dict[float, float], count: float) -> float | None:
+    rank = 0.95 * count
+    prev_le, prev_n = 0.0, 0.0
+    for le in sorted(after):
+        n = after[le] - before.get(le, 0.0)
+        if n >= rank:
+            if math.isinf(le):
+                return 1000 * prev_le  # beyond the last finite bucket: its bound, a floor
+            width = n - prev_n
+            frac = (rank - prev_n) / width if width > 0 else 1.0
+            return 1000 * (prev_le + (le - prev_le) * frac)
+        prev_le, prev_n = le, n
+    return None
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    name: str
+    address: str
+    state: str
+    cpu_percent: float | None
+    memory_percent: float | None
+    rps: float | None
+    mean_ms: float | None
+    p95_ms: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cpu_percent: float = 80.0
+    memory_percent: float = 80.0
+    rps: float = 150.0
+    p95_ms: float = 1000.0
+
+    def breaches(self, row: InstanceRow) -> list[str]:
+        out = []
+        checks = (("cpu_percent", row.cpu_percent, self.cpu_percent),
+                  ("memory_percent", row.memory_percent, self.memory_percent),
+                  ("rps", row.rps, self.rps), ("p95_ms", row.p95_ms, self.p95_ms))
+        for name, value, limit in checks:
+            if value is not None and value > limit:
+                out.append(f"{row.name}: {name} {value:.1f} > {limit:g}")
+        return out

@@ -1,0 +1,130 @@
+"""The stack's desired gateway state, built from a small typed config.
+
+One service and route for the stock API (``/api``), an upstream with active health checks
+on ``/health`` plus passive checks, key-auth and rate-limiting on the route, consumers with
+key-auth credentials, prometheus (status codes, latency, upstream health), correlation-id,
+and http-log to the log pipeline when an endpoint is configured. Kong applies it as is; the
+nginx gateway maps the same state onto its directives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+
+from tasks.gateway.kong.model import (
+    ConsumerSpec,
+    GatewayState,
+    KeyAuthSpec,
+    PluginSpec,
+    RouteSpec,
+    ServiceSpec,
+    TargetSpec,
+    UpstreamSpec,
+)
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsumerConfig(_Config):
+    username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    key: SecretStr = Field(description="the key-auth key (from a Secret block or env)")
+
+
+class HealthCheckConfig(_Config):
+    path: str = "/health"
+    interval: int = Field(default=5, ge=1, description="seconds between active probes")
+    successes: int = Field(default=2, ge=1)
+    http_failures: int = Field(default=3, ge=1)
+    tcp_failures: int = Field(default=3, ge=1)
+    timeouts: int = Field(default=3, ge=1)
+    passive_successes: int = Field(default=5, ge=1)
+    passive_http_failures: int = Field(default=5, ge=1)
+    passive_tcp_failures: int = Field(default=3, ge=1)
+    passive_timeouts: int = Field(default=3, ge=1)
+    probe_timeout: int = Field(default=2, ge=1, description="seconds")
+
+
+class GatewayStackConfig(_Config):
+    stack: str = Field(default="kongstack", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    service: str = "stock-api"
+    route: str = "stock-api"
+    upstream: str = "stock-api-upstream"
+    route_path: str = Field(default="/api", pattern=r"^/")
+    strip_path: bool = False  # the stock API itself serves /api/...
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    key_names: tuple[str, ...] = ("apikey",)
+    consumers: tuple[ConsumerConfig, ...] = ()
+    healthchecks: HealthCheckConfig = HealthCheckConfig()
+    correlation_header: str = "Kong-Request-ID"
+    log_endpoint: AnyHttpUrl | None = None
+    connect_timeout_ms: int = Field(default=5000, ge=1)
+    read_timeout_ms: int = Field(default=30000, ge=1)
+    write_timeout_ms: int = Field(default=30000, ge=1)
+    retries: int = Field(default=2, ge=0)
+
+
+def upstream_healthchecks(hc: HealthCheckConfig) -> dict[str, object]:
+    """Kong upstream ``healthchecks``: active probes on ``/health`` and a passive breaker."""
+    return {
+        "active": {
+            "type": "http", "http_path": hc.path, "timeout": hc.probe_timeout,
+            "healthy": {"interval": hc.interval, "successes": hc.successes},
+            "unhealthy": {"interval": hc.interval, "http_failures": hc.http_failures,
+                          "tcp_failures": hc.tcp_failures, "timeouts": hc.timeouts},
+        },
+        "passive": {
+            "type": "http",
+            "healthy": {"successes": hc.passive_successes},
+            "unhealthy": {"http_failures": hc.passive_http_failures,
+                          "tcp_failures": hc.passive_tcp_failures,
+                          "timeouts": hc.passive_timeouts},
+        },
+    }
+
+
+def build_gateway_state(cfg: GatewayStackConfig,
+                        targets: Iterable[str] | None = None) -> GatewayState:
+    """The desired state; ``targets=None`` leaves the upstream's targets to the autoscaler."""
+    plugins = [
+        PluginSpec(name="key-auth", route=cfg.route,
+                   config={"key_names": list(cfg.key_names), "hide_credentials": True,
+                           "key_in_header": True, "key_in_query": True}),
+        PluginSpec(name="rate-limiting", route=cfg.route,
+                   config={"minute": cfg.rate_limit_per_minute, "limit_by": "consumer",
+                           "policy": "local", "fault_tolerant": True}),
+        PluginSpec(name="prometheus",
+                   config={"per_consumer": False, "status_code_metrics": True,
+                           "latency_metrics": True, "upstream_health_metrics": True,
+                           "bandwidth_metrics": True}),
+        PluginSpec(name="correlation-id",
+                   config={"header_name": cfg.correlation_header, "generator": "uuid",
+                           "echo_downstream": True}),
+    ]
+    if cfg.log_endpoint is not None:
+        # Global like correlation-id (deployments/logging/kong-http-log.yaml): every request
+        # Kong answers is logged, including rejected keys and unmatched paths.
+        plugins.append(PluginSpec(name="http-log",
+                                  config={"http_endpoint": str(cfg.log_endpoint),
+                                          "method": "POST", "content_type": "application/json",
+                                          "timeout": 10000, "keepalive": 60000}))
+    return GatewayState(
+        stack=cfg.stack,
+        upstreams=(UpstreamSpec(name=cfg.upstream,
+                                healthchecks=upstream_healthchecks(cfg.healthchecks)),),
+        targets=None if targets is None else tuple(
+            TargetSpec(upstream=cfg.upstream, target=t) for t in targets),
+        services=(ServiceSpec(name=cfg.service, host=cfg.upstream, port=80,
+                              retries=cfg.retries, connect_timeout=cfg.connect_timeout_ms,
+                              read_timeout=cfg.read_timeout_ms,
+                              write_timeout=cfg.write_timeout_ms),),
+        routes=(RouteSpec(name=cfg.route, service=cfg.service, paths=(cfg.route_path,),
+                          strip_path=cfg.strip_path),),
+        consumers=tuple(ConsumerSpec(username=c.username) for c in cfg.consumers),
+        keyauth_credentials=tuple(KeyAuthSpec(consumer=c.username, key=c.key)
+                                  for c in cfg.consumers),
+        plugins=tuple(plugins),
+    )

@@ -1,0 +1,82 @@
+"""Choosing an instance driver: ``make_driver("docker" | "process" | "auto", ...)``.
+
+"auto" uses the Docker Engine API when the engine answers and has the stock API image, and
+gunicorn processes otherwise; the reason for the choice is logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kongstack.core.settings import LocalSettings
+from tasks.instances.base import InstanceDriver
+from tasks.instances.common import (
+    DockerSettings,
+    DriverKind,
+    InstanceSettings,
+    ProcessSettings,
+    engine_usable,
+    log,
+)
+from tasks.instances.docker import DockerDriver
+from tasks.instances.process import ProcessDriver
+
+
+def make_driver(
+    kind: DriverKind = "auto",
+    *,
+    settings: LocalSettings | None = None,
+    stack: str = "kongstack",
+    redis_url: str | None = None,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    base_port: int | None = None,
+    cpus: float | None = None,
+    memory: str | None = None,
+    docker_host: str | None = None,
+    image: str | None = None,
+) -> InstanceDriver:
+    """The driver for ``kind``; "auto" = docker when the engine answers with the image.
+
+    Defaults come from LocalSettings: ports from ``api_base_port``, Redis on ``redis_port``,
+    the store in ``<home>/data/stock_api`` (shared by all instances), pid/metadata files in
+    ``<home>/run/instances``. A remote engine (``ssh://``) gets instances bound on all of
+    its interfaces and a named volume for the store instead of a local directory."""
+    local = settings or LocalSettings()
+    base_url = docker_host or local.docker_host
+    image = image or local.image
+    remote = base_url.startswith("ssh://")
+    if data_dir is None and not (remote and kind == "docker"):
+        data_dir = local.data_dir / "stock_api"
+    common = InstanceSettings(
+        stack=stack,
+        host=local.host,
+        base_port=base_port if base_port is not None else local.api_base_port,
+        redis_url=redis_url or f"redis://{local.host}:{local.redis_port}/0",
+        data_dir=data_dir,
+        env=env or {},
+    ).model_dump()
+    if kind == "auto":
+        reason = engine_usable(base_url, image)
+        if reason is None:
+            log.info("instance driver: docker (engine at %s answers, image %s present)",
+                     base_url, image)
+            kind = "docker"
+        else:
+            log.info("instance driver: process (%s)", reason)
+            kind = "process"
+    if kind == "docker":
+        if remote:
+            common["host"] = "0.0.0.0"  # the gateway reaches the VM from outside
+        return _docker(DockerSettings(base_url=base_url, image=image, cpus=cpus,
+                                      memory=memory, **common))
+    return _process(ProcessSettings(run_dir=local.run_dir / "instances",
+                                    log_dir=local.log_dir / "instances", **common))
+
+
+def _docker(settings: DockerSettings) -> DockerDriver:
+    return DockerDriver(settings)
+
+
+def _process(settings: ProcessSettings) -> ProcessDriver:
+    return ProcessDriver(settings)

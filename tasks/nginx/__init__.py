@@ -1,8 +1,0 @@
-"""The local default gateway: a real nginx run and configured by kongstack."""
-
-from __future__ import annotations
-
-from tasks.nginx.gateway import NginxGateway
-from tasks.nginx.site import NginxSite, site_from_state
-
-__all__ = ["NginxGateway", "NginxSite", "site_from_state"]

@@ -1,0 +1,212 @@
+"""Pure desired state for the Azure provider: names, NSG rules and REST request bodies.
+
+No I/O here: the provisioner compares these bodies with what ARM returns and sends only
+the difference. Bodies are REST-shaped dicts (the SDK v39 models accept them as-is).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from kongstack.core.topology import SSH_PORT, VM, Role, Topology
+
+# Ports on which a service offers an admin surface; never opened beyond the admin range.
+ADMIN_ROLES = {
+    Role.KONG,
+    Role.PROMETHEUS,
+    Role.ALERTMANAGER,
+    Role.KIBANA,
+    Role.GRAFANA,
+    Role.ELASTICSEARCH,
+    Role.EXPORTERS,
+}
+
+
+@dataclass(frozen=True)
+class Names:
+    """ARM resource names for one VM (stable, so a re-run finds what exists)."""
+
+    vm: str
+    nic: str
+    pip: str
+
+
+def names_for(vm: VM) -> Names:
+    return Names(vm=vm.name, nic=f"{vm.name}-nic", pip=f"{vm.name}-pip")
+
+
+def vnet_name(topo: Topology) -> str:
+    return f"{topo.name}-vnet"
+
+
+def subnet_name(topo: Topology) -> str:
+    return f"{topo.name}-subnet"
+
+
+def nsg_name(topo: Topology) -> str:
+    return f"{topo.name}-nsg"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    priority: int
+    ports: tuple[int, ...]
+    source: str  # "Internet" (anyone) or the allowed admin CIDR
+
+    def body(self) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "priority": self.priority,
+            "direction": "Inbound",
+            "access": "Allow",
+            "protocol": "Tcp",
+            "sourceAddressPrefix": self.source,
+            "sourcePortRange": "*",
+            "destinationAddressPrefix": "*",
+        }
+        ports = [str(p) for p in self.ports]
+        if len(ports) == 1:
+            props["destinationPortRange"] = ports[0]
+        else:
+            props["destinationPortRanges"] = ports
+        return {"name": self.name, "properties": props}
+
+
+def nsg_rules(topo: Topology) -> list[Rule]:
+    """Public ports open to the internet; SSH and admin ports to ``allowed_admin_cidr`` only.
+
+    Every other inbound connection from outside the VNet falls through to Azure's default
+    ``DenyAllInBound`` rule, so internal ports (Redis, MongoDB, the API instances) stay closed.
+    """
+    public: set[int] = set()
+    admin: set[int] = {SSH_PORT}
+    for vm in topo.vms:
+        for svc in vm.services:
+            for name, port in svc.host_ports():
+                if name in svc.public:
+                    public.add(port)
+                elif svc.role in ADMIN_ROLES:
+                    admin.add(port)
+    admin -= public
+    rules = []
+    if public:
+        rules.append(Rule("allow-public-api", 100, tuple(sorted(public)), "Internet"))
+    rules.append(Rule("allow-admin", 200, tuple(sorted(admin)), topo.allowed_admin_cidr))
+    return rules
+
+
+def tagged(topo: Topology, body: dict[str, Any], **extra: str) -> dict[str, Any]:
+    return {**body, "tags": {**topo.owner_tags(), **extra}}
+
+
+def vnet_body(topo: Topology) -> dict[str, Any]:
+    return tagged(
+        topo,
+        {
+            "location": topo.azure.location,
+            "properties": {"addressSpace": {"addressPrefixes": [topo.azure.vnet_cidr]}},
+        },
+    )
+
+
+def subnet_body(topo: Topology, nsg_id: str) -> dict[str, Any]:
+    return {
+        "properties": {
+            "addressPrefix": topo.azure.subnet_cidr,
+            "networkSecurityGroup": {"id": nsg_id},
+        }
+    }
+
+
+def nsg_body(topo: Topology) -> dict[str, Any]:
+    return tagged(
+        topo,
+        {
+            "location": topo.azure.location,
+            "properties": {"securityRules": [r.body() for r in nsg_rules(topo)]},
+        },
+    )
+
+
+def pip_body(topo: Topology, vm: VM) -> dict[str, Any]:
+    return tagged(
+        topo,
+        {
+            "location": topo.azure.location,
+            "sku": {"name": "Standard"},
+            "properties": {"publicIPAllocationMethod": "Static"},
+        },
+        **{"kongstack.vm": vm.name},
+    )
+
+
+def nic_body(topo: Topology, vm: VM, *, subnet_id: str, pip_id: str, nsg_id: str) -> dict[str, Any]:
+    return tagged(
+        topo,
+        {
+            "location": topo.azure.location,
+            "properties": {
+                "networkSecurityGroup": {"id": nsg_id},
+                "ipConfigurations": [
+                    {
+                        "name": "ipconfig1",
+                        "properties": {
+                            "subnet": {"id": subnet_id},
+                            "publicIPAddress": {"id": pip_id},
+                            "privateIPAllocationMethod": "Dynamic",
+                        },
+                    }
+                ],
+            },
+        },
+        **{"kongstack.vm": vm.name},
+    )
+
+
+def vm_body(
+    topo: Topology, vm: VM, *, nic_id: str, ssh_public_key: str, cloud_init: str
+) -> dict[str, Any]:
+    user = vm.admin_username
+    return tagged(
+        topo,
+        {
+            "location": topo.azure.location,
+            "properties": {
+                "hardwareProfile": {"vmSize": vm.size},
+                "storageProfile": {
+                    "imageReference": vm.image.model_dump(),
+                    "osDisk": {
+                        "createOption": "FromImage",
+                        "diskSizeGB": vm.os_disk_gb,
+                        "deleteOption": "Delete",
+                        "managedDisk": {"storageAccountType": "Standard_LRS"},
+                    },
+                },
+                "osProfile": {
+                    "computerName": vm.name,
+                    "adminUsername": user,
+                    # customData is write-only and must hold no secrets (SDK OSProfile docs).
+                    "customData": base64.b64encode(cloud_init.encode()).decode(),
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": True,
+                        "ssh": {
+                            "publicKeys": [
+                                {
+                                    "path": f"/home/{user}/.ssh/authorized_keys",
+                                    "keyData": ssh_public_key.strip(),
+                                }
+                            ]
+                        },
+                    },
+                },
+                "networkProfile": {
+                    "networkInterfaces": [
+                        {"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}
+                    ]
+                },
+            },
+        },
+        **{"kongstack.vm": vm.name, "kongstack.roles": ",".join(vm.roles)},
+    )

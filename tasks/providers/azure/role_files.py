@@ -1,0 +1,205 @@
+"""What each host runs, in order, and the rendered files each script installs.
+
+A host runs ``common.sh``, then ``node-exporter.sh`` (when the stack has Prometheus), then one
+script per role, then ``log-shipper.sh`` (when it writes request logs and the stack has a log
+forwarder). Scripts that install configuration get it as files in ``$KONGSTACK_FILES``:
+
+=============  ==========================================================================
+prometheus     prometheus.yml, rules/kongstack.rules.yml, targets/stock_api.json
+alertmanager   alertmanager.yml, secrets/* (resolved from env/Secret blocks; 0600)
+log-forwarder  fluent-bit.conf (aggregator), parsers.conf, fluent-bit.env (secret)
+log-shipper    fluent-bit.conf (shipper), parsers.conf
+grafana        provisioning/{datasources,dashboards}/kongstack.yml, dashboards/*.json
+=============  ==========================================================================
+
+Everything is rendered once per install from the topology and the hosts' private addresses;
+nothing secret is committed or passed on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from kongstack.core.errors import InstallError
+from kongstack.core.settings import REPO_ROOT
+from kongstack.core.topology import Host, Role, Topology
+from tasks.providers.azure.monitoring_render import (
+    RenderedMonitoring,
+    host_of,
+    node_exporter_port,
+    private,
+    render_monitoring,
+)
+
+LOGGING_DIR = REPO_ROOT / "deployments" / "logging"
+GRAFANA_DIR = REPO_ROOT / "deployments" / "grafana"
+LOG_WRITERS = {Role.STOCK_API, Role.NGINX}  # roles whose JSON request logs the shipper tails
+FORWARD_PORT = 24224  # the aggregator's forward input (fixed in both Fluent Bit configs)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    path: str  # relative to $KONGSTACK_FILES, POSIX separators
+    content: bytes = field(repr=False)
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    script: str  # file stem under deployments/install
+    files: tuple[StagedFile, ...] = ()
+
+
+def set_option(conf: str, section: str, plugin: str, key: str, value: str) -> str:
+    """Set ``key`` in the ``[section]`` of Fluent Bit plugin ``plugin`` (classic format)."""
+    out: list[str] = []
+    current: str | None = None
+    block: list[str] = []
+    hits = 0
+
+    def flush() -> None:
+        nonlocal hits
+        names = [ln.split(None, 1)[1].strip() for ln in block
+                 if ln.strip().lower().startswith("name ") and len(ln.split(None, 1)) == 2]
+        if current == section and names == [plugin]:
+            for i, ln in enumerate(block):
+                parts = ln.split(None, 1)
+                if parts and parts[0].lower() == key.lower():
+                    start = ln.index(parts[1]) if len(parts) == 2 else len(ln)
+                    block[i] = ln[:start] + value
+                    hits += 1
+        out.extend(block)
+        block.clear()
+
+    for line in conf.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            flush()
+            current = stripped[1:-1].strip().upper()
+        block.append(line)
+    flush()
+    if hits != 1:
+        raise InstallError(f"fluent-bit config: expected one {key} in [{section}] {plugin}, "
+                           f"found {hits}")
+    return "\n".join(out) + "\n"
+
+
+def aggregator_conf(topo: Topology, hosts: list[Host], logs: Host) -> str:
+    text = (LOGGING_DIR / "fluent-bit-aggregator.conf").read_text()
+    fwd = host_of(topo, hosts, Role.LOG_FORWARDER)
+    if fwd is not None and "ingest" in fwd[1]:
+        text = set_option(text, "INPUT", "http", "Port", str(fwd[1]["ingest"]))
+    es = host_of(topo, hosts, Role.ELASTICSEARCH)
+    if es is not None and "http" in es[1]:
+        es_host = "127.0.0.1" if es[0].vm == logs.vm else private(es[0])
+        text = set_option(text, "OUTPUT", "es", "Host", es_host)
+        text = set_option(text, "OUTPUT", "es", "Port", str(es[1]["http"]))
+    return text
+
+
+def shipper_conf(logs: Host) -> str:
+    text = (LOGGING_DIR / "fluent-bit-shipper.conf").read_text()
+    text = set_option(text, "OUTPUT", "forward", "Host", private(logs))
+    return set_option(text, "OUTPUT", "forward", "Port", str(FORWARD_PORT))
+
+
+def forwarder_env() -> str:
+    """Elasticsearch credentials for the aggregator's ${ELASTICSEARCH_*} references, from the
+    deployer's environment (empty: the logs VM's Elasticsearch runs without security)."""
+    user = os.environ.get("ELASTICSEARCH_USERNAME", "")
+    password = os.environ.get("ELASTICSEARCH_PASSWORD", "")
+    for value in (user, password):
+        if "\n" in value or "'" in value:
+            raise InstallError("ELASTICSEARCH_USERNAME/PASSWORD must be one line without quotes")
+    return f"ELASTICSEARCH_USERNAME='{user}'\nELASTICSEARCH_PASSWORD='{password}'\n"
+
+
+def grafana_datasources(topo: Topology, hosts: list[Host], grafana: Host) -> str:
+    doc: dict[str, Any] = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "kongstack.yml").read_text())
+    kept: list[dict[str, Any]] = []
+    for ds in doc.get("datasources", []):
+        role, port_name = ((Role.PROMETHEUS, "http") if ds.get("type") == "prometheus"
+                           else (Role.ELASTICSEARCH, "http"))
+        found = host_of(topo, hosts, role)
+        if found is None or port_name not in found[1]:
+            continue  # e.g. no Elasticsearch in this stack: no log data source
+        where = "localhost" if found[0].vm == grafana.vm else private(found[0])
+        kept.append({**ds, "url": f"http://{where}:{found[1][port_name]}"})
+    doc["datasources"] = kept
+    header = ("# Rendered by tasks.providers.azure.role_files from "
+              "deployments/grafana/provisioning for this stack's hosts.\n")
+    return header + yaml.safe_dump(doc, sort_keys=False)
+
+
+def grafana_files(topo: Topology, hosts: list[Host], grafana: Host) -> tuple[StagedFile, ...]:
+    files = [
+        StagedFile("provisioning/datasources/kongstack.yml",
+                   grafana_datasources(topo, hosts, grafana).encode()),
+        StagedFile("provisioning/dashboards/kongstack.yml",
+                   (GRAFANA_DIR / "provisioning" / "dashboards" / "kongstack.yml").read_bytes()),
+    ]
+    files += [StagedFile(f"dashboards/{p.name}", p.read_bytes())
+              for p in sorted((GRAFANA_DIR / "dashboards").glob("*.json"))]
+    return tuple(files)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Everything rendered for one install of the stack."""
+
+    monitoring: RenderedMonitoring | None
+    logs_host: Host | None
+
+
+def render_bundle(topo: Topology, hosts: list[Host], instance_targets: list[str],
+                  *, resolve_secrets: bool = True) -> Bundle:
+    has_prometheus = host_of(topo, hosts, Role.PROMETHEUS) is not None
+    monitoring = (render_monitoring(topo, hosts, instance_targets=instance_targets,
+                                    resolve_secrets=resolve_secrets)
+                  if has_prometheus or host_of(topo, hosts, Role.ALERTMANAGER) else None)
+    logs = host_of(topo, hosts, Role.LOG_FORWARDER)
+    return Bundle(monitoring=monitoring, logs_host=logs[0] if logs else None)
+
+
+def _role_files(role: Role, topo: Topology, hosts: list[Host], host: Host,
+                bundle: Bundle) -> tuple[StagedFile, ...]:
+    parsers = StagedFile("parsers.conf", (LOGGING_DIR / "parsers.conf").read_bytes())
+    mon = bundle.monitoring
+    if role == Role.PROMETHEUS and mon is not None:
+        return tuple(StagedFile(p, b) for p, b in sorted(mon.prometheus.items()))
+    if role == Role.ALERTMANAGER and mon is not None:
+        secrets = sorted(mon.secrets.items())
+        return (*(StagedFile(p, b) for p, b in mon.alertmanager.items()),
+                *(StagedFile(f"secrets/{n}", b, secret=True) for n, b in secrets))
+    if role == Role.LOG_FORWARDER:
+        return (StagedFile("fluent-bit.conf", aggregator_conf(topo, hosts, host).encode()),
+                parsers, StagedFile("fluent-bit.env", forwarder_env().encode(), secret=True))
+    if role == Role.GRAFANA:
+        return grafana_files(topo, hosts, host)
+    return ()
+
+
+def host_steps(topo: Topology, host: Host, hosts: list[Host], bundle: Bundle) -> list[Step]:
+    """The scripts ``host`` runs, in order, each with the files it installs."""
+    steps = [Step("common")]
+    if node_exporter_port(topo) is not None and host_of(topo, hosts, Role.PROMETHEUS):
+        steps.append(Step("node-exporter"))  # HostHighCpu/Memory need every host's node metrics
+    steps += [Step(role.value, _role_files(role, topo, hosts, host, bundle))
+              for role in host.roles]
+    logs = bundle.logs_host
+    if logs is not None and logs.vm != host.vm and LOG_WRITERS & set(host.roles):
+        parsers = StagedFile("parsers.conf", (LOGGING_DIR / "parsers.conf").read_bytes())
+        steps.append(Step("log-shipper", (StagedFile("fluent-bit.conf",
+                                                     shipper_conf(logs).encode()), parsers)))
+    return steps
+
+
+def step_env(topo: Topology) -> dict[str, str]:
+    """Stack-wide settings the extra steps need (the node exporter's port)."""
+    port = node_exporter_port(topo)
+    return {"KONGSTACK_NODE_EXPORTER_PORT": str(port)} if port is not None else {}

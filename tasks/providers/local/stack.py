@@ -1,0 +1,308 @@
+"""The embedded default provider: every role of the topology on this machine, on loopback.
+
+Role → what runs here (each step reads what runs, starts only what is missing, says which):
+
+- redis → redis-server (kongstack.core.procs.Daemon) on LocalSettings.redis_port
+- mongodb → MongoDB at $MONGODB_URI if set, else the embedded on-disk store (montydb/sqlite)
+- stock-api → instances via the instance driver (containers when the engine has the image,
+  gunicorn processes otherwise), seeded with the demo data set
+- prometheus, alertmanager, exporters → tasks.providers.local.monitoring.LocalMonitoring
+- kong, nginx → the nginx gateway (Kong has no package for this machine; it is used when
+  KONG_ADMIN_URL points at one)
+- elasticsearch, kibana, log-forwarder → JSON request logs under var/log (no ELK here)
+- grafana → not available here (dashboards are provisioned for a real Grafana)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kongstack.core.errors import SetupError, StackError
+from kongstack.core.procs import Daemon, free_port, port_open
+from kongstack.core.settings import LocalSettings
+from kongstack.core.topology import Host, Role, Topology
+from tasks.providers.report import Component
+
+LogFn = Callable[[str], None]
+SUBSTITUTES = {
+    Role.KONG: ("substituted", "nginx gateway (no Kong package here; set KONG_ADMIN_URL)"),
+    Role.ELASTICSEARCH: ("substituted", "JSON request logs in var/log (no Elasticsearch here)"),
+    Role.KIBANA: ("absent", "not available on this machine"),
+    Role.LOG_FORWARDER: ("substituted", "instances write JSON logs to var/log directly"),
+    Role.GRAFANA: ("absent", "not available on this machine; dashboards in deployments/grafana"),
+}
+
+
+def _state_file(settings: LocalSettings, stack: str) -> Path:
+    return settings.home / "deploy" / stack / "local.json"
+
+
+@dataclass
+class LocalStack:
+    topo: Topology
+    settings: LocalSettings = field(default_factory=LocalSettings)
+    log: LogFn = print
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.settings.host}:{self.settings.redis_port}/0"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.settings.data_dir / "stock_api"
+
+    def _ports(self) -> dict[str, int]:
+        """Exporter ports, chosen once and kept so re-runs find the same daemons."""
+        path = _state_file(self.settings, self.topo.name)
+        try:
+            ports: dict[str, int] = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            ports = {}
+        changed = False
+        for name in ("node_exporter", "redis_exporter", "nginx_exporter"):
+            if name not in ports:
+                ports[name] = free_port()
+                changed = True
+        if changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ports))
+        return ports
+
+    def monitoring(self) -> Any:
+        from tasks.providers.local.monitoring import LocalMonitoring, MonitoringPorts
+
+        p = self._ports()
+        s = self.settings
+        return LocalMonitoring(
+            home=s.home,
+            ports=MonitoringPorts(prometheus=s.prometheus_port, alertmanager=s.alertmanager_port,
+                                  node_exporter=p["node_exporter"],
+                                  redis_exporter=p["redis_exporter"],
+                                  nginx_exporter=p["nginx_exporter"]),
+            webhook_url=f"http://{s.host}:{s.webhook_port}/alerts",
+            redis_url=self.redis_url,
+            nginx_status_url=f"http://{s.host}:{s.gateway_status_port}/nginx_status",
+            host=s.host,
+        )
+
+    def driver(self) -> Any:
+        from tasks.instances.factory import make_driver
+
+        return make_driver(self.topo.local.driver, settings=self.settings, stack=self.topo.name,
+                           redis_url=self.redis_url, data_dir=self.store_dir)
+
+    def gateway(self) -> Any:
+        from tasks.gateway.factory import make_gateway
+
+        return make_gateway("nginx", stack=self.topo.name, settings=self.settings)
+
+    # -- provision: this machine is every host -----------------------------------------------
+    def provision(self) -> tuple[list[Host], list[str]]:
+        changes: list[str] = []
+        for d in (self.settings.data_dir, self.settings.log_dir, self.settings.run_dir,
+                  self.store_dir):
+            if not d.exists():
+                d.mkdir(parents=True)
+                changes.append(f"created directory {d}")
+        hosts = [Host(vm=vm.name, roles=tuple(vm.roles), address=self.settings.host,
+                      status="created" if changes else "unchanged",
+                      notes=("this machine (local provider)",)) for vm in self.topo.vms]
+        return hosts, changes
+
+    # -- install ---------------------------------------------------------------------------
+    def install(self) -> tuple[list[Component], list[str]]:
+        """Redis, store + seed data (in the background), nginx gateway, monitoring, instances.
+
+        nginx starts before the exporters (the nginx exporter scrapes its status page).
+        """
+        changes: list[str] = []
+        seed_changes: list[str] = []
+        comps: list[Component] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as pool:
+            store = pool.submit(self._store, seed_changes)
+            try:
+                comps.append(self._redis(changes))
+                comps.append(self._gateway(changes))
+                comps += self._monitoring(changes)
+                comps += self._instances(changes)
+                comps.insert(1, store.result())
+            except StackError as exc:
+                # Report what exists: the components that did come up before the failure.
+                exc.partial = {  # type: ignore[attr-defined]
+                    "components": [asdict(c) for c in comps],
+                    "changes": seed_changes + changes,
+                }
+                raise
+        return comps, seed_changes + changes
+
+    def _gateway(self, changes: list[str]) -> Component:
+        gateway = self.gateway()
+        try:
+            result = gateway.apply(self.desired_gateway_state())
+        finally:
+            gateway.close()
+        changes += describe_ops(result.operations)
+        status = "started" if any(op.kind == "process" for op in result.operations) else "running"
+        return Component("nginx", "nginx", status, self.gateway_url(),
+                         "configured" if result.changed else "already configured")
+
+    def _redis(self, changes: list[str]) -> Component:
+        s = self.settings
+        daemon = Daemon("redis", s.run_dir)
+        url = f"redis://{s.host}:{s.redis_port}"
+        if daemon.running() or port_open(s.host, s.redis_port):
+            return Component("redis", "redis", "running", url, "already running")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SetupError("redis-server is not installed (run scripts/setup)")
+        redis_dir = s.data_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        daemon.start([binary, "--port", str(s.redis_port), "--bind", s.host,
+                      "--save", "", "--appendonly", "no", "--dir", str(redis_dir)],
+                     ready=lambda: port_open(s.host, s.redis_port),
+                     log_file=s.log_dir / "redis.log", timeout=20)
+        changes.append(f"started redis on {s.host}:{s.redis_port}")
+        return Component("redis", "redis", "started", url)
+
+    def _store(self, changes: list[str]) -> Component:
+        from stock_api.config import StockApiConfig
+        from stock_api.seed import DEFAULT_END, SeedParams, seed
+        from stock_api.store import open_repository
+
+        kind = "MongoDB ($MONGODB_URI)" if os.environ.get("MONGODB_URI") else "embedded store"
+        try:
+            repo = open_repository(StockApiConfig(data_dir=self.store_dir))
+            try:
+                repo.ensure_indexes()
+                if not self.topo.local.seed_data:
+                    return Component("store", "mongodb", "running", str(self.store_dir), kind)
+                report = seed(repo, SeedParams(self.topo.local.seed_symbols, 365, 42,
+                                               DEFAULT_END.isoformat()))
+            finally:
+                repo.close()
+        except StackError:
+            raise
+        except Exception as exc:  # the store's own errors: name the step, keep the cause
+            raise SetupError(f"store {self.store_dir} ({kind}): {exc}") from exc
+        if report.skipped:
+            return Component("store", "mongodb", "running", str(self.store_dir),
+                             f"{kind}; seed data present ({report.kept} symbols)")
+        changes.append(f"seeded {report.written} symbols ({report.bars} bars) in {kind}")
+        return Component("store", "mongodb", "started", str(self.store_dir), kind)
+
+    def _monitoring(self, changes: list[str]) -> list[Component]:
+        mon = self.monitoring()
+        before = mon.status()
+        mon.start()
+        after = mon.status()
+        started = [n for n, up in after.items() if up and not before.get(n)]
+        if started:
+            changes.append(f"started {', '.join(started)}")
+        role_of = {"prometheus": "prometheus", "alertmanager": "alertmanager"}
+        urls = {"prometheus": mon.prometheus_url, "alertmanager": mon.alertmanager_url}
+        return [Component(n, role_of.get(n, "exporters"), "started" if n in started else "running",
+                          urls.get(n, ""), "" if n in started else "already running")
+                for n in after]
+
+    def _instances(self, changes: list[str]) -> list[Component]:
+        from tasks.instances.base import InstanceState
+
+        driver = self.driver()
+        wanted = self.topo.local.instances
+        for inst in driver.list():
+            if inst.state in (InstanceState.EXITED, InstanceState.UNHEALTHY):
+                driver.stop(inst.id, grace=5.0)
+                changes.append(f"removed {inst.state.value} instance {inst.name}")
+        alive = [i for i in driver.list()
+                 if i.state in (InstanceState.READY, InstanceState.STARTING)]
+        started = [driver.start() for _ in range(max(0, wanted - len(alive)))]
+        ready = [driver.wait_ready(i, timeout=60.0) for i in alive + started]
+        for inst in started:
+            changes.append(f"started stock API instance {inst.name} at {inst.address}")
+        if len(alive) > wanted:
+            self.log(f"{len(alive)} instances run (> {wanted}): left to the autoscaler")
+        new = {i.id for i in started}
+        return [Component(i.name, "stock-api", "started" if i.id in new else "running",
+                          f"http://{i.address}") for i in ready]
+
+    # -- register: the gateway's desired state plus the instances as targets ---------------------
+    def api_key(self) -> str | None:
+        name = self.topo.api_key_secret
+        if name:
+            from tasks.providers.azure.tasks import read_secret
+
+            return read_secret(name, "api_key_secret")
+        return os.environ.get("KONGSTACK_API_KEY") or None
+
+    def desired_gateway_state(self) -> Any:
+        from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
+
+        key = self.api_key()
+        consumers = (ConsumerConfig(username="demo", key=key),) if key else ()  # type: ignore[arg-type]
+        cfg = GatewayStackConfig(stack=self.topo.name, consumers=consumers,
+                                 rate_limit_per_minute=self.topo.local.rate_limit_per_minute)
+        state = build_gateway_state(cfg, targets=None)
+        if not key:  # loopback-only gateway without a configured key: no key-auth
+            plugins = tuple(p for p in state.plugins if p.name != "key-auth")
+            state = state.model_copy(update={"plugins": plugins})
+        return state
+
+    def register(self, instance_addresses: list[str]) -> list[str]:
+        from tasks.monitoring import write_stock_api_targets
+
+        gateway = self.gateway()
+        changes: list[str] = []
+        try:
+            result = gateway.apply(self.desired_gateway_state())  # converges again if drifted
+            changes += describe_ops(result.operations)
+            present = {t.address for t in gateway.list_targets()}
+            for address in instance_addresses:
+                if address not in present:
+                    gateway.add_target(address)
+                    changes.append(f"gateway: add target {address}")
+        finally:
+            gateway.close()
+        targets = self.monitoring().files.stock_api_targets
+        labels = {"job": "stock_api", "stack": self.topo.name}  # as the autoscaler writes them
+        if write_stock_api_targets(targets, sorted(instance_addresses), labels):
+            changes.append(f"prometheus targets: {len(instance_addresses)} stock API instances")
+        return changes
+
+    def substitutes(self) -> list[Component]:
+        roles = {r for vm in self.topo.vms for r in vm.roles}
+        return [Component(r.value, r.value, status=SUBSTITUTES[r][0], detail=SUBSTITUTES[r][1])
+                for r in sorted(roles) if r in SUBSTITUTES]
+
+    def stop(self) -> list[str]:
+        """Stop what this stack runs here (tests and benchmarks; the cleanup flow owns teardown)."""
+        stopped = []
+        driver = self.driver()
+        for inst in driver.list():
+            driver.stop(inst.id, grace=5.0)
+            stopped.append(inst.name)
+        if self.gateway().stop():
+            stopped.append("nginx")
+        stopped += self.monitoring().stop()
+        if Daemon("redis", self.settings.run_dir).stop(grace=5.0):
+            stopped.append("redis")
+        return stopped
+
+    def gateway_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.gateway_port}"
+
+
+def describe_ops(operations: list[Any]) -> list[str]:
+    """Gateway operations as change lines; nginx settings are folded into one line."""
+    settings = [op.name for op in operations if op.kind == "setting"]
+    lines = [f"gateway: {op.describe()}" for op in operations if op.kind != "setting"]
+    if settings:
+        lines.insert(0, f"gateway: set {', '.join(settings)}")
+    return lines

@@ -1,0 +1,223 @@
+"""Record: what a tick decided and did, in every place someone will look for it.
+
+* the scaling history (``tasks.tick.history.HistoryStore``, SQLite): one ``decision`` row per tick
+  (the load samples the maintenance analysis reads) plus one row per action;
+* a Prefect markdown artifact per action (not for a no-op tick: 2,880 a day would bury them);
+* a Prefect event per action (``kongstack.autoscale.scaled-up`` ...) for automations;
+* the node_exporter textfile ``autoscaler.prom`` (written atomically every tick).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from pydantic import BaseModel, ConfigDict, Field
+
+from kongstack.core.settings import LocalSettings
+from tasks.tick.history import HistoryStore, ScalingEvent
+
+EVENT_PREFIX = "kongstack.autoscale"
+EVENT_FOR_KIND = {
+    "scale_up": f"{EVENT_PREFIX}.scaled-up",
+    "scale_down": f"{EVENT_PREFIX}.scaled-down",
+    "repair": f"{EVENT_PREFIX}.repaired",
+    "error": f"{EVENT_PREFIX}.tick-failed",
+}
+
+
+class RecordConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stack: str = "kongstack"
+    history_path: Path = Field(default_factory=lambda: LocalSettings().data_dir / "history.sqlite")
+    textfile_path: Path = Field(
+        default_factory=lambda: LocalSettings().home / "metrics" / "autoscaler.prom"
+    )
+    artifacts: bool = True
+    events: bool = True
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One thing a tick did (or, for a dry run, would have done)."""
+
+    kind: str  # scale_up | scale_down | repair | manual | error
+    from_count: int
+    to_count: int
+    reason: str
+    outcome: str  # ok | failed | partial | dry_run
+    duration_s: float = 0.0
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    """Everything recorded for one tick."""
+
+    started_at: datetime
+    current: int
+    desired: int
+    after: int
+    """Active instances the tick left behind."""
+    min_instances: int
+    max_instances: int
+    reason: str
+    metrics: dict[str, Any]
+    driving_metric: str | None = None
+    actions: list[ActionRecord] = field(default_factory=list)
+    success: bool = True
+    duration_s: float = 0.0
+    dry_run: bool = False
+
+
+def history_events(tick: TickRecord) -> list[ScalingEvent]:
+    if any(a.kind == "error" for a in tick.actions):  # no decision was reached
+        return [_action_event(tick, a) for a in tick.actions]
+    decision_outcome = "dry_run" if tick.dry_run and tick.desired != tick.current else "noop"
+    if tick.desired != tick.current and not tick.dry_run:
+        decision_outcome = "ok" if tick.success else "failed"
+    events = [
+        ScalingEvent(
+            ts=tick.started_at,
+            kind="decision",
+            from_count=tick.current,
+            to_count=tick.desired,
+            reason=tick.reason,
+            outcome=decision_outcome,
+            metric=tick.driving_metric,
+            metrics=tick.metrics,
+            duration_s=tick.duration_s,
+        )
+    ]
+    events.extend(_action_event(tick, a) for a in tick.actions)
+    return events
+
+
+def _action_event(tick: TickRecord, action: ActionRecord) -> ScalingEvent:
+    return ScalingEvent(
+        ts=tick.started_at,
+        kind=action.kind,
+        from_count=action.from_count,
+        to_count=action.to_count,
+        reason=action.reason,
+        outcome=action.outcome,
+        metric=tick.driving_metric,
+        metrics=tick.metrics,
+        duration_s=action.duration_s,
+    )
+
+
+def artifact_markdown(tick: TickRecord, action: ActionRecord) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(tick.metrics.items()))
+    details = "\n".join(f"- {d}" for d in action.details) or "- (none)"
+    return (
+        f"## {action.kind}: {action.from_count} → {action.to_count} ({action.outcome})\n\n"
+        f"**Reason:** {action.reason}\n\n"
+        f"**Decision:** {tick.reason}\n\n"
+        f"Duration {action.duration_s:.2f} s, tick started {tick.started_at.isoformat()}"
+        f"{' (dry run)' if tick.dry_run else ''}.\n\n"
+        f"### Steps\n{details}\n\n"
+        f"### Metrics\n| metric | value |\n|---|---|\n{rows}\n"
+    )
+
+
+def write_textfile(path: Path, tick: TickRecord) -> None:
+    """The node_exporter textfile, replaced atomically; the failure counter survives ticks."""
+    failures = read_counter(path, "kongstack_autoscaler_tick_failures_total")
+    if not tick.success:
+        failures += 1
+    now = tick.started_at.timestamp() + tick.duration_s
+    gauges = [
+        ("current_instances", "Active backend instances after the tick.", tick.after),
+        ("desired_instances", "Instances the last decision asked for.", tick.desired),
+        ("min_instances", "Policy minimum.", tick.min_instances),
+        ("max_instances", "Policy maximum.", tick.max_instances),
+        ("last_tick_timestamp_seconds", "When the last tick finished (unix s).", round(now, 3)),
+        ("last_tick_success", "1 if the last tick completed without error.", int(tick.success)),
+    ]
+    lines: list[str] = []
+    for name, help_text, value in gauges:
+        metric = f"kongstack_autoscaler_{name}"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric} {value}"]
+    total = "kongstack_autoscaler_tick_failures_total"
+    lines += [f"# HELP {total} Ticks that failed.", f"# TYPE {total} counter"]
+    lines.append(f"{total} {failures}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autoscaler.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # node_exporter never sees a half-written file
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_counter(path: Path, name: str) -> int:
+    try:
+        text = path.read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{re.escape(name)} (\d+)", text, flags=re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+@task(name="record", cache_policy=NO_CACHE, timeout_seconds=30)
+def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
+    """Write the tick everywhere; returns the Prefect event names emitted.
+
+    No task retries: the history append is not idempotent. The history and the textfile are
+    local and must succeed; an artifact or event the API refuses is logged, not fatal."""
+    HistoryStore(config.history_path).append_many(history_events(tick))
+    write_textfile(config.textfile_path, tick)
+    emitted: list[str] = []
+    resource = {
+        "prefect.resource.id": f"kongstack.autoscale.{config.stack}",
+        "prefect.resource.name": config.stack,
+    }
+    for action in tick.actions:
+        if config.artifacts:
+            _best_effort("artifact", partial(
+                create_markdown_artifact,
+                markdown=artifact_markdown(tick, action),
+                key=f"autoscale-{action.kind.replace('_', '-')}",
+                description=f"{action.kind} {action.from_count}→{action.to_count}",
+            ))
+        event = EVENT_FOR_KIND.get(action.kind)
+        if config.events and event is not None:
+            payload = {
+                "from": action.from_count,
+                "to": action.to_count,
+                "reason": action.reason,
+                "outcome": action.outcome,
+                "duration_s": round(action.duration_s, 3),
+                "metrics": tick.metrics,
+                "dry_run": tick.dry_run,
+            }
+            if _best_effort("event", partial(
+                    emit_event, event=event, resource=resource, payload=payload)):
+                emitted.append(event)
+    return emitted
+
+
+def _best_effort(what: str, call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except Exception as exc:
+        logging.getLogger("kongstack.autoscale").warning("could not record %s: %s", what, exc)
+        return False
+    return True

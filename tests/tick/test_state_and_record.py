@@ -1,0 +1,107 @@
+"""The state block survives between ticks and fails safe; records land where people look."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler import AutoscalePolicy, Observation, decide
+from autoscaler.model import InstanceView, Metrics, Recommendation, ScalingHistory
+from tasks.tick.history import HistoryStore
+from tasks.tick.record import ActionRecord, RecordConfig, TickRecord, read_counter, record_tick
+from tasks.tick.state import AutoscaleState, read_state, save_state
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def name() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def test_state_round_trips_and_counts_generations() -> None:
+    block = name()
+    first = read_state(block)
+    assert first.is_default and "no state block" in (first.default_reason or "")
+    history = ScalingHistory(last_scale_up_at=NOW,
+                             recommendations=(Recommendation(at=NOW, desired=4),))
+    assert save_state.fn(block, history, generation=first.generation, pool_size=4) == 1
+    second = read_state(block)
+    assert not second.is_default
+    assert second.history == history and second.last_pool_size == 4
+    assert save_state.fn(block, history, generation=second.generation, pool_size=5,
+                         document_id=second.document_id) == 2  # the in-place update path
+    third = read_state(block)
+    assert (third.generation, third.last_pool_size) == (2, 5)
+
+
+def test_unreadable_state_is_the_safe_default_not_a_crash() -> None:
+    block = name()
+    AutoscaleState(recommendations=[{"at": "not a time", "desired": "x"}]).save(block)
+    loaded = read_state(block)
+    assert loaded.is_default and "invalid" in (loaded.default_reason or "")
+
+
+def test_default_state_forbids_scale_in_until_the_window_refills() -> None:
+    policy = AutoscalePolicy(min_instances=1, max_instances=6, target_rps_per_instance=10,
+                             target_cpu_percent=None, target_memory_percent=None,
+                             warmup_seconds=0, scale_down_stabilization_seconds=300)
+
+    def idle(at: datetime) -> Observation:
+        return Observation(
+            instances=tuple(InstanceView(id=str(i), started_at=NOW - timedelta(hours=1))
+                            for i in range(4)),
+            aggregate=Metrics(rps=0.0, sampled_at=at),
+        )
+
+    seeded = read_state(name()).seeded(4, NOW)
+    soon, later = NOW + timedelta(seconds=299), NOW + timedelta(seconds=301)
+    assert decide(policy, idle(soon), seeded, soon).desired == 4
+    assert decide(policy, idle(later), seeded, later).desired == 1
+    # Without the seed (what a naive default would do) it would scale in at once:
+    assert decide(policy, idle(NOW), ScalingHistory(), NOW).desired == 1
+
+
+def test_record_writes_history_textfile_and_survives_failures(tmp_path: Path) -> None:
+    cfg = RecordConfig(stack="t", history_path=tmp_path / "h.sqlite",
+                       textfile_path=tmp_path / "metrics" / "autoscaler.prom")
+    up = ActionRecord("scale_up", 3, 5, "rps 120/s vs 30/s per instance", "ok", 4.2,
+                      ["kongstack-api-1 ready"])
+    tick = TickRecord(started_at=NOW, current=3, desired=5, after=5, min_instances=3,
+                      max_instances=6, reason="scale up 3 -> 5", metrics={"rps": 120.0},
+                      driving_metric="rps", actions=[up], duration_s=4.5)
+    events = record_tick.fn(cfg, tick)
+    assert events == ["kongstack.autoscale.scaled-up"]
+    rows = HistoryStore(cfg.history_path).recent()
+    assert [(r.kind, r.from_count, r.to_count, r.outcome) for r in rows] == [
+        ("scale_up", 3, 5, "ok"), ("decision", 3, 5, "ok")]
+    assert rows[0].metrics == {"rps": 120.0}
+    text = cfg.textfile_path.read_text()
+    for line in ("kongstack_autoscaler_current_instances 5",
+                 "kongstack_autoscaler_desired_instances 5",
+                 "kongstack_autoscaler_min_instances 3", "kongstack_autoscaler_max_instances 6",
+                 "kongstack_autoscaler_last_tick_success 1",
+                 "kongstack_autoscaler_tick_failures_total 0"):
+        assert line in text.splitlines()
+    failed = TickRecord(started_at=NOW, current=5, desired=5, after=5, min_instances=3,
+                        max_instances=6, reason="tick failed", metrics={}, success=False,
+                        actions=[ActionRecord("error", 5, 5, "boom", "failed")])
+    assert record_tick.fn(cfg, failed) == ["kongstack.autoscale.tick-failed"]
+    record_tick.fn(cfg, failed)
+    assert read_counter(cfg.textfile_path, "kongstack_autoscaler_tick_failures_total") == 2
+    assert "kongstack_autoscaler_last_tick_success 0" in cfg.textfile_path.read_text()
+
+
+def test_textfile_is_valid_exposition_format(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cfg = RecordConfig(stack="t", history_path=tmp_path / "h.sqlite",
+                       textfile_path=tmp_path / "autoscaler.prom", events=False)
+    record_tick.fn(cfg, TickRecord(started_at=NOW, current=3, desired=3, after=3,
+                                   min_instances=3, max_instances=6, reason="hold", metrics={}))
+    families = {f.name for f in text_string_to_metric_families(cfg.textfile_path.read_text())}
+    assert {"kongstack_autoscaler_current_instances", "kongstack_autoscaler_tick_failures",
+            "kongstack_autoscaler_last_tick_timestamp_seconds"} <= families
