@@ -148,36 +148,27 @@ def test_killed_container_is_replaced_within_two_ticks(docker_stack: Stack) -> N
     _killed_backend_is_replaced(docker_stack)
 
 
-def _tick_process(config: Any, workdir: Path) -> subprocess.Popen[bytes]:
-    """One tick of the flow in its own process, against the same Prefect server."""
-    from prefect.settings import PREFECT_API_URL
-
-    cfg = workdir / "tick-config.json"
-    cfg.write_text(config.model_dump_json())
-    code = ("import asyncio, sys; from flows.autoscale import AutoscaleConfig, autoscale; "
-            "c = AutoscaleConfig.model_validate_json(open(sys.argv[1]).read()); "
-            "asyncio.run(autoscale(config=c, trigger='other-process'))")
-    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
-    return subprocess.Popen([sys.executable, "-c", code, str(cfg)], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def test_tick_killed_mid_scale_up_is_repaired_by_the_next(process_stack: Stack,
                                                           tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
     s = process_stack
     bootstrap(s)
     grow = s.with_policy(min_instances=3)
-    proc = _tick_process(grow, tmp_path)
+    cfg = tmp_path / "tick-config.json"
+    cfg.write_text(grow.model_dump_json())
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    # The tick runs in its own process (as a worker's run would) and is killed after it
+    # started its new instance and before that instance became a gateway target.
+    proc = subprocess.Popen([sys.executable, "-m", "tests.tick.doomed_tick", str(cfg)],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
-        # Kill the tick the moment its new instance exists (the process driver's metadata
-        # file appears before gunicorn starts): started, not yet a gateway target.
-        run_dir = s.config.pool.settings().run_dir / "instances"
-        deadline = time.monotonic() + 90
-        while len(list(run_dir.glob("*.json"))) < 3 and proc.poll() is None:
-            assert time.monotonic() < deadline, "the doomed tick never started an instance"
-            time.sleep(0.005)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started", "the doomed tick never scaled up"
         proc.kill()
     finally:
+        proc.kill()
         proc.wait(timeout=10)
     assert len(s.driver().list()) == 3
     assert len(s.targets()) == 2  # the crash left an instance the gateway does not know
@@ -227,30 +218,36 @@ def test_prometheus_down_blocks_scale_in_and_manual_scaling_is_respected(
     assert "manual" in kinds
 
 
-def _lock_held(path: Path) -> bool:
-    """Someone holds the tick lock (read from /proc/locks: looking must not take it)."""
-    try:
-        inode = os.stat(path).st_ino
-    except FileNotFoundError:
-        return False
-    return any(line.split()[5].endswith(f":{inode}")
-               for line in Path("/proc/locks").read_text().splitlines()
-               if "FLOCK" in line and len(line.split()) > 5)
+def test_two_ticks_started_at_once_one_runs(process_stack: Stack,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first tick is held inside its lock (at its act step) until the second tick has
+    answered: no timing decides which one runs. flock locks belong to the open file
+    description, so two ticks in one process exclude each other as two processes would."""
+    import flows.autoscale as autoscale_flow
 
-
-def test_two_ticks_started_at_once_one_runs(process_stack: Stack, tmp_path: Path) -> None:
     s = process_stack
-    grow = s.with_policy(min_instances=3)  # a tick with real work (~3 s of scaling up)
-    proc = _tick_process(grow, tmp_path)
+    grow = s.with_policy(min_instances=3)  # a tick with real work: it must act
+    inside, release = threading.Event(), threading.Event()
+    act = autoscale_flow._act
+
+    def held_act(*args: Any, **kwargs: Any) -> Any:
+        inside.set()  # the first tick holds the lock now
+        assert release.wait(timeout=120), "the test never released the first tick"
+        return act(*args, **kwargs)
+
+    monkeypatch.setattr(autoscale_flow, "_act", held_act)
+    first: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: first.update(s.tick(config=grow, trigger="first")))
+    runner.start()
     try:
-        # The second tick starts while the first (another process, as a worker's run would
-        # be) is inside its tick, holding the tick lock.
-        wait_until(lambda: _lock_held(s.config.lock_file()) or proc.poll() is not None,
-                   timeout=90, what="the first tick to start", interval=0.005)
-        second = s.tick(config=grow)
+        assert inside.wait(timeout=120), "the first tick never reached its act step"
+        second = s.tick(config=grow, trigger="second")
     finally:
-        assert proc.wait(timeout=120) == 0
+        release.set()
+        runner.join(timeout=180)
+    assert not runner.is_alive()
     assert second.get("skipped") is True, second
+    assert first.get("after") == 3, first
     assert len(s.driver().list()) == 3  # one tick's worth of instances, not two
 
 
