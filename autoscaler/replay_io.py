@@ -18,6 +18,7 @@ from typing import Any
 from autoscaler.replay import ReplayResult
 from autoscaler.service_model import Trace
 from kongstack.core.errors import ConfigError
+from kongstack.core.extras import requires_extra
 
 
 def read_trace(path: str | Path, *, name: str | None = None) -> Trace:
@@ -88,10 +89,11 @@ def plot_png(
     max_points: int = 4000,
 ) -> None:
     """Load (left axis, rps) and instance counts per configuration (right axis) over time."""
-    import matplotlib
+    with requires_extra("analysis", "the replay chart (or pass --no-plot)"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     step = max(1, len(demand) // max_points)
     hours = len(demand) >= 3 * 3600

@@ -145,7 +145,10 @@ def monitor(
         raise typer.BadParameter(f"{export}: the export is JSON, name it *.json",
                                  param_hint="--export")
     if history is not None:
-        history_summary(opts, history)
+        try:
+            history_summary(opts, history)
+        except StackError as exc:  # MissingExtra on an install without [analysis]
+            raise fail(str(exc)) from None
         return
     thresholds = Thresholds(cpu_threshold, memory_threshold, rps_threshold, latency_threshold_ms)
     try:

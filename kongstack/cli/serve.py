@@ -10,25 +10,27 @@ The same deployments for a process work pool are in prefect.yaml.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+from kongstack.core.extras import MissingExtra
 
 AUTOSCALE_INTERVAL_SECONDS = 30
 MAINTENANCE_CRON = "15 3 * * *"
 
 
 def build_deployments(stack: str = "kongstack") -> list[Any]:
-    """The four RunnerDeployments, matching prefect.yaml."""
+    """The four RunnerDeployments, matching prefect.yaml (maintenance needs [analysis])."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events import DeploymentEventTrigger
 
     from flows.autoscale import autoscale
     from flows.cleanup import cleanup
     from flows.deploy_stack import deploy_stack
-    from flows.maintenance import maintenance
     from kongstack.cli.fastpath import fastpath_trigger
 
     fast_path = DeploymentEventTrigger(**fastpath_trigger(stack))
-    return [
+    deployments = [
         deploy_stack.to_deployment(
             name="deploy-stack", tags=["kongstack", "deploy"],
             parameters={"config_path": "deployments/stack.yaml"},
@@ -43,13 +45,19 @@ def build_deployments(stack: str = "kongstack") -> list[Any]:
             ),
             triggers=[fast_path],
         ),
-        maintenance.to_deployment(
-            name="maintenance", tags=["kongstack", "maintenance"], cron=MAINTENANCE_CRON,
-        ),
         cleanup.to_deployment(
             name="cleanup", tags=["kongstack", "cleanup"], parameters={"stack": stack},
         ),
     ]
+    try:
+        from flows.maintenance import maintenance
+    except MissingExtra as exc:  # a base install: the other three flows still serve
+        print(f"maintenance deployment not served: {exc}", file=sys.stderr)
+        return deployments
+    deployments.insert(2, maintenance.to_deployment(
+        name="maintenance", tags=["kongstack", "maintenance"], cron=MAINTENANCE_CRON,
+    ))
+    return deployments
 
 
 def main() -> None:

@@ -94,6 +94,10 @@ class AlertsConfig(_Strict):
     autoscaler_pinned_at_max: Condition = _c("10m", "warning")
     autoscale_ticks_failing: Threshold = _t(3, "0s", "critical")
     autoscaler_stale: Threshold = _t(120, "1m", "critical")  # seconds
+    # Each alert's runbook_url is this plus "#<alert name, lower case>" (docs/runbook.md has one
+    # section per alert): point it at where operators read the docs, e.g. the repository
+    # browser's URL of docs/runbook.md.
+    runbook_url: str = "docs/runbook.md"
 
 
 class ScrapeConfig(_Strict):

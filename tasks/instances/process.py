@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from kongstack.core import OWNER_LABEL
 from kongstack.core.errors import InstanceError, SetupError
+from kongstack.core.extras import ensure_extra
 from kongstack.core.procs import Daemon, pid_alive
 from tasks.instances.base import Instance, InstanceState, InstanceStats
 from tasks.instances.common import (
@@ -71,6 +73,8 @@ class ProcessDriver:
         return sorted(found, key=lambda i: i.name)
 
     def start(self, *, env: dict[str, str] | None = None) -> Instance:
+        if self.settings.python == sys.executable:  # another interpreter is the user's choice
+            ensure_extra("api", "running the stock API as a process")
         taken = {meta.port for meta in self._all_meta()}
         port = pick_port(self.settings.host, self.settings.base_port, taken)
         name = instance_name(port)

@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+
+from kongstack.core.extras import requires_extra
+
+with requires_extra("analysis", "the scaling-history analysis"):
+    import numpy as np
+    import pandas as pd
 
 ACTION_KINDS = ("scale_up", "scale_down", "manual", "repair")
 APPLIED_OUTCOMES = ("ok", "partial")

@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from kongstack.core.extras import requires_extra
+from tasks.maintenance.analysis import Analysis, AnalysisConfig
 
-matplotlib.use("Agg")  # headless: no display on servers and CI
+with requires_extra("analysis", "the maintenance report"):
+    import matplotlib
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from tasks.maintenance.analysis import Analysis, AnalysisConfig  # noqa: E402
+    matplotlib.use("Agg")  # headless: no display on servers and CI
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
 
 _CHART_POINTS = 1500  # a chart of a million points shows nothing more than 1,500 bins do
 

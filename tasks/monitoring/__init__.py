@@ -6,8 +6,8 @@ Public surface::
     files = write_monitoring_files(cfg, Path("var"))      # prometheus.yml, rules, alertmanager.yml
     write_stock_api_targets(files.stock_api_targets, ["127.0.0.1:18101"], {"stack": "kongstack"})
 
-Recording-rule names the autoscaler queries are documented in ``tasks.monitoring.rules``
-(``kongstack:request_rate:rps``, ``kongstack:latency_p95:ms``, ``kongstack:error_rate:ratio``, ...).
+Recording-rule names (``level:metric:operations``, base units) are documented in
+``tasks.monitoring.rules`` (``RecordedNames``: ``job:stock_api_requests:rate1m``, ...).
 ``python -m tasks.monitoring CONFIG OUT_DIR`` regenerates the committed files under deployments/.
 """
 
@@ -30,16 +30,10 @@ from kongstack.core.monitoring_config import (
 from tasks.monitoring.alertmanager import render_alertmanager_config, write_alertmanager_secrets
 from tasks.monitoring.file_sd import read_stock_api_targets, write_stock_api_targets
 from tasks.monitoring.prometheus import render_prometheus_config
-from tasks.monitoring.rules import (
-    ERROR_RATE,
-    LATENCY_P95,
-    RECORDED_NAMES,
-    REQUEST_RATE,
-    render_rules,
-)
+from tasks.monitoring.rules import RECORDED_NAMES, RecordedNames, render_rules
 
 __all__ = [
-    "ERROR_RATE", "LATENCY_P95", "RECORDED_NAMES", "REQUEST_RATE", "AlertmanagerConfig",
+    "RECORDED_NAMES", "RecordedNames", "AlertmanagerConfig",
     "AlertsConfig", "MonitoringConfig", "MonitoringFiles", "ScrapeConfig", "SecretRef",
     "RULES_FILE", "load_monitoring_config", "monitoring_paths", "parse_monitoring_config",
     "read_stock_api_targets",

@@ -48,7 +48,8 @@ def _operators(cfg: MonitoringConfig, secrets_dir: Path) -> dict[str, Any]:
             "api_url_file": str(secrets_dir / SLACK_URL_FILE), "channel": am.slack.channel,
             "send_resolved": True,
             "title": "{{ .CommonLabels.alertname }} ({{ .Status }})",
-            "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ end }}",
+            "text": "{{ range .Alerts }}{{ .Annotations.summary }} (runbook: "
+                    "{{ .Annotations.runbook_url }})\n{{ end }}",
         }]
     if am.teams is not None:
         receiver["webhook_configs"] = [

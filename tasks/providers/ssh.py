@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paramiko
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from tenacity import (
@@ -33,6 +32,10 @@ from tenacity import (
 )
 
 from kongstack.core.errors import InstallError
+from kongstack.core.extras import requires_extra
+
+with requires_extra("azure", "installing over SSH"):
+    import paramiko
 
 LogFn = Callable[[str], None]
 OUTPUT_TAIL_LINES = 40

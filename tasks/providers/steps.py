@@ -66,7 +66,8 @@ def _azure(step: str, topo: Topology, carried: Out, log: LogFn) -> Out:
         register_kong,
         verify_remote,
     )
-    from tasks.providers.azure.tasks import known_hosts_path, provision_azure, read_secret
+    from tasks.providers.azure.tasks import known_hosts_path, provision_azure
+    from tasks.providers.secrets import read_secret
 
     if step == "provision":
         from tasks.providers.azure.provision import ProvisionFailed

@@ -1,16 +1,18 @@
 """Observe: pool-wide load from Prometheus (HTTP API, instant PromQL queries).
 
-Each metric is a chain of PromQL expressions tried in order: the monitoring team's recording
-rule first, then raw expressions over Kong's prometheus-plugin metrics and over the stock API's
-own metrics (the rules exist per job, so each is asked for the gateway's series first, then
-the backends'). An *empty* answer moves on to the next expression (the rule or the exporter may not
-exist here); any other bad answer (multi-series, NaN/Inf, negative, stale, Prometheus down)
-marks the metric missing with a reason, as KEDA's Prometheus scaler does. A missing metric is
-``None`` in the observation, so the policy never scales down on it.
+Each metric is a chain of PromQL expressions tried in order, all answering in base units
+(seconds, ratios; converted here to the decision core's units): the recording rule first, then
+raw expressions over Kong's prometheus-plugin metrics and over the stock API's own metrics (the
+rules exist per job, so each is asked for the gateway's series first, then the backends'). An
+*empty* answer moves on to the next expression (the rule or the exporter may not exist here);
+any other bad answer (multi-series, NaN/Inf, negative, stale, Prometheus down) marks the metric
+missing with a reason, as KEDA's Prometheus scaler does. A missing metric is ``None`` in the
+observation, so the policy never scales down on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,21 +40,22 @@ _API_REQUESTS = 'stock_api_requests_total{route=~"/api.*"}'
 
 DEFAULT_QUERIES: dict[str, tuple[str, ...]] = {
     "rps": (
-        'sum(kongstack:request_rate:rps{job="kong"})',
-        'kongstack:request_rate:rps{job="stock_api"}',
+        'sum(service:kong_http_requests:rate$window{job="kong"})',
+        'job:stock_api_requests:rate$window{job="stock_api"}',
         f"sum(rate(kong_http_requests_total[$window])) or {_KONG_UP}",
         f"sum(rate({_API_REQUESTS}[$window])) or {_STOCK_UP}",
     ),
-    "p95_latency_ms": (
-        'max(kongstack:latency_p95:ms{job="kong"})',
-        'kongstack:latency_p95:ms{job="stock_api"}',
-        "histogram_quantile(0.95, sum by (le) (rate(kong_request_latency_ms_bucket[$window])))",
-        "1000 * histogram_quantile(0.95,"
+    "p95_latency_seconds": (
+        'max(service:kong_request_latency_seconds:p95_$window{job="kong"})',
+        'job:stock_api_request_duration_seconds:p95_$window{job="stock_api"}',
+        "0.001 * histogram_quantile(0.95,"
+        " sum by (le) (rate(kong_request_latency_ms_bucket[$window])))",
+        "histogram_quantile(0.95,"
         ' sum by (le) (rate(stock_api_request_duration_seconds_bucket{route=~"/api.*"}[$window])))',
     ),
     "error_rate": (
-        'max(kongstack:error_rate:ratio{job="kong"})',
-        'kongstack:error_rate:ratio{job="stock_api"}',
+        'max(service:kong_http_request_errors_per_requests:ratio_rate$window{job="kong"})',
+        'job:stock_api_request_errors_per_requests:ratio_rate$window{job="stock_api"}',
         'sum(rate(kong_http_requests_total{code=~"5.."}[$window]))'
         " / clamp_min(sum(rate(kong_http_requests_total[$window])), 1e-9)"
         f" or {_KONG_UP}",
@@ -61,8 +64,13 @@ DEFAULT_QUERIES: dict[str, tuple[str, ...]] = {
         f" or {_STOCK_UP}",
     ),
 }
-"""Metric name (an ``autoscaler.Metrics`` field) → PromQL expressions, best first.
-``$window`` is replaced by ``PrometheusConfig.rate_window``."""
+"""Query name -> PromQL expressions, best first, answering in base units (requests/s, seconds,
+ratio 0..1): the recording rules of tasks/monitoring/rules.py (named for their window), then raw
+metrics. ``$window`` is replaced by ``PrometheusConfig.rate_window``."""
+
+TO_AUTOSCALER: dict[str, tuple[str, float]] = {"p95_latency_seconds": ("p95_latency_ms", 1000.0)}
+"""Query name -> (``autoscaler.Metrics`` field, factor): the decision core counts latency in ms.
+A query name not listed here is already the field's name and unit."""
 
 # A p95 of NaN is what histogram_quantile returns when nothing was requested: no latency
 # signal, which is "missing" (it only ever drives scale-out, so missing is harmless).
@@ -185,13 +193,16 @@ class PrometheusReader:
         readings: dict[str, MetricReading] = {}
         for name, templates in self.config.queries.items():
             exprs = tuple(t.replace("$window", self.config.rate_window) for t in templates)
+            field, factor = TO_AUTOSCALER.get(name, (name, 1.0))
             if stale is not None:
-                readings[name] = MetricReading(name, None, stale)
+                readings[field] = MetricReading(field, None, stale)
                 continue
-            reading = self.read(name, exprs)
+            reading = self.read(field, exprs)
             if reading.value is not None and name == "error_rate" and reading.value > 1:
-                reading = MetricReading(name, None, f"ratio {reading.value} > 1", reading.query)
-            readings[name] = reading
+                reading = MetricReading(field, None, f"ratio {reading.value} > 1", reading.query)
+            elif reading.value is not None and factor != 1.0:
+                reading = dataclasses.replace(reading, value=reading.value * factor)
+            readings[field] = reading
         return MetricsSnapshot(sampled_at=now, readings=readings)
 
     def _staleness(self) -> str | None:
@@ -264,7 +275,8 @@ def unavailable_snapshot(config: PrometheusConfig, reason: str) -> MetricsSnapsh
     """Every metric missing for the same reason (Prometheus down after the retries)."""
     return MetricsSnapshot(
         sampled_at=datetime.now(UTC),
-        readings={n: MetricReading(n, None, reason) for n in config.queries},
+        readings={f: MetricReading(f, None, reason)
+                  for f in (TO_AUTOSCALER.get(n, (n, 1.0))[0] for n in config.queries)},
     )
 
 

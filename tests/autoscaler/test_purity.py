@@ -36,7 +36,8 @@ FORBIDDEN = (
 )
 # The edge modules: reading trace files and drawing the PNG live here, outside the core.
 EDGE_MODULES = {"replay_io.py"}
-EDGE_IMPORTS = {"csv", "json", "pathlib", "matplotlib", "matplotlib.pyplot"}
+EDGE_IMPORTS = {"csv", "json", "pathlib", "matplotlib", "matplotlib.pyplot",
+                "kongstack.core.extras"}
 ALLOWED_KONGSTACK = {"kongstack.core.errors"}
 
 

@@ -21,6 +21,7 @@ from tests.monitoring.helpers import (
 from tests.support.services import require_binary
 
 SCRAPE_INTERVAL_S = 1.0
+RATE_WINDOW = "10s"  # recorded series are named for it (job:stock_api_requests:rate10s)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +79,7 @@ def monitoring(
         evaluation_interval="1s",
         group_wait="0s",
         overrides={
-            "scrape": {"rate_window": "10s", "file_sd_refresh": "5s"},
+            "scrape": {"rate_window": RATE_WINDOW, "file_sd_refresh": "5s"},
             "alerts": {"instance_down": {"for": "1s"}},
             "alertmanager": {"group_interval": "1s"},
         },

@@ -61,7 +61,8 @@ def scrape_names(url: str) -> set[str]:
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
              "and", "or", "unless", "inf", "nan", "atan2"}
-_GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+_GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
+                 "$instance": ".+", "$route": ".+"}  # the template variables' "All"
 
 
 def substitute_grafana_vars(expr: str) -> str:

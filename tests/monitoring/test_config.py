@@ -3,6 +3,7 @@ committed files current, config errors name the field, secrets never rendered.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tasks.monitoring import (
     write_monitoring_files,
 )
 from tasks.monitoring.__main__ import COMMITTED_SECRETS_DIR
+from tasks.monitoring.rules import RecordedNames, runbook_anchor
 from tests.support.services import require_binary
 
 DEPLOY = REPO_ROOT / "deployments"
@@ -78,8 +80,8 @@ def test_promtool_unit_tests_prove_alerts_fire_and_resolve_and_rules_compute() -
     assert all(states == {"firing", "quiet"} for states in covered.values()), covered
     checked = {t["expr"] for f in tests for case in yaml.safe_load(f.read_text())["tests"]
                for t in case.get("promql_expr_test", [])}
-    assert {"kongstack:request_rate:rps", "kongstack:latency_p95:ms",
-            "kongstack:error_rate:ratio"} <= checked
+    names = RecordedNames("1m")
+    assert {names.request_rate, names.latency_p95, names.error_ratio} <= checked
 
 
 def test_committed_files_match_the_committed_config(tmp_path: Path) -> None:
@@ -96,7 +98,7 @@ def test_thresholds_and_durations_come_from_config(tmp_path: Path) -> None:
     files = write_monitoring_files(cfg, tmp_path)
     rules = yaml.safe_load(files.rules.read_text())
     slow = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "SlowResponses")
-    assert slow["expr"].endswith("> 250") and slow["for"] == "45s"
+    assert slow["expr"].endswith("> 0.25") and slow["for"] == "45s"  # ms -> seconds
 
 
 def test_request_rate_threshold_comes_from_config_and_rules_count_only_api_routes(
@@ -107,8 +109,7 @@ def test_request_rate_threshold_comes_from_config_and_rules_count_only_api_route
     high = next(r for g in rules["groups"] for r in g["rules"]
                 if r.get("alert") == "HighRequestRate")
     assert high["expr"].endswith("> 25") and high["for"] == "30s"
-    backend = [r for r in rules["groups"][0]["rules"]
-               if r["labels"]["layer"] == "backend" and "stock_api_request" in r["expr"]]
+    backend = [r for r in rules["groups"][0]["rules"] if "stock_api_request" in r["expr"]]
     assert backend and all('route=~"/api.*"' in r["expr"] for r in backend)
 
 
@@ -120,9 +121,10 @@ def test_kong_gateway_adds_its_job_and_gateway_recording_rules(tmp_path: Path) -
     assert jobs["kong"]["static_configs"][0]["targets"] == ["127.0.0.1:8100"]
     assert jobs["stock_api"]["file_sd_configs"][0]["files"] == ["targets/stock_api.json"]
     records = yaml.safe_load(files.rules.read_text())["groups"][0]["rules"]
-    gateway = [r for r in records if r["labels"]["layer"] == "gateway"]
+    gateway = [r for r in records if r["record"].startswith("service:")]
+    names = RecordedNames("1m")
     assert {r["record"] for r in gateway} == {
-        "kongstack:request_rate:rps", "kongstack:latency_p95:ms", "kongstack:error_rate:ratio"}
+        names.kong_request_rate, names.kong_latency_p95, names.kong_error_ratio}
     assert all("kong_" in r["expr"] for r in gateway)
 
 
@@ -180,3 +182,64 @@ def test_alertmanager_routes_autoscale_alerts_to_the_webhook_and_inhibits_per_in
     assert "InstanceDown" in down["source_matchers"][0]
     assert "InstanceSlowResponses" in down["target_matchers"][0]
     assert down["equal"] == ["instance"]
+
+
+RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
+# level:metric:operations; base units only (no ms, percent or MiB in a recorded name).
+RECORD_NAME = re.compile(r"^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$")
+
+
+def _heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file."""
+    return {re.sub(r"[^a-z0-9 _-]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#{1,6} (.+)$", markdown, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("data", [{}, FULL], ids=["defaults", "kong"])
+def test_recording_rules_follow_the_naming_convention_in_base_units(
+    tmp_path: Path, data: dict[str, object],
+) -> None:
+    rules = yaml.safe_load(write_monitoring_files(parse_monitoring_config(data), tmp_path)
+                           .rules.read_text())
+    names = [r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r]
+    assert names and all(RECORD_NAME.match(n) for n in names), names
+    assert not [n for n in names if re.search(r"(^|_)(ms|percent|mib)(_|$)", n.split(":")[2]
+                                             + "_" + n.split(":")[1])], names
+    assert len(names) == len(set(names)), "one name, one series family"
+
+
+def test_every_alert_has_severity_summary_description_and_a_runbook_section() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "kongstack.rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    anchors = _heading_anchors(RUNBOOK.read_text())
+    assert alerts
+    for alert in alerts:
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}, alert["alert"]
+        notes = alert["annotations"]
+        assert set(notes) == {"summary", "description", "runbook_url"}, alert["alert"]
+        assert notes["summary"] and len(notes["description"]) > len(notes["summary"]) / 2
+        page, _, anchor = notes["runbook_url"].partition("#")
+        assert page == "docs/runbook.md" and anchor == runbook_anchor(alert["alert"])
+        assert anchor in anchors, f"docs/runbook.md has no section #{anchor}"
+
+
+def test_runbook_sections_say_what_to_check_and_do() -> None:
+    text = RUNBOOK.read_text()
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "kongstack.rules.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    by_alert = {s.splitlines()[0].strip(): s for s in sections}
+    assert alerts <= set(by_alert)
+    for name in alerts:
+        body = by_alert[name]
+        for part in ("**Means**", "**Check**", "**Do**"):
+            assert part in body, f"{name}: no {part}"
+
+
+def test_runbook_url_base_comes_from_config(tmp_path: Path) -> None:
+    cfg = parse_monitoring_config(
+        {"alerts": {"runbook_url": "https://docs.example.com/kongstack/runbook"}})
+    rules = yaml.safe_load(write_monitoring_files(cfg, tmp_path).rules.read_text())
+    urls = {r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]
+            if "alert" in r}
+    assert "https://docs.example.com/kongstack/runbook#instancedown" in urls

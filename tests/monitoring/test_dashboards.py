@@ -101,7 +101,8 @@ def test_alert_and_recording_rules_reference_exported_metrics(exported: set[str]
     ("histogram_quantile(0.95, sum by (le) (rate(kong_x_bucket[$__rate_interval])))",
      {"kong_x_bucket"}),
     ('label_replace(up == 0, "instance", "$1", "target", "(.*)")', {"up"}),
-    ("time() - kongstack:pool_size:instances > 1e3", {"kongstack:pool_size:instances"}),
+    ("time() - job:up:sum > 1e3", {"job:up:sum"}),
+    ('rate(x_total{instance=~"$instance",route=~"$route"}[$__rate_interval])', {"x_total"}),
 ])
 def test_metric_name_extraction(expr: str, names: set[str]) -> None:
     assert metric_names(substitute_grafana_vars(expr)) == names
@@ -110,3 +111,33 @@ def test_metric_name_extraction(expr: str, names: set[str]) -> None:
 def test_prometheus_rejects_a_broken_expression(prom: Prom) -> None:
     assert prom.parse_error("sum(rate(stock_api_requests_total[1m])") is not None
     assert prom.parse_error("sum(rate(stock_api_requests_total[1m]))") is None
+
+
+def _variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboards_filter_by_instance_and_route_variables(path: Path, prom: Prom) -> None:
+    dashboard = _load(path)
+    variables = _variables(dashboard)
+    wanted = {"instance", "route"} if path.stem in {"backend-pool", "gateway"} else {"instance"}
+    assert wanted <= set(variables), path.name
+    used = " ".join(expr for _, expr in _exprs(dashboard))
+    for name in wanted:
+        var = variables[name]
+        assert var["type"] == "query" and var["includeAll"] and var["multi"], name
+        query = var["query"]["query"]
+        selector = query.removeprefix("label_values(").rsplit(",", 1)[0]
+        assert query.startswith("label_values(") and query.endswith(f", {name})"), query
+        assert prom.parse_error(selector) is None, query
+        assert f'{name}=~"${name}"' in used, f"no panel of {path.name} filters by ${name}"
+
+
+def test_pool_panels_over_instance_series_all_follow_the_instance_variable() -> None:
+    pool = _load(GRAFANA / "dashboards" / "backend-pool.json")
+    per_instance = [(title, expr) for title, expr in _exprs(pool)
+                    if expr.startswith(("instance:stock_api", "instance:process", "stock_api_",
+                                        "process_", "up{"))]
+    assert per_instance
+    assert all('instance=~"$instance"' in expr for _, expr in per_instance), per_instance

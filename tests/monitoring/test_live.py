@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from kongstack.core.procs import free_port
-from tasks.monitoring import write_stock_api_targets
+from tasks.monitoring import RecordedNames, write_stock_api_targets
 from tasks.providers.local.monitoring import LocalMonitoring
-from tests.monitoring.conftest import SCRAPE_INTERVAL_S
+from tests.monitoring.conftest import RATE_WINDOW, SCRAPE_INTERVAL_S
 from tests.monitoring.helpers import ApiInstance, Prom, WebhookInbox, poll
 
 # Prometheus's discovery manager hands new target groups to the scrape manager at most every
 # 5 s (discovery.Manager updatert); the first scrape follows within one scrape interval.
+N = RecordedNames(RATE_WINDOW)  # the recorded series of the test config's window
 DISCOVERY_BATCH_S = 5.0
 
 
@@ -52,9 +53,9 @@ def test_the_local_nginx_gateway_is_scraped_through_its_exporter(
     up = prom.poll(lambda: prom.query('nginx_up{job="nginx"} == 1'), 20, "nginx_up")
     assert up[0]["metric"]["job"] == "nginx"
     # stub_status counts every request, the exporter's own polls included: never idle.
-    rate = prom.poll(lambda: prom.query('kongstack:request_rate:rps{job="nginx"} > 0'), 30,
+    rate = prom.poll(lambda: prom.query(f"{N.nginx_request_rate} > 0"), 30,
                      "nginx request rate")
-    assert rate[0]["metric"]["layer"] == "gateway"
+    assert rate[0]["metric"]["job"] == "nginx"
 
 
 def test_alertmanager_is_discovered(prom: Prom, monitoring: LocalMonitoring) -> None:
@@ -123,25 +124,25 @@ def test_recording_rules_produce_the_autoscaler_inputs(
     addresses = sorted(i.address for i in api_instances)
     write_stock_api_targets(monitoring.files.stock_api_targets, addresses, {"stack": "test"})
 
-    rate = prom.poll(lambda: prom.query('kongstack:request_rate:rps{job="stock_api"} > 1'),
+    rate = prom.poll(lambda: prom.query(f'{N.request_rate}{{job="stock_api"}} > 1'),
                      40, "request rate")
-    assert rate[0]["metric"]["layer"] == "backend"
-    p95 = prom.poll(lambda: prom.query('kongstack:latency_p95:ms{job="stock_api"} > 0'),
+    assert rate[0]["metric"]["job"] == "stock_api"
+    p95 = prom.poll(lambda: prom.query(f'{N.latency_p95}{{job="stock_api"}} > 0'),
                     20, "p95 latency")
-    assert 0 < float(p95[0]["value"][1]) < 10_000
-    errors = prom.poll(lambda: prom.query('kongstack:error_rate:ratio{job="stock_api"}'),
+    assert 0 < float(p95[0]["value"][1]) < 10  # seconds
+    errors = prom.poll(lambda: prom.query(f'{N.error_ratio}{{job="stock_api"}}'),
                        20, "error ratio")
     assert float(errors[0]["value"][1]) == 0.0  # 404s are client errors, not 5xx
 
     per_instance = prom.poll(
-        lambda: len(r := prom.query("kongstack:instance_request_rate:rps > 0")) == 2 and r,
+        lambda: len(r := prom.query(f"{N.instance_request_rate} > 0")) == 2 and r,
         20, "per-instance request rate")
     assert sorted(_values(per_instance)) == addresses
-    pool = prom.poll(lambda: prom.query('kongstack:pool_size:instances{job="stock_api"} == 2'),
+    pool = prom.poll(lambda: prom.query(f'{N.pool_size}{{job="stock_api"}} == 2'),
                      20, "pool size")
     assert float(pool[0]["value"][1]) == 2
-    host_cpu = prom.poll(lambda: prom.query("kongstack:host_cpu:percent"), 20, "host CPU")
-    assert 0 <= float(host_cpu[0]["value"][1]) <= 100
+    host_cpu = prom.poll(lambda: prom.query(N.host_cpu), 20, "host CPU")
+    assert 0 <= float(host_cpu[0]["value"][1]) <= 1  # a ratio
 
 
 def test_a_down_instance_fires_an_alert_that_reaches_the_webhook(
@@ -166,7 +167,8 @@ def test_a_down_instance_fires_an_alert_that_reaches_the_webhook(
     alert = next(a for a in firing["alerts"] if a["labels"]["instance"] == dead)
     assert alert["labels"]["autoscale"] == "true"
     assert alert["labels"]["severity"] == "critical"
-    assert alert["annotations"]["runbook"]
+    assert alert["annotations"]["runbook_url"].endswith("#instancedown")
+    assert dead in alert["annotations"]["description"]
 
     write_stock_api_targets(targets_file, live, {"stack": "test"})
     started = time.monotonic()

@@ -58,7 +58,7 @@ def test_reload_applies_a_changed_threshold(monitoring: LocalMonitoring) -> None
         rules = httpx.get(f"{monitoring.prometheus_url}/api/v1/rules", timeout=10).json()
         slow = next(r for g in rules["data"]["groups"] for r in g["rules"]
                     if r["name"] == "SlowResponses")
-        assert slow["query"].endswith("> 4321")
+        assert slow["query"].endswith("> 4.321")  # 4321 ms, compared in seconds
     finally:
         monitoring.overrides = original
         monitoring.reload()

@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tasks.monitoring.rules import RecordedNames
 from tasks.tick.observe import (
+    DEFAULT_QUERIES,
     MetricsSnapshot,
     PrometheusConfig,
     PrometheusReader,
@@ -139,12 +141,32 @@ def test_5xx_is_transient() -> None:
 
 def test_default_queries_prefer_the_recording_rules_then_raw_metrics() -> None:
     cfg = PrometheusConfig()
-    for name in ("rps", "p95_latency_ms", "error_rate"):
-        chain = cfg.queries[name]
-        assert chain[0].startswith(("sum(kongstack:", "max(kongstack:"))
-        assert chain[1].startswith("kongstack:")
+    names = RecordedNames(cfg.rate_window)
+    rules = {"rps": (names.kong_request_rate, names.request_rate),
+             "p95_latency_seconds": (names.kong_latency_p95, names.latency_p95),
+             "error_rate": (names.kong_error_ratio, names.error_ratio)}
+    for name, (gateway_rule, backend_rule) in rules.items():
+        chain = [q.replace("$window", cfg.rate_window) for q in cfg.queries[name]]
+        assert chain[0].startswith((f"sum({gateway_rule}{{", f"max({gateway_rule}{{"))
+        assert chain[1].startswith(backend_rule + "{")
         assert any("stock_api_" in q for q in chain[2:])
         assert any("kong_" in q for q in chain[2:])
+
+
+def test_latency_is_asked_in_seconds_and_handed_on_in_milliseconds() -> None:
+    snap = reader({"p95": vector("0.25")},
+                  queries={"p95_latency_seconds": ("p95",)}).snapshot()
+    assert snap.value("p95_latency_ms") == 250.0
+    assert "p95_latency_seconds" not in snap.readings
+    down = unavailable_snapshot(PrometheusConfig(), "prometheus down")
+    assert set(down.readings) == {"rps", "p95_latency_ms", "error_rate"}
+
+
+def test_recording_rule_names_follow_the_rate_window() -> None:
+    r = reader({}, queries={"rps": DEFAULT_QUERIES["rps"][1:2]}, default=vector("3"))
+    r.config = r.config.model_copy(update={"rate_window": "30s"})
+    assert r.snapshot().value("rps") == 3.0
+    assert RecordedNames("30s").request_rate + '{job="stock_api"}' in r.seen  # type: ignore[attr-defined]
 
 
 def test_unknown_config_keys_are_rejected() -> None:

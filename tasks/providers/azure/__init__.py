@@ -4,25 +4,35 @@ Public surface (Prefect tasks take config, never live clients):
 
 - :func:`provision_azure` / :func:`teardown_azure` — @task wrappers used by the flows.
 - :class:`AzureProvisioner`, :func:`connect`, :func:`plan_teardown`, :func:`execute_teardown`.
+
+The names load on first use (PEP 562), so that the SDK-free modules of this package (``plan``,
+``role_files``, ``cloud_init``) import on a base install without the ``[azure]`` extra.
 """
 
 from __future__ import annotations
 
-from tasks.providers.azure.clients import AzureClients, connect, subscription_from
-from tasks.providers.azure.provision import AzureProvisioner, ProvisionFailed, ProvisionReport
-from tasks.providers.azure.tasks import provision_azure, teardown_azure
-from tasks.providers.azure.teardown import TeardownPlan, execute_teardown, plan_teardown
+import importlib
+from typing import Any
 
-__all__ = [
-    "AzureClients",
-    "AzureProvisioner",
-    "ProvisionFailed",
-    "ProvisionReport",
-    "TeardownPlan",
-    "connect",
-    "execute_teardown",
-    "plan_teardown",
-    "provision_azure",
-    "subscription_from",
-    "teardown_azure",
-]
+_HOMES = {
+    "AzureClients": "clients",
+    "connect": "clients",
+    "subscription_from": "clients",
+    "AzureProvisioner": "provision",
+    "ProvisionFailed": "provision",
+    "ProvisionReport": "provision",
+    "provision_azure": "tasks",
+    "teardown_azure": "tasks",
+    "TeardownPlan": "teardown",
+    "execute_teardown": "teardown",
+    "plan_teardown": "teardown",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

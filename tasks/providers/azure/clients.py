@@ -6,11 +6,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from azure.mgmt.compute import ComputeManagementClient
-from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
-
 from kongstack.core.errors import ConfigError
+from kongstack.core.extras import requires_extra
+
+with requires_extra("azure", "the Azure provider"):
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
 
 # Every ARM call has a timeout; transient faults (429 with Retry-After, 5xx, resets) are
 # retried by azure-core's RetryPolicy with exponential backoff.
@@ -48,7 +50,8 @@ def connect(subscription_id: str, *, credential: Any = None, **client_kwargs: An
     ``client_kwargs`` go to every client (``base_url``, ``polling_interval``, policies...).
     """
     if credential is None:
-        from azure.identity import DefaultAzureCredential
+        with requires_extra("azure", "the Azure provider"):
+            from azure.identity import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
     kwargs = {**DEFAULT_CLIENT_KWARGS, **client_kwargs}

@@ -17,22 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.mgmt.compute.models import VirtualMachine
-from azure.mgmt.network.models import (
-    NetworkInterface,
-    NetworkSecurityGroup,
-    PublicIPAddress,
-    Subnet,
-    VirtualNetwork,
-)
-
 from kongstack.core.errors import ProviderError
+from kongstack.core.extras import requires_extra
 from kongstack.core.topology import VM, Host, Topology
 from tasks.providers.azure import plan
 from tasks.providers.azure.clients import AzureClients
 from tasks.providers.azure.cloud_init import render_cloud_init
 from tasks.providers.azure.drift import nsg_drift, pip_drift, tag_drift, vm_drift
+
+with requires_extra("azure", "the Azure provider"):
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+    from azure.mgmt.compute.models import VirtualMachine
+    from azure.mgmt.network.models import (
+        NetworkInterface,
+        NetworkSecurityGroup,
+        PublicIPAddress,
+        Subnet,
+        VirtualNetwork,
+    )
 
 LRO_TIMEOUT_S = 1800.0
 

@@ -15,12 +15,15 @@ import shlex
 import socket
 from collections.abc import Callable, Sequence
 
-import paramiko
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from kongstack.core.errors import InstallError
+from kongstack.core.extras import requires_extra
 from tasks.providers.azure.role_files import StagedFile
 from tasks.providers.ssh import HostKeyRejected, SSHTarget, connect
+
+with requires_extra("azure", "installing over SSH"):
+    import paramiko
 
 LogFn = Callable[[str], None]
 STAGING_ROOT = "/tmp"

@@ -4,35 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from kongstack.core.errors import ConfigError
 from kongstack.core.settings import load_settings
 from kongstack.core.topology import Topology
 from tasks.providers.azure.clients import AzureClients, connect, subscription_from
 from tasks.providers.azure.provision import AzureProvisioner, ProvisionReport
 from tasks.providers.azure.teardown import execute_teardown, plan_teardown
+from tasks.providers.secrets import read_secret
 
 # How clients are built. Production: DefaultAzureCredential against management.azure.com.
 # Tests replace this to point the real SDK clients at the local ARM double.
 client_factory: Callable[[str], AzureClients] = connect
-
-
-def read_secret(block_name: str | None, field: str) -> str:
-    """The value of a Prefect Secret block; never logged."""
-    if not block_name:
-        raise ConfigError(f"{field}: no Secret block configured")
-    from prefect.blocks.system import Secret
-
-    try:
-        block: Any = Secret.load(block_name)
-        value = block.get()
-    except ValueError as exc:
-        raise ConfigError(f"{field}: Secret block {block_name!r} not found ({exc})") from None
-    return str(value)
 
 
 def known_hosts_path(topo: Topology) -> Path:

@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
 from kongstack.core import OWNER_LABEL
 from kongstack.core.errors import ProviderError
+from kongstack.core.extras import requires_extra
 from tasks.providers.azure.clients import AzureClients
 from tasks.providers.azure.provision import LRO_TIMEOUT_S, describe_error
+
+with requires_extra("azure", "the Azure provider"):
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kongstack.core.errors import SetupError, StackError
+from kongstack.core.extras import requires_extra
 from kongstack.core.procs import Daemon, free_port, port_open
 from kongstack.core.settings import LocalSettings
 from kongstack.core.topology import Host, Role, Topology
@@ -173,9 +174,10 @@ class LocalStack:
         return Component("redis", "redis", "started", url)
 
     def _store(self, changes: list[str]) -> Component:
-        from stock_api.config import StockApiConfig
-        from stock_api.seed import DEFAULT_END, SeedParams, seed
-        from stock_api.store import open_repository
+        with requires_extra("api", "the local stock store"):
+            from stock_api.config import StockApiConfig
+            from stock_api.seed import DEFAULT_END, SeedParams, seed
+            from stock_api.store import open_repository
 
         kind = "MongoDB ($MONGODB_URI)" if os.environ.get("MONGODB_URI") else "embedded store"
         try:
@@ -237,7 +239,7 @@ class LocalStack:
     def api_key(self) -> str | None:
         name = self.topo.api_key_secret
         if name:
-            from tasks.providers.azure.tasks import read_secret
+            from tasks.providers.secrets import read_secret
 
             return read_secret(name, "api_key_secret")
         return os.environ.get("KONGSTACK_API_KEY") or None

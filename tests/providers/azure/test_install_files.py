@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import tasks.providers.azure.remote as remote
-import tasks.providers.azure.tasks as azure_tasks
+import tasks.providers.secrets as provider_secrets
 from kongstack.core.errors import ConfigError, InstallError
 from kongstack.core.settings import LocalSettings
 from kongstack.core.topology import Host, Role, Topology
@@ -213,7 +213,7 @@ def test_install_step_uploads_each_roles_files_privately_over_ssh(
     data["vms"][1]["services"][1]["ports"]["http"] = es_port  # elasticsearch on vm-logs
     topo = Topology.model_validate(data)
     (tmp_path / "known_hosts").write_text(ssh_server.known_hosts_line())
-    monkeypatch.setattr(azure_tasks, "read_secret",
+    monkeypatch.setattr(provider_secrets, "read_secret",
                         lambda block, field: ssh_server.user_private_key)
     hosts = loopback_hosts(topo, ssh_server)
 
