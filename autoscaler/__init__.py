@@ -1,21 +1,23 @@
 """kongstack's PURE autoscaling decision core (no I/O, no clock, no Prefect).
 
-Typical tick (in the autoscale flow)::
+Typical tick (in the autoscale flow; the policy is read from a file at the edge)::
 
-    policy = AutoscalePolicy.from_file("stack.yaml").with_overrides(flow_params)
+    policy = AutoscalePolicy.build(mapping).with_overrides(flow_params)
     decision = decide(policy, observation, history, now)      # pure
     victims = select_victims(policy, observation.instances, decision.current - decision.desired)
     ... act (unless decision.dry_run) ...
     history = history.record(decision, acted=ok)               # store as JSON (model_dump)
 
-``ConfigError`` (from ``kongstack.core.errors``) is raised by ``AutoscalePolicy.build``/
-``from_file``/``from_env``/``with_overrides`` with a message naming the field.
+``PolicyError`` (a ``ValueError``) is raised by ``AutoscalePolicy.build``/``with_overrides``
+with a message naming the field; the edge turns it into its own ``ConfigError``. The package
+imports nothing from the rest of the project (tests/autoscaler/test_purity.py).
 """
 
 from __future__ import annotations
 
 from autoscaler.config import AutoscalePolicy, StrategyName, VictimSelector
 from autoscaler.decide import decide
+from autoscaler.errors import PolicyError
 from autoscaler.model import (
     Decision,
     Direction,
@@ -44,6 +46,7 @@ __all__ = [
     "LimitApplied",
     "Metrics",
     "Observation",
+    "PolicyError",
     "RateSample",
     "Recommendation",
     "ScaleEvent",

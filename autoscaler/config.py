@@ -2,25 +2,21 @@
 
 Field names and defaults follow the seed scripts (min 3, max 6, scale up at 80 %, scale down at
 30 %, check every 30 s, 5 min cooldown). Invalid values are rejected when the policy is built,
-with a message that names the field. ``from_file``/``from_env`` read at the edge (the flow or the
-CLI), never inside ``decide``.
+with a ``PolicyError`` that names the field. Reading a file or the environment is the edge's
+job (``tasks.tick.config``), never the core's.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kongstack.core.errors import ConfigError
+from autoscaler.errors import PolicyError
 
 StrategyName = Literal["proportional", "threshold"]
 VictimSelector = Literal["newest", "oldest", "least_loaded"]
-
-ENV_PREFIX = "KONGSTACK_AUTOSCALE_"
 
 
 class AutoscalePolicy(BaseModel):
@@ -147,47 +143,14 @@ class AutoscalePolicy(BaseModel):
         }
         return {name: value for name, value in targets.items() if value is not None}
 
-    # -- building from the outside world ---------------------------------------------------
+    # -- building from plain data ---------------------------------------------------------
     @classmethod
     def build(cls, data: Mapping[str, Any], *, source: str = "policy") -> AutoscalePolicy:
-        """Validate ``data``; on error raise ``ConfigError`` naming every bad field."""
+        """Validate ``data``; on error raise ``PolicyError`` naming every bad field."""
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(f"{source}: {_describe(exc)}") from exc
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> AutoscalePolicy:
-        """Load a JSON or YAML file (a mapping of field names; an ``autoscale:`` section is
-        also accepted)."""
-        file = Path(path)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read policy file ({exc.strerror})") from exc
-        data = _parse_mapping(text, file)
-        section = data.get("autoscale", data)
-        if not isinstance(section, dict):
-            raise ConfigError(f"{file}: autoscale: expected a mapping")
-        return cls.build(section, source=str(file))
-
-    @classmethod
-    def from_env(
-        cls,
-        environ: Mapping[str, str],
-        *,
-        prefix: str = ENV_PREFIX,
-        base: AutoscalePolicy | None = None,
-    ) -> AutoscalePolicy:
-        """Read ``<prefix><FIELD>`` variables (e.g. ``KONGSTACK_AUTOSCALE_MIN_INSTANCES=2``)
-        from the mapping you pass (``os.environ`` at the edge). Unknown names are errors; an
-        empty value switches an optional field off."""
-        overrides: dict[str, Any] = {}
-        for key, raw in environ.items():
-            if key.upper().startswith(prefix):
-                overrides[key[len(prefix) :].lower()] = _env_value(raw)
-        start = (base or cls()).model_dump()
-        return cls.build({**start, **overrides}, source="environment")
+            raise PolicyError(f"{source}: {_describe(exc)}", fields=_fields(exc)) from exc
 
     def with_overrides(
         self, overrides: Mapping[str, Any] | None, *, source: str = "parameters"
@@ -208,29 +171,6 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse_mapping(text: str, file: Path) -> dict[str, Any]:
-    try:
-        if file.suffix.lower() == ".json":
-            data: Any = json.loads(text)
-        else:
-            import yaml  # only needed for YAML files; pure parsing
-
-            data = yaml.safe_load(text)
-    except ValueError as exc:
-        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
-    except Exception as exc:  # yaml.YAMLError has no common stdlib base
-        raise ConfigError(f"{file}: not valid YAML ({exc})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: expected a mapping of policy fields")
-    return data
-
-
-def _env_value(raw: str) -> Any:
-    """Environment values are strings; pydantic coerces numbers and booleans. An empty value
-    means "unset" (None) so an optional target can be switched off."""
-    stripped = raw.strip()
-    if stripped == "" or stripped.lower() in {"none", "null"}:
-        return None
-    return stripped
+def _fields(exc: ValidationError) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(
+        ".".join(str(p) for p in err["loc"]) for err in exc.errors() if err["loc"]))

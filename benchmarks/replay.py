@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from autoscaler.config import AutoscalePolicy  # noqa: E402
 from autoscaler.presets import PRESETS  # noqa: E402
 from autoscaler.replay import ReplayResult, oracle, simulate  # noqa: E402
-from autoscaler.replay_io import plot_png, read_trace  # noqa: E402
 from autoscaler.service_model import ServiceModel, fit_factor  # noqa: E402
+from tasks.simulation.traces import plot_png, read_trace  # noqa: E402
 
 SHIPPED = ROOT / "benchmarks" / "traces"
 REAL = Path("/work/shared/traces")

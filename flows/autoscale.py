@@ -46,6 +46,7 @@ from tasks.tick.act import (
     scale_down,
     scale_up,
 )
+from tasks.tick.config import policy_from_env
 from tasks.tick.observe import (
     MetricsSnapshot,
     PrometheusConfig,
@@ -97,7 +98,7 @@ def resolve_config(config: AutoscaleConfig | None, dry_run: bool | None) -> Auto
         path = os.environ.get(CONFIG_ENV)
         config = AutoscaleConfig.from_file(path) if path else AutoscaleConfig()
         config = config.model_copy(
-            update={"policy": AutoscalePolicy.from_env(os.environ, base=config.policy)}
+            update={"policy": policy_from_env(os.environ, base=config.policy)}
         )
     if dry_run is not None:
         policy = config.policy.with_overrides({"dry_run": dry_run})

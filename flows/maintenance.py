@@ -18,7 +18,6 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from autoscaler.config import AutoscalePolicy
 from kongstack.core.settings import LocalSettings
 from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_history_frame
 from tasks.maintenance.prune import (
@@ -29,6 +28,7 @@ from tasks.maintenance.prune import (
     prune_prometheus_series,
 )
 from tasks.maintenance.report import publish_report, render_report
+from tasks.tick.config import policy_from_env, policy_from_file
 
 
 @task(name="prune-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
@@ -76,8 +76,7 @@ def report_task(analysis: Analysis, out_dir: Path, config: AnalysisConfig,
 
 def _analysis_config(policy_file: str | None, flap_window_minutes: float,
                      cost_per_instance_hour: float | None) -> AnalysisConfig:
-    policy = (AutoscalePolicy.from_file(policy_file) if policy_file
-              else AutoscalePolicy.from_env(os.environ))
+    policy = policy_from_file(policy_file) if policy_file else policy_from_env(os.environ)
     return AnalysisConfig(
         flap_window_minutes=flap_window_minutes,
         target_load_per_instance=policy.target_rps_per_instance,

@@ -10,9 +10,10 @@ import typer
 from autoscaler.config import AutoscalePolicy
 from autoscaler.presets import PRESETS
 from autoscaler.replay import ReplayResult, oracle, simulate
-from autoscaler.replay_io import format_table, plot_png, read_trace, write_json
 from autoscaler.service_model import ServiceModel, fit_factor
 from kongstack.core.errors import ConfigError
+from tasks.simulation.traces import format_table, plot_png, read_trace, write_json
+from tasks.tick.config import policy_from_file
 
 HELP = (
     "Replay a request-rate trace through one or more autoscaling configurations.\n\n"
@@ -51,7 +52,7 @@ def _policies(
             raise ConfigError(
                 f"--config: {config!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
             )
-        policy = AutoscalePolicy.from_file(path)
+        policy = policy_from_file(path)
         chosen[path.stem] = policy.with_overrides({"min_instances": lo, "max_instances": hi})
     return chosen
 

@@ -22,6 +22,7 @@ from kongstack.core.settings import LocalSettings
 from tasks.cleanup.steps import pool_config
 from tasks.instances.base import Instance, InstanceState
 from tasks.tick.act import ACTIVE, PoolConfig
+from tasks.tick.config import policy_from_env, policy_from_file
 from tasks.tick.history import HistoryStore
 
 
@@ -41,8 +42,8 @@ class StackOptions:
                            ready_timeout_seconds=self.ready_timeout)
 
     def policy(self) -> AutoscalePolicy:
-        base = AutoscalePolicy.from_file(self.policy_file) if self.policy_file else None
-        return AutoscalePolicy.from_env(os.environ, base=base)
+        base = policy_from_file(self.policy_file) if self.policy_file else None
+        return policy_from_env(os.environ, base=base)
 
     def history(self) -> HistoryStore:
         return HistoryStore(self.settings().data_dir / "history.sqlite")

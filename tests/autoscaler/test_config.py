@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from autoscaler import AutoscalePolicy
-from kongstack.core.errors import ConfigError
+from autoscaler.errors import PolicyError
 
 
 def test_seed_defaults() -> None:
@@ -43,49 +41,26 @@ def test_seed_defaults() -> None:
 def test_invalid_values_are_rejected_naming_the_field(
     values: dict[str, object], field: str
 ) -> None:
-    with pytest.raises(ConfigError, match=field.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(PolicyError, match=field.replace("(", r"\(").replace(")", r"\)")):
         AutoscalePolicy.build(values)
 
 
-def test_from_file_yaml_and_json(tmp_path: Path) -> None:
-    yaml_file = tmp_path / "stack.yaml"
-    yaml_file.write_text(
-        "autoscale:\n  min_instances: 2\n  max_instances: 8\n  strategy: threshold\n"
-    )
-    policy = AutoscalePolicy.from_file(yaml_file)
-    assert (policy.min_instances, policy.max_instances, policy.strategy) == (2, 8, "threshold")
-    json_file = tmp_path / "policy.json"
-    json_file.write_text('{"cooldown_seconds": 120}')
-    assert AutoscalePolicy.from_file(json_file).cooldown_seconds == 120
-
-
-def test_from_file_errors_name_file_and_field(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("min_instances: 9\nmax_instances: 4\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: .*min_instances \(9\) must not exceed"):
-        AutoscalePolicy.from_file(bad)
-    with pytest.raises(ConfigError, match="cannot read policy file"):
-        AutoscalePolicy.from_file(tmp_path / "absent.yaml")
-
-
-def test_from_env_and_flow_overrides() -> None:
-    env = {
-        "KONGSTACK_AUTOSCALE_MIN_INSTANCES": "2",
-        "KONGSTACK_AUTOSCALE_DRY_RUN": "true",
-        "KONGSTACK_AUTOSCALE_TARGET_MEMORY_PERCENT": "",
-        "UNRELATED": "x",
-    }
-    policy = AutoscalePolicy.from_env(env)
-    assert policy.min_instances == 2 and policy.dry_run and policy.target_memory_percent is None
+def test_overrides_ignore_none_and_name_their_source() -> None:
+    policy = AutoscalePolicy.build({"min_instances": 2})
     # Flow parameters: None means "not given" and keeps the value.
     tuned = policy.with_overrides({"max_instances": 10, "cooldown_seconds": None})
     assert tuned.max_instances == 10 and tuned.cooldown_seconds == 300
-    with pytest.raises(ConfigError, match="environment: bogus: Extra inputs"):
-        AutoscalePolicy.from_env({"KONGSTACK_AUTOSCALE_BOGUS": "1"})
     with pytest.raises(
-        ConfigError, match=r"parameters: min_instances \(2\) must not exceed max_instances \(1\)"
+        PolicyError, match=r"parameters: min_instances \(2\) must not exceed max_instances \(1\)"
     ):
         policy.with_overrides({"max_instances": 1})
+
+
+def test_policy_error_lists_the_bad_fields() -> None:
+    with pytest.raises(PolicyError) as caught:
+        AutoscalePolicy.build({"min_instances": -1, "tolerance": 2, "bogus": 1})
+    assert caught.value.fields == ("min_instances", "tolerance", "bogus")
+    assert isinstance(caught.value, ValueError)
 
 
 def test_policy_is_immutable() -> None:

@@ -1,10 +1,9 @@
 """The replay's edge: read trace CSVs, write JSON, a side-by-side table and a PNG plot.
 
-Kept apart from the pure core on purpose (the purity test allows file I/O only here and in
-``AutoscalePolicy.from_file``). Trace CSV format: a header ``t_seconds,rps`` then one row per
-bin; ``t_seconds`` is the bin's start (any unit of seconds, increasing; any bin width, also
-irregular), ``rps`` its mean request rate. Replay holds each value for its bin; the last bin
-keeps the previous bin's width.
+Kept out of the pure core on purpose (``autoscaler/`` does no file I/O). Trace CSV format:
+a header ``t_seconds,rps`` then one row per bin; ``t_seconds`` is the bin's start (any unit of
+seconds, increasing; any bin width, also irregular), ``rps`` its mean request rate. Replay
+holds each value for its bin; the last bin keeps the previous bin's width.
 """
 
 from __future__ import annotations
