@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kongstack.core.errors import ConfigError
+from kongstack.core.yamlfile import load_yaml
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
@@ -221,8 +221,4 @@ def parse_monitoring_config(data: object) -> MonitoringConfig:
 
 
 def load_monitoring_config(path: Path) -> MonitoringConfig:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read monitoring config {path}: {exc}") from exc
-    return parse_monitoring_config(data)
+    return parse_monitoring_config(load_yaml(path, what="monitoring config"))

@@ -16,12 +16,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kongstack.core.errors import ConfigError
 from kongstack.core.monitoring_config import MonitoringConfig
 from kongstack.core.settings import REPO_ROOT
+from kongstack.core.yamlfile import load_yaml
 
 # Azure VM size names: "Standard_B2s", "Standard_D4s_v5", "Basic_A1" (tier, family+size, suffixes).
 VM_SIZE_PATTERN = re.compile(r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+[a-z]*(_[A-Za-z0-9]+)*$")
@@ -310,14 +310,7 @@ DEFAULT_TOPOLOGY_PATH = REPO_ROOT / "deployments" / "stack.yaml"
 def load_topology(path: str | Path | None = None) -> Topology:
     """Read and validate a stack file (default ``deployments/stack.yaml``)."""
     file = Path(path) if path is not None else DEFAULT_TOPOLOGY_PATH
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: stack configuration file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level")
+    data = load_yaml(file, what="stack configuration file")
     topo = parse_topology(data, source=str(file))
     if topo.ssh.known_hosts is not None and not topo.ssh.known_hosts.is_absolute():
         pinned = (file.parent / topo.ssh.known_hosts).resolve()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from pydantic import SecretStr
 
-from kongstack.core.errors import GatewayError
+from kongstack.core.errors import ConfigError, GatewayError
+from kongstack.core.yamlfile import parse_yaml
 from tasks.gateway.kong import declarative
 from tasks.gateway.kong.client import KongAdminClient
 from tasks.gateway.kong.diff import CurrentState
@@ -23,7 +23,12 @@ Doc = dict[str, Any]
 
 def fetch_config(client: KongAdminClient) -> Doc:
     raw = client.request("GET", "/config", expect=(200,)).json().get("config")
-    doc = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    if isinstance(raw, str):
+        try:
+            raw = parse_yaml(raw, what="declarative config", origin="Kong GET /config")
+        except ConfigError as exc:
+            raise GatewayError(str(exc)) from exc
+    doc = raw
     if not isinstance(doc, dict):
         raise GatewayError("Kong GET /config did not return a declarative document")
     return doc

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from kongstack.core.errors import ConfigError
+from kongstack.core.yamlfile import load_yaml
 from tasks.gateway.kong.model import (
     OWNER_TAG,
     ConsumerSpec,
@@ -195,10 +196,4 @@ def parse(doc: Doc) -> GatewayState:
 
 
 def load(path: Path) -> GatewayState:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read declarative config: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: declarative config must be a mapping")
-    return parse(doc)
+    return parse(load_yaml(path, what="Kong declarative config"))

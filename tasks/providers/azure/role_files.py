@@ -27,6 +27,7 @@ import yaml
 from kongstack.core.errors import InstallError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.topology import Host, Role, Topology
+from kongstack.core.yamlfile import load_yaml
 from tasks.providers.azure.monitoring_render import (
     RenderedMonitoring,
     host_of,
@@ -119,8 +120,8 @@ def forwarder_env() -> str:
 
 
 def grafana_datasources(topo: Topology, hosts: list[Host], grafana: Host) -> str:
-    doc: dict[str, Any] = yaml.safe_load(
-        (GRAFANA_DIR / "provisioning" / "datasources" / "kongstack.yml").read_text())
+    doc = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "kongstack.yml",
+                    what="Grafana data source provisioning")
     kept: list[dict[str, Any]] = []
     for ds in doc.get("datasources", []):
         role, port_name = ((Role.PROMETHEUS, "http") if ds.get("type") == "prometheus"
