@@ -41,11 +41,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flows.autoscale import AutoscaleConfig, autoscale  # noqa: E402
+from flows.autoscale import autoscale  # noqa: E402
 from kongstack.cli.fastpath import ensure_fastpath_automation  # noqa: E402
 from kongstack.cli.load import LoadGenerator  # noqa: E402
 from kongstack.core.procs import Daemon, free_port, http_ok  # noqa: E402
 from tasks.instances.base import InstanceState  # noqa: E402
+from tasks.tick.config import AutoscaleConfig  # noqa: E402
 from tests.support.autoscale_stack import Stack, autoscale_stack  # noqa: E402
 from tests.support.services import redis_server  # noqa: E402
 

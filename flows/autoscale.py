@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict, Field
 
 from autoscaler import (
     AutoscalePolicy,
@@ -34,11 +33,9 @@ from autoscaler import (
     select_victims,
 )
 from autoscaler.model import Recommendation
-from kongstack.core.errors import ConfigError
 from tasks.instances.base import Instance, InstanceStats
 from tasks.instances.base import InstanceState as DriverState
 from tasks.tick.act import (
-    PoolConfig,
     PoolView,
     publish_scrape_targets,
     publish_targets,
@@ -46,64 +43,24 @@ from tasks.tick.act import (
     scale_down,
     scale_up,
 )
-from tasks.tick.config import policy_from_env
+from tasks.tick.config import AutoscaleConfig, given_config, load_autoscale_config
 from tasks.tick.observe import (
     MetricsSnapshot,
-    PrometheusConfig,
     observe_instance_stats,
     observe_metrics,
     unavailable_snapshot,
 )
-from tasks.tick.record import ActionRecord, RecordConfig, TickRecord, record_tick
-from tasks.tick.state import DEFAULT_BLOCK_NAME, LoadedState, load_state, save_state
-
-CONFIG_ENV = "KONGSTACK_AUTOSCALER_CONFIG"
-"""Path of a YAML/JSON file with an AutoscaleConfig (when the flow gets no ``config``)."""
-
-
-class AutoscaleConfig(BaseModel):
-    """Everything one tick needs; parsed once, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    policy: AutoscalePolicy = Field(default_factory=AutoscalePolicy)
-    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
-    pool: PoolConfig = Field(default_factory=PoolConfig)
-    record: RecordConfig = Field(default_factory=RecordConfig)
-    state_block: str = Field(default=DEFAULT_BLOCK_NAME, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    lock_path: Path | None = Field(default=None, description="default: <home>/run/autoscale.lock")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> AutoscaleConfig:
-        import yaml
-
-        file = Path(path)
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{file}: cannot read autoscale config: {exc}") from exc
-        try:
-            return cls.model_validate(data)
-        except ValueError as exc:
-            raise ConfigError(f"{file}: {exc}") from exc
-
-    def lock_file(self) -> Path:
-        return self.lock_path or self.pool.settings().run_dir / f"autoscale-{self.pool.stack}.lock"
+from tasks.tick.record import ActionRecord, TickRecord, record_tick
+from tasks.tick.state import LoadedState, load_state, save_state
 
 
 def resolve_config(config: AutoscaleConfig | None, dry_run: bool | None) -> AutoscaleConfig:
-    """The flow's config: the parameter, else the file named by the environment, else
-    defaults; policy fields can be overridden by KONGSTACK_AUTOSCALE_* variables."""
-    if config is None:
-        path = os.environ.get(CONFIG_ENV)
-        config = AutoscaleConfig.from_file(path) if path else AutoscaleConfig()
-        config = config.model_copy(
-            update={"policy": policy_from_env(os.environ, base=config.policy)}
-        )
-    if dry_run is not None:
-        policy = config.policy.with_overrides({"dry_run": dry_run})
-        config = config.model_copy(update={"policy": policy})
-    return config
+    """The flow's config: the ``config`` parameter, else the one loader's (file ->
+    environment); the ``dry_run`` parameter last."""
+    parameters = {"dry_run": dry_run}
+    loaded = (given_config(config, parameters) if config is not None
+              else load_autoscale_config(parameters=parameters))
+    return loaded.config
 
 
 @contextmanager

@@ -7,7 +7,6 @@ writes; report publishes the analysis as Prefect artifacts plus a PNG chart and 
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from autoscaler import AutoscalePolicy
 from kongstack.core.settings import LocalSettings
 from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_history_frame
 from tasks.maintenance.prune import (
@@ -28,7 +28,11 @@ from tasks.maintenance.prune import (
     prune_prometheus_series,
 )
 from tasks.maintenance.report import publish_report, render_report
-from tasks.tick.config import policy_from_env, policy_from_file
+from tasks.tick.config import load_autoscale_config
+
+POLICY_SHOWN = ("min_instances", "max_instances", "target_rps_per_instance",
+                "scale_down_stabilization_seconds")
+"""The policy fields the analysis judges the history against (returned with the result)."""
 
 
 @task(name="prune-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
@@ -74,9 +78,8 @@ def report_task(analysis: Analysis, out_dir: Path, config: AnalysisConfig,
     return {"markdown": report.markdown, "files": [str(p) for p in report.files]}
 
 
-def _analysis_config(policy_file: str | None, flap_window_minutes: float,
+def _analysis_config(policy: AutoscalePolicy, flap_window_minutes: float,
                      cost_per_instance_hour: float | None) -> AnalysisConfig:
-    policy = policy_from_file(policy_file) if policy_file else policy_from_env(os.environ)
     return AnalysisConfig(
         flap_window_minutes=flap_window_minutes,
         target_load_per_instance=policy.target_rps_per_instance,
@@ -101,7 +104,7 @@ def maintenance(
     max_flow_runs_pruned: int | None = 50_000,
     flap_window_minutes: float = 10.0,
     cost_per_instance_hour: float | None = None,
-    policy_file: str | None = None,
+    autoscale_config: str | None = None,
     history_path: str | None = None,
     home: str | None = None,
 ) -> dict[str, Any]:
@@ -111,7 +114,9 @@ def maintenance(
     history = Path(history_path) if history_path else settings.data_dir / "history.sqlite"
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
-    config = _analysis_config(policy_file, flap_window_minutes, cost_per_instance_hour)
+    # The policy the autoscale flow runs with: the same loader, the same file.
+    policy = load_autoscale_config(file=autoscale_config)
+    config = _analysis_config(policy.policy, flap_window_minutes, cost_per_instance_hour)
 
     pruned = [
         prune_history_task(history, cutoff),
@@ -142,4 +147,6 @@ def maintenance(
         "reactions": analysis.reaction_summary,
         "suggestions": [asdict(s) for s in analysis.suggestions],
         "files": report["files"],
+        "policy": {"file": str(policy.file) if policy.file else None,
+                   **{k: getattr(policy.policy, k) for k in POLICY_SHOWN}},
     }

@@ -68,8 +68,8 @@ def logs(name: Annotated[str, typer.Argument(
          follow: Annotated[bool, typer.Option("--follow", "-f",
                                               help="Keep printing new lines.")] = False,
          follow_seconds: Annotated[float | None, typer.Option(hidden=True)] = None,
-         stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-         gateway: GatewayOpt = "auto") -> None:
+         stack: StackOpt = None, driver: DriverOpt = None,
+         gateway: GatewayOpt = None) -> None:
     """Show an instance's or a service's log."""
     opts = options(stack, driver, gateway)
     settings = opts.settings()
@@ -133,7 +133,7 @@ def _redis(url: str) -> Check:
         return Check("redis", False, f"{type(exc).__name__}: {exc}")
 
 
-def run_checks(stack: str, driver: str, gateway: str) -> list[Check]:
+def run_checks(stack: str | None, driver: str | None, gateway: str | None) -> list[Check]:
     opts = options(stack, driver, gateway)
     settings, pool = opts.settings(), opts.pool()
     checks: list[Check] = []
@@ -171,11 +171,11 @@ def run_checks(stack: str, driver: str, gateway: str) -> list[Check]:
     return checks
 
 
-def health(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-           gateway: GatewayOpt = "auto") -> None:
+def health(stack: StackOpt = None, driver: DriverOpt = None,
+           gateway: GatewayOpt = None) -> None:
     """Check every component; exit 1 if the gateway, an instance or Redis is unhealthy."""
     checks = run_checks(stack, driver, gateway)
-    table = Table(title=f"Health of {stack}")
+    table = Table(title=f"Health of {options(stack, driver, gateway).name}")
     for col in ("component", "status", "detail"):
         table.add_column(col)
     for c in checks:

@@ -52,7 +52,7 @@ class Monitor:
     def snapshot(self, rows: list[InstanceRow]) -> dict[str, Any]:
         return {
             "taken_at": datetime.now(UTC).isoformat(),
-            "stack": self.opts.stack,
+            "stack": self.opts.name,
             "thresholds": self.thresholds.__dict__,
             "instances": [r.as_dict() for r in rows],
             "alerts": [a for r in rows for a in self.thresholds.breaches(r)],
@@ -93,7 +93,7 @@ def _export(path: Path, snapshots: list[dict[str, Any]]) -> None:
 def history_summary(opts: StackOptions, days: float) -> None:
     from tasks.maintenance.analysis import AnalysisConfig, analyse, load_history_frame
 
-    path = opts.settings().data_dir / "history.sqlite"
+    path = opts.history().path
     now = datetime.now(UTC)
     result = analyse(load_history_frame(path, since=now - timedelta(days=days), until=now),
                      AnalysisConfig(), until=now)
@@ -137,7 +137,7 @@ def monitor(
     rps_threshold: Annotated[float, typer.Option(min=0)] = 150.0,
     latency_threshold_ms: Annotated[float, typer.Option(min=0)] = 1000.0,
     duration: Annotated[float | None, typer.Option(hidden=True)] = None,
-    stack: StackOpt = "kongstack", driver: DriverOpt = "auto", gateway: GatewayOpt = "auto",
+    stack: StackOpt = None, driver: DriverOpt = None, gateway: GatewayOpt = None,
 ) -> None:
     """Live view of every instance; values above a threshold are shown in red."""
     opts = options(stack, driver, gateway)
@@ -158,7 +158,7 @@ def monitor(
             mon.sample()
             time.sleep(sample_seconds)  # the rate window, not a readiness wait
             rows = mon.sample()
-            console.print(render(rows, thresholds, stack))
+            console.print(render(rows, thresholds, opts.name))
             snapshots.append(mon.snapshot(rows))
         else:
             deadline = None if duration is None else time.monotonic() + duration
@@ -168,7 +168,7 @@ def monitor(
                     while deadline is None or time.monotonic() < deadline:
                         time.sleep(interval)
                         rows = mon.sample()
-                        live.update(render(rows, thresholds, stack))
+                        live.update(render(rows, thresholds, opts.name))
                         snapshots.append(mon.snapshot(rows))
                         if export is not None:
                             _export(export, snapshots)

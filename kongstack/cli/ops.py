@@ -18,34 +18,44 @@ from rich.table import Table
 from kongstack.cli.views import StackOptions, active, newest_first, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import build_driver, build_gateway, publish_targets, scale_down, scale_up
+from tasks.tick.config import CONFIG_FILE_ENV, LoadedConfig
 from tasks.tick.history import ScalingEvent
 
 console = Console()
 
-StackOpt = Annotated[str, typer.Option("--stack", envvar="KONGSTACK_STACK",
-                                       help="Stack name (the owner label's value).")]
-DriverOpt = Annotated[str, typer.Option("--driver", envvar="KONGSTACK_DRIVER",
-                                        help="Instance driver: auto, docker or process.")]
-GatewayOpt = Annotated[str, typer.Option("--gateway", envvar="KONGSTACK_GATEWAY",
-                                         help="Gateway: auto, nginx or kong.")]
+_AS_CONFIGURED = " Default: the autoscale config's pool (see --config)."
+StackOpt = Annotated[str | None, typer.Option(
+    "--stack", envvar="KONGSTACK_STACK",
+    help="Stack name (the owner label's value)." + _AS_CONFIGURED)]
+DriverOpt = Annotated[str | None, typer.Option(
+    "--driver", envvar="KONGSTACK_DRIVER",
+    help="Instance driver: auto, docker or process." + _AS_CONFIGURED)]
+GatewayOpt = Annotated[str | None, typer.Option(
+    "--gateway", envvar="KONGSTACK_GATEWAY", help="Gateway: auto, nginx or kong." + _AS_CONFIGURED)]
 ReadyOpt = Annotated[float, typer.Option("--ready-timeout", min=1, max=600,
                                          help="Seconds a new instance may take to be ready.")]
-PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="KONGSTACK_POLICY_FILE",
-                                                help="Autoscale policy file (min/max).")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help=f"Autoscale config file (the autoscale flow's). Default: ${CONFIG_FILE_ENV}, "
+    "else deployments/autoscale.yaml; KONGSTACK_AUTOSCALE_<FIELD> variables override it.")]
 
 
-def options(stack: str, driver: str, gateway: str, policy: Path | None = None,
-            ready_timeout: float = 60.0) -> StackOptions:
-    if driver not in ("auto", "docker", "process"):
+def options(stack: str | None, driver: str | None, gateway: str | None,
+            config: Path | None = None, ready_timeout: float = 60.0) -> StackOptions:
+    if driver not in (None, "auto", "docker", "process"):
         raise typer.BadParameter(f"{driver!r}: choose auto, docker or process",
                                  param_hint="--driver")
-    if gateway not in ("auto", "nginx", "kong"):
+    if gateway not in (None, "auto", "nginx", "kong"):
         raise typer.BadParameter(f"{gateway!r}: choose auto, nginx or kong",
                                  param_hint="--gateway")
-    if policy is not None and not policy.is_file():
-        raise typer.BadParameter(f"{policy}: no such file", param_hint="--policy")
-    return StackOptions(stack=stack, driver=driver, gateway=gateway, policy_file=policy,
+    if config is not None and not config.is_file():
+        raise typer.BadParameter(f"{config}: no such file", param_hint="--config")
+    opts = StackOptions(stack=stack, driver=driver, gateway=gateway, config_file=config,
                         ready_timeout=ready_timeout)
+    try:
+        opts.pool()  # the config is read (and checked) once, before anything else
+    except (ConfigError, ValueError) as exc:
+        raise fail(str(exc), 2) from None
+    return opts
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -53,12 +63,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-           gateway: GatewayOpt = "auto", policy: PolicyOpt = None,
+def status(stack: StackOpt = None, driver: DriverOpt = None,
+           gateway: GatewayOpt = None, config: ConfigOpt = None,
            decisions: Annotated[int, typer.Option(min=0, max=200,
                                                   help="History rows to show.")] = 5) -> None:
     """Instances, gateway targets with health, the last decisions, cooldown remaining."""
-    opts = options(stack, driver, gateway, policy)
+    opts = options(stack, driver, gateway, config)
     pool = opts.pool()
     try:
         instances = build_driver(pool).list()
@@ -69,7 +79,7 @@ def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
             gw.close()
     except StackError as exc:
         raise fail(str(exc)) from None
-    table = Table(title=f"Instances of {stack} ({len(active(instances))} active)")
+    table = Table(title=f"Instances of {opts.name} ({len(active(instances))} active)")
     for col in ("name", "address", "state", "up for"):
         table.add_column(col)
     now = datetime.now(UTC)
@@ -96,10 +106,8 @@ def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
         htable.add_row(f"{e.ts:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.from_count} → {e.to_count}",
                        e.outcome, e.reason[:80])
     console.print(htable)
-    try:
-        cd = read_cooldowns(opts.policy())
-    except ConfigError as exc:
-        raise fail(str(exc), 2) from None
+    print_policy(opts.loaded)
+    cd = read_cooldowns(opts.policy(), opts.loaded.config.state_block)
 
     def fmt(v: float | None) -> str:
         return "none" if v is None else ("ready" if v <= 0 else f"{v:.0f}s")
@@ -108,14 +116,33 @@ def status(stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
                   f"scale-down {fmt(cd.down_remaining)} ({cd.note})")
 
 
+HEADLINE_FIELDS = ("strategy", "min_instances", "max_instances", "target_cpu_percent",
+                   "target_memory_percent", "target_rps_per_instance", "victim_selection",
+                   "dry_run")
+"""Policy fields ``status`` always shows; any other field shows when it is not the default."""
+
+
+def print_policy(loaded: LoadedConfig) -> None:
+    """The policy in force and where each value came from (file, environment, ...)."""
+    source = f"file {loaded.file}" if loaded.file else "no config file"
+    console.print(f"Autoscale policy in force ({source}):", soft_wrap=True, highlight=False)
+    table = Table()
+    for col in ("field", "value", "from"):
+        table.add_column(col)
+    for field, value, origin in loaded.provenance():
+        if field in HEADLINE_FIELDS or origin != "default":
+            table.add_row(field, "-" if value is None else str(value), origin)
+    console.print(table)
+
+
 def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of instances.")],
           force: Annotated[bool, typer.Option(help="Ignore the policy's min/max.")] = False,
           dry_run: Annotated[bool, typer.Option(help="Say what would happen only.")] = False,
-          stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-          gateway: GatewayOpt = "auto", policy: PolicyOpt = None,
+          stack: StackOpt = None, driver: DriverOpt = None,
+          gateway: GatewayOpt = None, config: ConfigOpt = None,
           ready_timeout: ReadyOpt = 60.0) -> None:
     """Scale the pool to COUNT instances by hand (recorded in the history as "manual")."""
-    opts = options(stack, driver, gateway, policy, ready_timeout)
+    opts = options(stack, driver, gateway, config, ready_timeout)
     try:
         pol = opts.policy()
     except ConfigError as exc:
@@ -128,7 +155,7 @@ def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of ins
     started = time.monotonic()
     try:
         current = active(build_driver(pool).list())
-        with console.status(f"scaling {stack} from {len(current)} to {count}..."):
+        with console.status(f"scaling {opts.name} from {len(current)} to {count}..."):
             if count > len(current):
                 record = scale_up.fn(pool, to_count=count, dry_run=dry_run)
             elif count < len(current):
@@ -162,8 +189,8 @@ def restart(instance: Annotated[str | None, typer.Argument(
                 help="Instance name, id or address; omit with --all for the pool.")] = None,
             all_: Annotated[bool, typer.Option("--all", help="Rolling restart of the pool.")]
             = False,
-            stack: StackOpt = "kongstack", driver: DriverOpt = "auto",
-            gateway: GatewayOpt = "auto", ready_timeout: ReadyOpt = 60.0) -> None:
+            stack: StackOpt = None, driver: DriverOpt = None,
+            gateway: GatewayOpt = None, ready_timeout: ReadyOpt = 60.0) -> None:
     """Rolling restart: start a replacement, wait until it serves, then drain the old one."""
     if (instance is None) == (not all_):
         raise typer.BadParameter("give an INSTANCE or --all (not both)", param_hint="INSTANCE")

@@ -13,7 +13,7 @@ from autoscaler.replay import ReplayResult, oracle, simulate
 from autoscaler.service_model import ServiceModel, fit_factor
 from kongstack.core.errors import ConfigError
 from tasks.simulation.traces import format_table, plot_png, read_trace, write_json
-from tasks.tick.config import policy_from_file
+from tasks.tick.config import load_autoscale_config
 
 HELP = (
     "Replay a request-rate trace through one or more autoscaling configurations.\n\n"
@@ -30,7 +30,8 @@ HELP = (
     "dropped.\n\n"
     "--config takes a preset (default: the shipped proportional policy with an rps target of "
     "capacity x target CPU; threshold: the seed's rules; hpa: a Kubernetes-HPA-style "
-    "baseline) or a policy file (YAML/JSON, AutoscalePolicy fields; the file's stem names the "
+    "baseline) or an autoscale config file (as deployments/autoscale.yaml: AutoscalePolicy "
+    "fields under `policy:`, read as the autoscale flow reads it; the file's stem names the "
     "column). The foresight oracle (each second exactly the instances it needs, ready in "
     "advance) is added unless --no-oracle.\n\n"
     "Prints a side-by-side table (SLO-violation seconds, dropped %, instance-seconds, scale "
@@ -52,8 +53,11 @@ def _policies(
             raise ConfigError(
                 f"--config: {config!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
             )
-        policy = policy_from_file(path)
-        chosen[path.stem] = policy.with_overrides({"min_instances": lo, "max_instances": hi})
+        # The autoscale flow's loader: the file, its KONGSTACK_AUTOSCALE_* overrides, then
+        # the bounds given here.
+        loaded = load_autoscale_config(file=path,
+                                       parameters={"min_instances": lo, "max_instances": hi})
+        chosen[path.stem] = loaded.policy
     return chosen
 
 

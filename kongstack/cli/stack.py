@@ -10,7 +10,6 @@ finds everything running and says so.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -61,8 +60,6 @@ def start_orchestration(settings: LocalSettings, console: Console) -> None:
     console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
     start_server(settings)
     env = prefect_env(settings)
-    if "KONGSTACK_AUTOSCALER_CONFIG" not in os.environ:  # an operator's own file wins
-        env["KONGSTACK_AUTOSCALER_CONFIG"] = str(REPO_ROOT / "deployments" / "autoscale.yaml")
     console.print("[bold]serving deployments[/bold]: deploy-stack, autoscale, maintenance, cleanup")
     _serve_daemon(settings).start(
         [sys.executable, "-m", "kongstack.cli.serve"],

@@ -7,10 +7,10 @@ fetches and computes (so it is testable without a terminal).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +19,45 @@ import httpx
 from autoscaler import remaining_cooldowns
 from autoscaler.config import AutoscalePolicy
 from kongstack.core.settings import LocalSettings
-from tasks.cleanup.steps import pool_config
 from tasks.instances.base import Instance, InstanceState
 from tasks.tick.act import ACTIVE, PoolConfig
-from tasks.tick.config import policy_from_env, policy_from_file
+from tasks.tick.config import LoadedConfig, load_autoscale_config
 from tasks.tick.history import HistoryStore
 
 
 @dataclass(frozen=True)
 class StackOptions:
-    stack: str = "kongstack"
-    driver: str = "auto"
-    gateway: str = "auto"
-    policy_file: Path | None = None
+    """The command line's choices over the autoscale config (the same file, through the same
+    loader, as the autoscale flow): None = as configured."""
+
+    stack: str | None = None
+    driver: str | None = None
+    gateway: str | None = None
+    config_file: Path | None = None
     ready_timeout: float = 60.0
 
-    def settings(self) -> LocalSettings:
-        return LocalSettings()
-
-    def pool(self) -> PoolConfig:
-        return pool_config(self.stack, driver=self.driver, gateway=self.gateway,
-                           ready_timeout_seconds=self.ready_timeout)
+    @cached_property
+    def loaded(self) -> LoadedConfig:
+        return load_autoscale_config(file=self.config_file)
 
     def policy(self) -> AutoscalePolicy:
-        base = policy_from_file(self.policy_file) if self.policy_file else None
-        return policy_from_env(os.environ, base=base)
+        return self.loaded.policy
+
+    def pool(self) -> PoolConfig:
+        given = {"stack": self.stack, "driver": self.driver, "gateway": self.gateway,
+                 "ready_timeout_seconds": self.ready_timeout}
+        return PoolConfig.model_validate({**self.loaded.config.pool.model_dump(),
+                                          **{k: v for k, v in given.items() if v is not None}})
+
+    @property
+    def name(self) -> str:
+        return self.pool().stack
+
+    def settings(self) -> LocalSettings:
+        return self.pool().settings()
 
     def history(self) -> HistoryStore:
-        return HistoryStore(self.settings().data_dir / "history.sqlite")
+        return HistoryStore(self.loaded.config.record.history_path)
 
 
 def active(instances: list[Instance]) -> list[Instance]:

@@ -39,7 +39,7 @@ def test_cli_writes_table_json_and_png(tmp_path: Path) -> None:
     help_text = runner.invoke(app, ["simulate", "--help"]).output
     assert "t_seconds,rps" in help_text and "--capacity-rps" in help_text
     policy_file = tmp_path / "eager.yaml"
-    policy_file.write_text("target_rps_per_instance: 50\nforecast_seconds: 0\n")
+    policy_file.write_text("policy:\n  target_rps_per_instance: 50\n  forecast_seconds: 0\n")
     result = runner.invoke(
         app,
         [

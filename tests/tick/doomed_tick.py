@@ -12,9 +12,10 @@ import sys
 import threading
 from typing import Any
 
-from flows.autoscale import AutoscaleConfig, autoscale
+from flows.autoscale import autoscale
 from tasks.instances.base import Instance
 from tasks.instances.process import ProcessDriver
+from tasks.tick.config import AutoscaleConfig
 
 
 def _stop_here(self: ProcessDriver, instance: Instance, timeout: float = 30.0) -> Any:

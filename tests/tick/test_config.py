@@ -1,5 +1,5 @@
-"""The autoscale policy read at the edge: a file, then KONGSTACK_AUTOSCALE_<FIELD> variables;
-errors are ConfigError naming the file and the field."""
+"""The one loader of the autoscale configuration: file -> environment -> parameters, with
+where each policy value came from; errors are ConfigError naming the file and the field."""
 
 from __future__ import annotations
 
@@ -7,39 +7,100 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler import AutoscalePolicy
 from kongstack.core.errors import ConfigError
-from tasks.tick.config import policy_from_env, policy_from_file
+from tasks.tick.config import (
+    CONFIG_FILE_ENV,
+    DEFAULT_CONFIG_FILE,
+    AutoscaleConfig,
+    config_file,
+    given_config,
+    load_autoscale_config,
+)
 
 
-def test_from_file_yaml_and_json(tmp_path: Path) -> None:
-    yaml_file = tmp_path / "stack.yaml"
-    yaml_file.write_text(
-        "autoscale:\n  min_instances: 2\n  max_instances: 8\n  strategy: threshold\n"
-    )
-    policy = policy_from_file(yaml_file)
-    assert (policy.min_instances, policy.max_instances, policy.strategy) == (2, 8, "threshold")
-    json_file = tmp_path / "policy.json"
-    json_file.write_text('{"cooldown_seconds": 120}')
-    assert policy_from_file(json_file).cooldown_seconds == 120
+def write(tmp_path: Path, text: str, name: str = "autoscale.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
 
 
-def test_from_file_errors_name_file_and_field(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("min_instances: 9\nmax_instances: 4\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: .*min_instances \(9\) must not exceed"):
-        policy_from_file(bad)
-    with pytest.raises(ConfigError, match="cannot read policy file"):
-        policy_from_file(tmp_path / "absent.yaml")
-
-
-def test_from_env() -> None:
+def test_layers_file_then_environment_then_parameters(tmp_path: Path) -> None:
+    path = write(tmp_path, "policy:\n  min_instances: 2\n  max_instances: 8\n"
+                 "  target_rps_per_instance: 50\npool:\n  driver: process\n")
     env = {
-        "KONGSTACK_AUTOSCALE_MIN_INSTANCES": "2",
-        "KONGSTACK_AUTOSCALE_DRY_RUN": "true",
-        "KONGSTACK_AUTOSCALE_TARGET_MEMORY_PERCENT": "",
+        "KONGSTACK_AUTOSCALE_MAX_INSTANCES": "5",
+        "KONGSTACK_AUTOSCALE_TARGET_MEMORY_PERCENT": "",  # empty: switched off
         "UNRELATED": "x",
     }
-    policy = policy_from_env(env)
-    assert policy.min_instances == 2 and policy.dry_run and policy.target_memory_percent is None
+    loaded = load_autoscale_config(file=path, environ=env,
+                                   parameters={"dry_run": True, "strategy": None})
+    policy = loaded.policy
+    assert (policy.min_instances, policy.max_instances) == (2, 5)
+    assert policy.target_rps_per_instance == 50 and policy.target_memory_percent is None
+    assert policy.dry_run and policy.strategy == "proportional"
+    assert loaded.config.pool.driver == "process" and loaded.file == path
+    assert {f: loaded.origin(f) for f in ("min_instances", "max_instances",
+                                          "target_rps_per_instance", "target_memory_percent",
+                                          "dry_run", "strategy")} == {
+        "min_instances": "file", "max_instances": "environment",
+        "target_rps_per_instance": "file", "target_memory_percent": "environment",
+        "dry_run": "parameter", "strategy": "default"}
+    rows = loaded.provenance()
+    assert [r[0] for r in rows] == list(AutoscalePolicy.model_fields)
+    assert ("max_instances", 5, "environment") in rows
+
+
+def test_the_file_comes_from_one_variable(tmp_path: Path) -> None:
+    assert config_file({}) == DEFAULT_CONFIG_FILE
+    assert config_file({CONFIG_FILE_ENV: ""}) is None  # set empty: no file, the defaults
+    path = write(tmp_path, "policy: {min_instances: 1, max_instances: 2}\n")
+    assert config_file({CONFIG_FILE_ENV: str(path)}) == path
+    loaded = load_autoscale_config(environ={CONFIG_FILE_ENV: str(path)})
+    assert loaded.policy.max_instances == 2 and loaded.origin("max_instances") == "file"
+    empty = load_autoscale_config(environ={CONFIG_FILE_ENV: ""})
+    assert empty.file is None and empty.policy == AutoscalePolicy()
+    assert set(empty.origins.values()) == {"default"}
+
+
+def test_the_shipped_file_is_the_default_and_loads() -> None:
+    loaded = load_autoscale_config(environ={})
+    assert loaded.file == DEFAULT_CONFIG_FILE
+    assert loaded.policy.target_rps_per_instance == 70  # deployments/autoscale.yaml
+    assert loaded.origin("target_rps_per_instance") == "file"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("policy: {min_instances: 9, max_instances: 4}\n",
+         r"bad.yaml: policy: min_instances \(9\) must not exceed max_instances \(4\)"),
+        ("policy: {max_instance: 4}\n", r"bad.yaml: policy: max_instance: Extra inputs"),
+        ("pool: {drivr: process}\n", r"bad.yaml: pool.drivr: Extra inputs"),
+        ("min_instances: 2\n", r"bad.yaml: min_instances: policy fields belong under 'policy:'"),
+        ("policy: [1, 2]\n", r"bad.yaml: policy: expected a mapping"),
+        ("- just\n- a list\n", r"bad.yaml: autoscale config must be a mapping"),
+        ("policy: {min_instances: [\n", r"bad.yaml: autoscale config is not valid YAML"),
+    ],
+)
+def test_file_errors_name_the_file_and_the_field(tmp_path: Path, text: str,
+                                                 message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_autoscale_config(file=write(tmp_path, text, "bad.yaml"), environ={})
+
+
+def test_missing_file_environment_and_parameter_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="absent.yaml: autoscale config not found"):
+        load_autoscale_config(file=tmp_path / "absent.yaml", environ={})
     with pytest.raises(ConfigError, match="environment: bogus: Extra inputs"):
-        policy_from_env({"KONGSTACK_AUTOSCALE_BOGUS": "1"})
+        load_autoscale_config(environ={"KONGSTACK_AUTOSCALE_BOGUS": "1"})
+    with pytest.raises(ConfigError, match=r"parameters: min_instances \(3\) must not exceed"):
+        load_autoscale_config(environ={CONFIG_FILE_ENV: ""}, parameters={"max_instances": 1})
+
+
+def test_a_whole_config_given_as_a_parameter() -> None:
+    config = AutoscaleConfig(policy=AutoscalePolicy(min_instances=1, max_instances=4))
+    loaded = given_config(config, {"dry_run": True, "max_instances": None})
+    assert loaded.file is None and loaded.policy.dry_run and loaded.policy.max_instances == 4
+    assert loaded.origin("min_instances") == "parameter"
+    assert loaded.origin("dry_run") == "parameter" and loaded.origin("tolerance") == "default"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.autoscale import AutoscaleConfig, autoscale, resolve_config
+from flows.autoscale import autoscale, resolve_config
 from kongstack.core.errors import ConfigError
 from tasks.tick.act import PoolConfig
+from tasks.tick.config import AutoscaleConfig
 from tasks.tick.history import HistoryStore
 from tasks.tick.observe import PrometheusConfig
 from tasks.tick.record import RecordConfig, read_counter
