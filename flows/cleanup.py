@@ -3,7 +3,7 @@
 The plan lists exactly what carries the stack's owner label/tag. The run then pauses for a
 typed approval (Prefect UI form, or ``kongstack approve|deny``). Approved: exactly the listed
 items are removed, and a re-read verifies they are gone. Denied or timed out: nothing is
-removed. ``dry_run`` stops after the plan.
+removed. ``dry_run`` stops after the plan. The steps live in tasks/cleanup/.
 """
 
 from __future__ import annotations
@@ -11,58 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_client, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.states import Running
+from prefect import flow, get_run_logger
 
-from tasks.cleanup.approval import Approval
+from tasks.cleanup.approval import wait_for_approval
 from tasks.cleanup.steps import (
     CleanupConfig,
-    CleanupPlan,
-    RemovalReport,
-    plan_cleanup,
+    outcome,
+    plan_task,
     pool_config,
-    remove_planned,
-    verify_removed,
+    remove_task,
+    verify_task,
 )
-
-
-@task(name="plan-cleanup", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def plan_task(config: CleanupConfig) -> CleanupPlan:
-    return plan_cleanup(config)
-
-
-@task(name="remove-planned", cache_policy=NO_CACHE)
-def remove_task(config: CleanupConfig, plan: CleanupPlan) -> RemovalReport:
-    return remove_planned(config, plan)
-
-
-@task(name="verify-removed", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
-def verify_task(config: CleanupConfig, plan: CleanupPlan) -> list[str]:
-    return verify_removed(config, plan)
-
-
-def _close_timed_out_pause(message: str) -> None:
-    """A pause that timed out leaves the run Paused, and the server then refuses to complete
-    it ("never resumed"). Mark it running again so the flow can finish and report."""
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(context.flow_run.id, Running(message=message), force=True)
-
-
-def _result(status: str, plan: CleanupPlan, **extra: Any) -> dict[str, Any]:
-    create_markdown_artifact(
-        f"{plan.markdown()}\n\n**Outcome:** {status}\n\n"
-        + "\n".join(f"- {k}: {v}" for k, v in extra.items()),
-        key="cleanup-outcome", description=f"cleanup {status}",
-    )
-    return {"status": status, "planned": [i.description for i in plan.items], **extra}
 
 
 @flow(name="cleanup", description="Remove everything the stack owns, after approval.")
@@ -90,32 +49,26 @@ def cleanup(
         topology_file=Path(topology_file) if topology_file else None,
     )
     plan = plan_task(config)
-    create_markdown_artifact(plan.markdown(), key="cleanup-plan",
-                             description=f"cleanup plan: {len(plan.items)} item(s)")
     log.info("cleanup plan: %d item(s)\n%s", len(plan.items), plan.markdown())
     if dry_run:
-        return _result("dry_run", plan)
+        return outcome("dry_run", plan)
     if not plan.items:
-        return _result("nothing_to_remove", plan)
+        return outcome("nothing_to_remove", plan)
 
-    form = Approval.with_initial_data(description=plan.markdown(), approved=False)
-    try:
-        decision = pause_flow_run(wait_for_input=form, timeout=approval_timeout_seconds,
-                                  poll_interval=poll_interval_seconds)
-    except FlowPauseTimeout:
-        message = f"approval timed out after {approval_timeout_seconds}s: nothing removed"
-        log.warning(message)
-        _close_timed_out_pause(message)
-        return _result("timed_out", plan)
+    decision = wait_for_approval(plan.markdown(), timeout_seconds=approval_timeout_seconds,
+                                 poll_interval_seconds=poll_interval_seconds)
+    if decision is None:
+        log.warning("approval timed out after %ds: nothing removed", approval_timeout_seconds)
+        return outcome("timed_out", plan)
     who = {"approver": decision.approver, "reason": decision.reason}
     if not decision.approved:
         log.info("denied by %s (%s): nothing removed", decision.approver, decision.reason)
-        return _result("denied", plan, **who)
+        return outcome("denied", plan, **who)
 
     log.info("approved by %s (%s): removing %d item(s)", decision.approver, decision.reason,
              len(plan.items))
     report = remove_task(config, plan)
     remaining = verify_task(config, plan)
     status = "removed" if report.ok and not remaining else "incomplete"
-    return _result(status, plan, removed=report.removed, failed=report.failed,
+    return outcome(status, plan, removed=report.removed, failed=report.failed,
                    refused=report.refused, still_present=remaining, **who)

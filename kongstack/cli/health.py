@@ -16,7 +16,7 @@ from kongstack.cli.ops import DriverOpt, GatewayOpt, StackOpt, fail, options
 from kongstack.core.errors import StackError
 from kongstack.core.procs import port_open
 from kongstack.core.settings import LocalSettings
-from tasks.tick.act import build_driver, build_gateway
+from tasks.tick.pool import build_driver, build_gateway
 
 console = Console()
 

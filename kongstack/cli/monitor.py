@@ -20,7 +20,7 @@ from kongstack.cli.ops import DriverOpt, GatewayOpt, StackOpt, fail, options
 from kongstack.cli.views import InstanceRow, Sample, StackOptions, Thresholds, rates, scrape
 from kongstack.core.errors import StackError
 from tasks.instances.base import InstanceDriver
-from tasks.tick.act import build_driver
+from tasks.tick.pool import build_driver
 
 console = Console()
 

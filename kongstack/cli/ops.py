@@ -17,9 +17,11 @@ from rich.table import Table
 
 from kongstack.cli.views import StackOptions, active, newest_first, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
-from tasks.tick.act import build_driver, build_gateway, publish_targets, scale_down, scale_up
+from tasks.tick.act import scale_down, scale_up
 from tasks.tick.config import CONFIG_FILE_ENV, LoadedConfig
 from tasks.tick.history import ScalingEvent
+from tasks.tick.pool import build_driver, build_gateway
+from tasks.tick.targets import publish_scrape_targets
 
 console = Console()
 
@@ -168,7 +170,7 @@ def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of ins
             if not dry_run:
                 ready = [i.address for i in build_driver(pool).list()
                          if str(i.state) == "ready"]
-                publish_targets(pool, ready)
+                publish_scrape_targets(pool, ready)
     except StackError as exc:
         raise fail(str(exc)) from None
     for line in record.details:
@@ -212,7 +214,7 @@ def restart(instance: Annotated[str | None, typer.Argument(
                     raise fail(f"replacement for {old.name} did not start: {up.reason}")
                 scale_down.fn(pool, victim_ids=[old.id])
             console.print(f"[{n}/{len(chosen)}] {old.name} replaced ({up.details[-1]})")
-        publish_targets(pool, [i.address for i in build_driver(pool).list()
+        publish_scrape_targets(pool, [i.address for i in build_driver(pool).list()
                                if str(i.state) == "ready"])
     except StackError as exc:
         raise fail(str(exc)) from None

@@ -20,9 +20,9 @@ from autoscaler import remaining_cooldowns
 from autoscaler.config import AutoscalePolicy
 from kongstack.core.settings import LocalSettings
 from tasks.instances.base import Instance, InstanceState
-from tasks.tick.act import ACTIVE, PoolConfig
 from tasks.tick.config import LoadedConfig, load_autoscale_config
 from tasks.tick.history import HistoryStore
+from tasks.tick.pool import ACTIVE, PoolConfig
 
 
 @dataclass(frozen=True)

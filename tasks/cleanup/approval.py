@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from prefect import get_client
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.states import Running
 from pydantic import Field
 
 from kongstack.core.errors import StackError
@@ -106,3 +111,26 @@ def answer(run_id: UUID, *, approved: bool, approver: str, reason: str = "") -> 
             raise ApprovalError(f"flow run {run_id} is not waiting for approval") from None
         raise ApprovalError(f"flow run {run_id}: cannot resume ({exc})") from None
     return decision
+
+
+def wait_for_approval(description: str, *, timeout_seconds: int,
+                      poll_interval_seconds: int) -> Approval | None:
+    """Pause the running flow with the ``Approval`` form showing ``description``; the
+    approver's answer, or None when nobody answered in time."""
+    form = Approval.with_initial_data(description=description, approved=False)
+    try:
+        return pause_flow_run(wait_for_input=form, timeout=timeout_seconds,
+                              poll_interval=poll_interval_seconds)
+    except FlowPauseTimeout:
+        _close_timed_out_pause(f"approval timed out after {timeout_seconds}s: nothing removed")
+        return None
+
+
+def _close_timed_out_pause(message: str) -> None:
+    """A pause that timed out leaves the run Paused, and the server then refuses to complete
+    it ("never resumed"). Mark it running again so the flow can finish and report."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(context.flow_run.id, Running(message=message), force=True)

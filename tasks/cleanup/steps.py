@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack.core import OWNER_LABEL
 from kongstack.core.errors import StackError
 from tasks.instances.base import InstanceDriver
-from tasks.tick.act import PoolConfig, build_driver, build_gateway
+from tasks.tick.pool import PoolConfig, build_driver, build_gateway
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +308,34 @@ def verify_removed(config: CleanupConfig, plan: CleanupPlan) -> list[str]:
     now = plan_cleanup(config)
     present = {(i.kind, i.key) for i in now.items}
     return [i.description for i in plan.items if (i.kind, i.key) in present]
+
+
+# -- the cleanup flow's Prefect tasks ----------------------------------------------------------
+
+
+@task(name="plan-cleanup", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def plan_task(config: CleanupConfig) -> CleanupPlan:
+    plan = plan_cleanup(config)
+    create_markdown_artifact(plan.markdown(), key="cleanup-plan",
+                             description=f"cleanup plan: {len(plan.items)} item(s)")
+    return plan
+
+
+@task(name="remove-planned", cache_policy=NO_CACHE)
+def remove_task(config: CleanupConfig, plan: CleanupPlan) -> RemovalReport:
+    return remove_planned(config, plan)
+
+
+@task(name="verify-removed", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
+def verify_task(config: CleanupConfig, plan: CleanupPlan) -> list[str]:
+    return verify_removed(config, plan)
+
+
+def outcome(status: str, plan: CleanupPlan, **extra: Any) -> dict[str, Any]:
+    """The run's result, also published as the ``cleanup-outcome`` artifact."""
+    create_markdown_artifact(
+        f"{plan.markdown()}\n\n**Outcome:** {status}\n\n"
+        + "\n".join(f"- {k}: {v}" for k, v in extra.items()),
+        key="cleanup-outcome", description=f"cleanup {status}",
+    )
+    return {"status": status, "planned": [i.description for i in plan.items], **extra}

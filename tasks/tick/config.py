@@ -27,8 +27,8 @@ from autoscaler.errors import PolicyError
 from kongstack.core.errors import ConfigError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.yamlfile import load_yaml
-from tasks.tick.act import PoolConfig
-from tasks.tick.observe import PrometheusConfig
+from tasks.tick.pool import PoolConfig
+from tasks.tick.prometheus import PrometheusConfig
 from tasks.tick.record import RecordConfig
 from tasks.tick.state import DEFAULT_BLOCK_NAME
 
@@ -128,6 +128,15 @@ def given_config(config: AutoscaleConfig,
     origins = {name: PARAMETER if name in config.policy.model_fields_set else DEFAULT
                for name in AutoscalePolicy.model_fields}
     return LoadedConfig(config, origins).with_parameters(parameters)
+
+
+def resolve_config(config: AutoscaleConfig | None, *, dry_run: bool | None) -> AutoscaleConfig:
+    """The autoscale flow's config: its ``config`` parameter, else the loader's (file ->
+    environment); its ``dry_run`` parameter last."""
+    parameters = {"dry_run": dry_run}
+    loaded = (given_config(config, parameters) if config is not None
+              else load_autoscale_config(parameters=parameters))
+    return loaded.config
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Observe: pool-wide load from Prometheus (HTTP API, instant PromQL queries).
+"""Pool-wide load from Prometheus (HTTP API, instant PromQL queries).
 
 Each metric is a chain of PromQL expressions tried in order, all answering in base units
 (seconds, ratios; converted here to the decision core's units): the recording rule first, then
@@ -15,20 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from kongstack.core.errors import MetricsError, StackError
+from kongstack.core.errors import MetricsError
 from kongstack.core.settings import LocalSettings
-from tasks.instances.base import InstanceStats
-from tasks.tick.act import PoolConfig, build_driver
 
 # Zero traffic must read as 0, not as "no series": a counter appears only after its first
 # request. `(max(up{...}) == 1) * 0` yields 0 only while at least one target is scraped, so a
@@ -245,32 +240,6 @@ def _single_value(data: dict[str, Any], max_age: float) -> float:
     return raw
 
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only when Prometheus itself was unreachable; bad data will not improve."""
-    try:
-        state.result()
-    except PrometheusUnavailable:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(
-    name="observe-metrics",
-    retries=2,
-    retry_delay_seconds=[0.5, 1.5],
-    retry_jitter_factor=0.2,
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-    timeout_seconds=30,
-)
-def observe_metrics(config: PrometheusConfig) -> MetricsSnapshot:
-    """Read the pool-wide metrics; raises PrometheusUnavailable when Prometheus is down."""
-    with PrometheusReader(config) as reader:
-        return reader.snapshot()
-
-
 def unavailable_snapshot(config: PrometheusConfig, reason: str) -> MetricsSnapshot:
     """Every metric missing for the same reason (Prometheus down after the retries)."""
     return MetricsSnapshot(
@@ -278,39 +247,3 @@ def unavailable_snapshot(config: PrometheusConfig, reason: str) -> MetricsSnapsh
         readings={f: MetricReading(f, None, reason)
                   for f in (TO_AUTOSCALER.get(n, (n, 1.0))[0] for n in config.queries)},
     )
-
-
-# -- per-instance CPU and memory (the driver's engine stats) --------------------------------
-
-
-# No Prefect timeout: this task runs in a worker thread beside observe-metrics, where Prefect
-# cannot interrupt it (it only warns); every engine call has its own client timeout instead.
-@task(name="observe-instances", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
-def observe_instance_stats(config: PoolConfig, instance_ids: list[str]) -> dict[str, InstanceStats]:
-    """CPU and memory per instance, read in parallel (a Docker stats call can take ~0.5 s).
-
-    An instance whose stats cannot be read is simply absent: its values count as missing.
-    """
-    if not instance_ids:
-        return {}
-    driver = build_driver(config)
-
-    def one(instance_id: str) -> InstanceStats | None:
-        try:
-            return driver.stats(instance_id)
-        except StackError as exc:
-            _logger().info("stats of %s unavailable: %s", instance_id, exc)
-            return None
-
-    with ThreadPoolExecutor(max_workers=min(8, len(instance_ids))) as pool:
-        results = list(pool.map(one, instance_ids))
-    return {s.instance_id: s for s in results if s is not None}
-
-
-def _logger() -> Any:
-    try:
-        return get_run_logger()
-    except Exception:  # outside a Prefect run
-        import logging
-
-        return logging.getLogger("kongstack.autoscale")

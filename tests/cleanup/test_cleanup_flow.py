@@ -13,7 +13,7 @@ from flows.cleanup import cleanup
 from kongstack.core.procs import http_ok
 from tasks.cleanup.approval import ApprovalError, answer, resolve_run, waiting_runs
 from tasks.cleanup.steps import CleanupConfig, plan_cleanup
-from tasks.tick.act import build_driver, build_gateway
+from tasks.tick.pool import build_driver, build_gateway
 from tests.support.ops_stack import LocalStack, local_stack
 
 

@@ -17,7 +17,7 @@ from tasks.cleanup.steps import (
     verify_removed,
 )
 from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
-from tasks.tick.act import build_gateway
+from tasks.tick.pool import build_gateway
 from tests.doubles.kong_server import kong_double
 
 

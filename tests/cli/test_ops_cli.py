@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kongstack.cli.app import app
-from tasks.tick.act import build_driver, build_gateway
 from tasks.tick.history import HistoryStore, ScalingEvent
+from tasks.tick.pool import build_driver, build_gateway
 from tests.support.ops_stack import LocalStack, local_stack
 
 runner = CliRunner()

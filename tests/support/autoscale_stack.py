@@ -25,9 +25,9 @@ from kongstack.core.procs import Daemon, free_port, free_port_block, http_ok, wa
 from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
 from tasks.gateway.protocol import Gateway
 from tasks.instances.base import InstanceDriver, InstanceState
-from tasks.tick.act import PoolConfig, build_driver, build_gateway
 from tasks.tick.config import AutoscaleConfig
-from tasks.tick.observe import PrometheusConfig
+from tasks.tick.pool import PoolConfig, build_driver, build_gateway
+from tasks.tick.prometheus import PrometheusConfig
 from tasks.tick.record import RecordConfig
 
 FAST_POLICY = {

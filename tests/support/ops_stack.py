@@ -15,7 +15,7 @@ import pytest
 
 from kongstack.core.procs import free_port, free_port_block
 from tasks.cleanup.steps import pool_config
-from tasks.tick.act import PoolConfig, build_driver, build_gateway
+from tasks.tick.pool import PoolConfig, build_driver, build_gateway
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.autoscale import autoscale, resolve_config
+from flows.autoscale import autoscale
 from kongstack.core.errors import ConfigError
-from tasks.tick.act import PoolConfig
-from tasks.tick.config import AutoscaleConfig
+from tasks.tick.config import AutoscaleConfig, resolve_config
 from tasks.tick.history import HistoryStore
-from tasks.tick.observe import PrometheusConfig
+from tasks.tick.pool import PoolConfig
+from tasks.tick.prometheus import PrometheusConfig
 from tasks.tick.record import RecordConfig, read_counter
 
 

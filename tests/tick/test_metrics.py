@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tasks.monitoring.rules import RecordedNames
-from tasks.tick.observe import (
+from tasks.tick.prometheus import (
     DEFAULT_QUERIES,
     MetricsSnapshot,
     PrometheusConfig,

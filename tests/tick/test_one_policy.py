@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from flows.autoscale import autoscale
 from flows.maintenance import maintenance
-from kongstack.cli import ops
 from kongstack.cli.app import app
 from tasks.tick.config import CONFIG_FILE_ENV
 
@@ -51,8 +50,7 @@ def test_flow_cli_and_maintenance_load_the_same_policy(tmp_path: Path,
     assert "kongstack_autoscaler_min_instances 2" in gauges
     assert "kongstack_autoscaler_max_instances 9" in gauges
 
-    monkeypatch.setattr(ops.console, "width", 240)  # one row per line
-    status = CliRunner().invoke(app, ["status"])
+    status = CliRunner().invoke(app, ["status"], env={"COLUMNS": "240"})  # a row per line
     assert status.exit_code == 0, status.output
     assert str(config) in status.output
     assert _row(status.output, "max_instances") == ["max_instances", "9", "file"]

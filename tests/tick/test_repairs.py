@@ -9,7 +9,8 @@ import pytest
 
 from tasks.gateway.protocol import Target, TargetHealth
 from tasks.instances.base import Instance, InstanceState
-from tasks.tick.act import PoolConfig, plan_repairs
+from tasks.tick.pool import PoolConfig
+from tasks.tick.repair import plan_repairs
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

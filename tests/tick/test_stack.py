@@ -224,18 +224,18 @@ def test_two_ticks_started_at_once_one_runs(process_stack: Stack,
     answered: no timing decides which one runs. flock locks belong to the open file
     description, so two ticks in one process exclude each other as two processes would."""
     import flows.autoscale as autoscale_flow
+    from tasks.tick.act import act
 
     s = process_stack
     grow = s.with_policy(min_instances=3)  # a tick with real work: it must act
     inside, release = threading.Event(), threading.Event()
-    act = autoscale_flow._act
 
     def held_act(*args: Any, **kwargs: Any) -> Any:
         inside.set()  # the first tick holds the lock now
         assert release.wait(timeout=120), "the test never released the first tick"
         return act(*args, **kwargs)
 
-    monkeypatch.setattr(autoscale_flow, "_act", held_act)
+    monkeypatch.setattr(autoscale_flow, "act", held_act)
     first: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: first.update(s.tick(config=grow, trigger="first")))
     runner.start()
@@ -282,3 +282,22 @@ def test_dry_run_reports_and_changes_nothing(process_stack: Stack) -> None:
     assert result["desired"] == 2 and "[dry run]" in result["reason"]
     assert s.driver().list() == [] and s.targets() == []
     assert json.loads(s.config.pool.scrape_file().read_text()) == []
+
+
+def test_a_tick_builds_the_instance_driver_once(process_stack: Stack,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repair, observe, act and publish share the tick's driver (one engine ping a tick)."""
+    import tasks.tick.pool as pool_module
+
+    s = process_stack
+    builds: list[str] = []
+    real = pool_module.build_driver
+
+    def counted(config: Any) -> Any:
+        builds.append(config.stack)
+        return real(config)
+
+    monkeypatch.setattr(pool_module, "build_driver", counted)
+    result = s.tick()  # empty pool -> min_instances: repair, observe, scale up, publish
+    assert result["after"] == 2, result
+    assert builds == [s.config.pool.stack]

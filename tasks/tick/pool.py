@@ -1,0 +1,220 @@
+"""The backend pool: which instance driver and gateway reach it, and the clients of one tick.
+
+Tasks receive a ``PoolConfig`` (plain data), never a live client. Inside ``pool_session``
+(the autoscale flow opens one per tick) every task that asks ``pool_clients`` for the same pool
+gets the same driver and gateway, built once on first use: an "auto" driver pings the engine
+once per tick, not once per task. Outside a session (the CLI, tests) each call builds its own
+clients and closes them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kongstack.core.errors import GatewayError, InstanceError
+from kongstack.core.retry import retry_on
+from kongstack.core.settings import LocalSettings
+from tasks.gateway.protocol import Gateway, Target
+from tasks.instances.base import Instance, InstanceDriver, InstanceState
+from tasks.tick.record import ActionRecord
+
+ACTIVE = (InstanceState.STARTING, InstanceState.READY)
+"""Instance states that count toward the pool size."""
+
+POOL_CHANGING_TASK: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [1.0, 3.0],
+    "retry_jitter_factor": 0.3,
+    # engine and gateway hiccups go away; configuration and logic errors will not
+    "retry_condition_fn": retry_on(GatewayError, InstanceError, OSError, TimeoutError),
+    "cache_policy": NO_CACHE,
+}
+"""Prefect options of every task that changes the pool: retried on transient faults only
+(each step re-reads the world, so a retry never duplicates work), never cached."""
+
+
+class PoolConfig(BaseModel):
+    """How the autoscaler reaches the pool: which driver and gateway, and the act timings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stack: str = Field(default="kongstack", pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    driver: Literal["auto", "docker", "process"] = "auto"
+    gateway: Literal["auto", "nginx", "kong"] = "auto"
+    local: dict[str, Any] = Field(
+        default_factory=dict, description="LocalSettings overrides (home, ports, image...)"
+    )
+    redis_url: str | None = None
+    data_dir: Path | None = None
+    base_port: int | None = Field(default=None, ge=1024, le=65000)
+    cpus: float | None = Field(default=None, gt=0, description="CPU limit per container")
+    memory: str | None = Field(default=None, description="memory limit per container, e.g. 256m")
+    instance_env: dict[str, str] = Field(default_factory=dict)
+    gateway_options: dict[str, Any] = Field(default_factory=dict)
+    ready_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    drain_seconds: float = Field(default=10.0, ge=0, le=3600, description="max drain period")
+    drain_min_seconds: float = Field(default=1.0, ge=0, description="gateway switch-over time")
+    stop_grace_seconds: float = Field(default=10.0, ge=0, le=600)
+    probe_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    file_sd_path: Path | None = Field(
+        default=None, description="Prometheus file_sd JSON (default under the local home)"
+    )
+
+    @field_validator("local")
+    @classmethod
+    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(LocalSettings.model_fields))
+        if unknown:
+            raise ValueError(f"unknown LocalSettings field(s): {', '.join(unknown)}")
+        return value
+
+    def settings(self) -> LocalSettings:
+        return LocalSettings(**self.local)
+
+    def scrape_file(self) -> Path:
+        return self.file_sd_path or self.settings().home / "prometheus/targets/stock_api.json"
+
+
+def build_driver(config: PoolConfig) -> InstanceDriver:
+    from tasks.instances.factory import make_driver
+
+    return make_driver(
+        config.driver,
+        settings=config.settings(),
+        stack=config.stack,
+        redis_url=config.redis_url,
+        data_dir=config.data_dir,
+        env=config.instance_env or None,
+        base_port=config.base_port,
+        cpus=config.cpus,
+        memory=config.memory,
+    )
+
+
+def build_gateway(config: PoolConfig) -> Gateway:
+    from tasks.gateway.factory import make_gateway
+
+    kind = config.gateway
+    if kind == "auto":  # Kong when one is configured, else the local nginx
+        kind = "kong" if config.gateway_options.get("admin_url") or os.environ.get(
+            "KONG_ADMIN_URL") else "nginx"
+    gateway: Gateway = make_gateway(
+        kind, stack=config.stack, settings=config.settings(), **config.gateway_options
+    )
+    return gateway
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """The pool as it stands after repair: its instances, gateway targets and the repairs."""
+
+    instances: list[Instance]
+    targets: list[Target]
+    repairs: list[ActionRecord] = field(default_factory=list)
+    """What this tick repaired (tasks.tick.repair)."""
+
+    @property
+    def active(self) -> list[Instance]:
+        return [i for i in self.instances if i.state in ACTIVE]
+
+    @property
+    def ready_addresses(self) -> list[str]:
+        return [i.address for i in self.instances if i.state is InstanceState.READY]
+
+
+# -- one set of clients per tick ------------------------------------------------------------
+
+
+@dataclass
+class _Clients:
+    config: PoolConfig
+    users: int = 1
+    driver: InstanceDriver | None = None
+    gateway: Gateway | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get_driver(self) -> InstanceDriver:
+        with self.lock:  # observe-instances runs in a worker thread beside the flow
+            if self.driver is None:
+                self.driver = build_driver(self.config)
+            return self.driver
+
+    def get_gateway(self) -> Gateway:
+        with self.lock:
+            if self.gateway is None:
+                self.gateway = build_gateway(self.config)
+            return self.gateway
+
+    def close(self) -> None:
+        if self.gateway is not None:
+            self.gateway.close()
+
+
+_SESSIONS: dict[str, _Clients] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _key(config: PoolConfig) -> str:
+    return config.model_dump_json()
+
+
+@contextmanager
+def pool_session(config: PoolConfig) -> Iterator[None]:
+    """Share one driver and one gateway for ``config`` among the tasks run inside."""
+    key = _key(config)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            _SESSIONS[key] = session = _Clients(config, users=0)
+        session.users += 1
+    try:
+        yield
+    finally:
+        with _SESSIONS_LOCK:
+            session.users -= 1
+            done = session.users == 0
+            if done:
+                del _SESSIONS[key]
+        if done:
+            session.close()
+
+
+class PoolClients:
+    """The driver and gateway of a pool: the session's when one is open, else built here
+    (lazily) and released by ``pool_clients`` on exit."""
+
+    def __init__(self, config: PoolConfig) -> None:
+        with _SESSIONS_LOCK:
+            shared = _SESSIONS.get(_key(config))
+        self._shared = shared is not None
+        self._clients = shared or _Clients(config)
+
+    @property
+    def driver(self) -> InstanceDriver:
+        return self._clients.get_driver()
+
+    @property
+    def gateway(self) -> Gateway:
+        return self._clients.get_gateway()
+
+    def release(self) -> None:
+        if not self._shared:
+            self._clients.close()
+
+
+@contextmanager
+def pool_clients(config: PoolConfig) -> Iterator[PoolClients]:
+    clients = PoolClients(config)
+    try:
+        yield clients
+    finally:
+        clients.release()
