@@ -128,3 +128,31 @@ def build_gateway_state(cfg: GatewayStackConfig,
                                   for c in cfg.consumers),
         plugins=tuple(plugins),
     )
+
+
+# -- what deploy-stack registers, on every provider ---------------------------------------------
+
+API_CONSUMER = "api"
+"""The consumer that carries the deploy's API key (key-auth), on every provider."""
+CONSUMER_PLUGINS = ("key-auth", "acl")
+"""Plugins that need an authenticated consumer: left out when the stack has no API key."""
+
+
+def registration_state(stack: str, *, api_key: str | SecretStr | None,
+                       targets: Iterable[str] | None = None, log_endpoint: str | None = None,
+                       rate_limit_per_minute: int | None = None) -> GatewayState:
+    """The gateway state deploy-stack registers (Kong on Azure, the local gateway here): the
+    stack's service, route, upstream and plugins, and the ``api`` consumer holding
+    ``api_key``. Without a key (a loopback-only local gateway) there is no consumer and no
+    key-auth. ``targets=None`` leaves the upstream's targets to the autoscaler."""
+    key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+    consumers = (ConsumerConfig(username=API_CONSUMER, key=key),) if key is not None else ()
+    limits = {} if rate_limit_per_minute is None else {
+        "rate_limit_per_minute": rate_limit_per_minute}
+    cfg = GatewayStackConfig.model_validate({
+        "stack": stack, "consumers": consumers, "log_endpoint": log_endpoint, **limits})
+    state = build_gateway_state(cfg, targets=targets)
+    if key is not None:
+        return state
+    return state.model_copy(update={
+        "plugins": tuple(p for p in state.plugins if p.name not in CONSUMER_PLUGINS)})

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, SecretStr
-
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.topology import Role, Topology, load_topology
-from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
+from tasks.gateway.desired import registration_state
 from tasks.gateway.kong import declarative
 from tasks.gateway.kong.model import GatewayState
 
@@ -40,9 +38,8 @@ def template_state(topo: Topology | None = None) -> GatewayState:
     stack = topo or load_topology()
     endpoint = log_endpoint_for(stack)
     # The key value is never written: the export puts a decK env placeholder in its place.
-    demo = ConsumerConfig(username="demo", key=SecretStr("replaced-by-placeholder"))
-    return build_gateway_state(GatewayStackConfig(
-        consumers=(demo,), log_endpoint=AnyHttpUrl(endpoint) if endpoint else None))
+    return registration_state(stack.name, api_key="replaced-by-placeholder",
+                              log_endpoint=endpoint)
 
 
 def render_template(topo: Topology | None = None) -> str:

@@ -24,6 +24,7 @@ import httpx
 from kongstack.core.errors import InstallError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.topology import Host, Role, Topology
+from tasks.gateway.desired import registration_state
 from tasks.gateway.kong.template import log_endpoint_for
 from tasks.providers.azure import staging
 from tasks.providers.azure.role_files import Step, host_steps, render_bundle, step_env
@@ -181,29 +182,28 @@ def log_endpoint(topo: Topology, hosts: list[Host]) -> str | None:
 def register_kong(
     topo: Topology, hosts: list[Host], *, admin_secret_block: str | None, api_key: str | None
 ) -> list[str]:
-    from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
+    """Kong on the kong VM gets the one registration state (tasks.gateway.desired) with the
+    stock API instances (private addresses) as targets."""
     from tasks.gateway.factory import make_gateway
 
-    kong_vm = topo.vm_with(Role.KONG)
-    if kong_vm is None:
-        raise InstallError("no VM has role kong")
-    svc = kong_vm.service(Role.KONG)
-    assert svc is not None
-    host = _host_with(hosts, Role.KONG)
-    gateway = make_gateway("kong", stack=topo.name,
-                           admin_url=f"http://{host.address}:{svc.ports.get('admin', 8001)}",
+    gateway = make_gateway("kong", stack=topo.name, admin_url=kong_admin_url(topo, hosts),
                            admin_secret_block=admin_secret_block)
-    consumers = (ConsumerConfig(username="api", key=api_key),) if api_key else ()  # type: ignore[arg-type]
     try:
-        state = build_gateway_state(
-            GatewayStackConfig(stack=topo.name, consumers=consumers,
-                               log_endpoint=log_endpoint(topo, hosts)),  # type: ignore[arg-type]
-            targets=instance_targets(topo, hosts),
-        )
-        result = gateway.apply(state)
+        result = gateway.apply(registration_state(
+            topo.name, api_key=api_key, targets=instance_targets(topo, hosts),
+            log_endpoint=log_endpoint(topo, hosts)))
     finally:
         gateway.close()
     return [f"kong: {op.describe()}" for op in result.operations]
+
+
+def kong_admin_url(topo: Topology, hosts: list[Host]) -> str:
+    kong_vm = topo.vm_with(Role.KONG)
+    svc = kong_vm.service(Role.KONG) if kong_vm else None
+    if svc is None:
+        raise InstallError("no VM has role kong")
+    host = _host_with(hosts, Role.KONG)
+    return f"http://{host.address}:{svc.ports.get('admin', 8001)}"
 
 
 def verify_remote(topo: Topology, hosts: list[Host], *, api_key: str | None,
