@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--no-autoscale", help="deploy the stack only; no Prefect")
         ] = False,
     ) -> None:
-        from flows.deploy_stack import deploy_local
+        from flows.deploy_stack import deploy
 
         console = Console()
         settings = load_settings()
@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         console.print("[bold]deploy-stack[/bold] (local provider): provision → install → "
                       "register → verify")
         try:
-            summary = deploy_local(
+            summary = deploy(
                 config, settings=settings,
                 # markup=False: step names are printed as "[install] ...", not rich tags.
                 log=lambda line: console.print(f"  {line}", style="dim", markup=False,

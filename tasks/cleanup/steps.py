@@ -159,7 +159,7 @@ def _azure(config: CleanupConfig) -> tuple[Any, Any, str] | None:
     if topology.provider != "azure":
         return None
     from tasks.providers.azure.clients import subscription_from
-    from tasks.providers.azure.tasks import client_factory
+    from tasks.providers.azure.provider import client_factory
 
     clients = client_factory(subscription_from(topology.azure.subscription_id))
     return clients, topology, topology.azure.resource_group

@@ -17,19 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from kongstack.core.topology import Host, Role
-
-STEPS = ("provision", "install", "register", "verify")
-
-
-@dataclass
-class Component:
-    """One running (or missing) part of the stack, as the verify step saw it."""
-
-    name: str
-    role: str
-    status: str  # "started" | "running" | "healthy" | "unhealthy" | "substituted" | "absent"
-    url: str = ""
-    detail: str = ""
+from tasks.providers.protocol import (
+    STEPS,
+    Component,
+    DeployPlan,
+    Installed,
+    Provisioned,
+    Registered,
+    StepName,
+    StepResult,
+    Verified,
+)
 
 
 @dataclass
@@ -53,6 +51,27 @@ class DeploySummary:
     steps: dict[str, StepRecord] = field(default_factory=lambda: {s: StepRecord(s) for s in STEPS})
     resumed_from: str | None = None
     dry_run: bool = False
+
+    @classmethod
+    def planned(cls, plan: DeployPlan, fingerprint: str) -> DeploySummary:
+        """A dry run's summary: every step with the actions the plan says it would take."""
+        summary = cls(stack=plan.stack, provider=plan.provider, fingerprint=fingerprint,
+                      dry_run=True)
+        for step in STEPS:
+            summary.steps[step].changes = list(plan.actions(step))
+            summary.steps[step].status = "planned"
+        return summary
+
+    def apply(self, step: StepName, result: StepResult) -> None:
+        """Fold one step's result (complete, or what exists after a failure) in."""
+        record = self.steps[step]
+        record.changes, record.notes = list(result.changes), list(result.notes)
+        if isinstance(result, Provisioned):
+            self.hosts = list(result.hosts)
+        if isinstance(result, Installed | Verified) and (result.components or result.ok):
+            self.components = list(result.components)
+        if isinstance(result, Registered | Verified):
+            self.urls.update(result.urls)
 
     @property
     def ok(self) -> bool:
@@ -157,8 +176,3 @@ class ResumeMarkers:
 
 def hosts_to_json(hosts: list[Host]) -> list[dict[str, Any]]:
     return [{**asdict(h), "roles": [Role(r).value for r in h.roles]} for h in hosts]
-
-
-def hosts_from_json(items: list[dict[str, Any]]) -> list[Host]:
-    return [Host(**{**item, "roles": tuple(Role(r) for r in item["roles"]),
-                    "notes": tuple(item.get("notes", ()))}) for item in items]

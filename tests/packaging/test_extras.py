@@ -21,9 +21,10 @@ ALL = ",".join(EXTRAS)
 NEEDS: dict[str, set[str]] = {
     "azure": {"tasks.providers.ssh", "tasks.providers.azure.clients",
               "tasks.providers.azure.provision", "tasks.providers.azure.teardown",
-              "tasks.providers.azure.tasks", "tasks.providers.azure.staging",
+              "tasks.providers.azure.staging",
               "tasks.providers.azure.remote"},
-    "analysis": {"tasks.maintenance.analysis", "tasks.maintenance.report", "flows.maintenance"},
+    "analysis": {"tasks.maintenance.analysis", "tasks.maintenance.report",
+                 "tasks.maintenance.steps", "flows.maintenance"},
     "api": set(),  # stock_api itself is the [api] extra's code; nothing else imports it eagerly
 }
 
@@ -128,7 +129,7 @@ def test_what_needs_an_extra_says_which_before_doing_anything(tmp_path: Path) ->
         from kongstack.core.topology import parse_topology
         from tasks.instances.common import ProcessSettings
         from tasks.instances.process import ProcessDriver
-        from tasks.providers.steps import plan_changes, run_step
+        from tasks.providers.deploy import provider_for
 
         home = Path({str(tmp_path)!r})
         driver = ProcessDriver(ProcessSettings(stack="blocked", run_dir=home / "run",
@@ -141,9 +142,10 @@ def test_what_needs_an_extra_says_which_before_doing_anything(tmp_path: Path) ->
         data.update(provider="azure", allowed_admin_cidr="198.51.100.0/24",
                     api_key_secret="api-key")
         topo = parse_topology(data)
-        print("plan:", len(plan_changes(topo, LocalSettings(home=home))["provision"]))
+        provider = provider_for(topo, LocalSettings(home=home), log=print)
+        print("plan:", len(provider.plan().actions("provision")))
         try:
-            run_step("provision", topo, {{}}, settings=LocalSettings(home=home), log=print)
+            provider.provision()
         except MissingExtra as exc:
             print("azure:", exc)
     """, tmp=tmp_path)

@@ -1,9 +1,7 @@
 """Azure provider: provision the topology's VMs (and tear them down) through ARM.
 
-Public surface (Prefect tasks take config, never live clients):
-
-- :func:`provision_azure` / :func:`teardown_azure` — @task wrappers used by the flows.
-- :class:`AzureProvisioner`, :func:`connect`, :func:`plan_teardown`, :func:`execute_teardown`.
+Public surface: :class:`AzureProvider` (the deploy steps behind tasks.providers.protocol),
+:class:`AzureProvisioner`, :func:`connect`, :func:`plan_teardown`, :func:`execute_teardown`.
 
 The names load on first use (PEP 562), so that the SDK-free modules of this package (``plan``,
 ``role_files``, ``cloud_init``) import on a base install without the ``[azure]`` extra.
@@ -21,8 +19,7 @@ _HOMES = {
     "AzureProvisioner": "provision",
     "ProvisionFailed": "provision",
     "ProvisionReport": "provision",
-    "provision_azure": "tasks",
-    "teardown_azure": "tasks",
+    "AzureProvider": "provider",
     "TeardownPlan": "teardown",
     "execute_teardown": "teardown",
     "plan_teardown": "teardown",

@@ -10,7 +10,8 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from kongstack.core.topology import SSH_PORT, VM, Role, Topology
+from kongstack.core.topology import SSH_PORT, VM, Host, Role, Topology
+from tasks.gateway.kong.template import log_endpoint_for
 
 # Ports on which a service offers an admin surface; never opened beyond the admin range.
 ADMIN_ROLES = {
@@ -47,6 +48,27 @@ def subnet_name(topo: Topology) -> str:
 
 def nsg_name(topo: Topology) -> str:
     return f"{topo.name}-nsg"
+
+
+def shared_labels(topo: Topology) -> tuple[str, str, str, str]:
+    """The shared resources the provisioner ensures, as its report names them, in order:
+    resource group, network security group, virtual network, subnet."""
+    vnet = vnet_name(topo)
+    return (f"resource group {topo.azure.resource_group}",
+            f"network security group {nsg_name(topo)}", f"virtual network {vnet}",
+            f"subnet {vnet}/{subnet_name(topo)}")
+
+
+def vm_labels(vm: VM) -> tuple[str, str, str]:
+    """One VM's resources as the provisioner's report names them: public IP, NIC, VM."""
+    names = names_for(vm)
+    return (f"public IP {names.pip}", f"network interface {names.nic}",
+            f"virtual machine {names.vm}")
+
+
+def desired_resources(topo: Topology) -> list[str]:
+    """Everything a provision run ensures (the dry run lists it; a first run creates it)."""
+    return [*shared_labels(topo), *(label for vm in topo.vms for label in vm_labels(vm))]
 
 
 @dataclass(frozen=True)
@@ -210,3 +232,34 @@ def vm_body(
         },
         **{"kongstack.vm": vm.name, "kongstack.roles": ",".join(vm.roles)},
     )
+
+
+# Health endpoints per role, on the role's named port (checked from the admin range).
+HEALTH = {
+    Role.KONG: ("admin", "/status"),
+    Role.PROMETHEUS: ("http", "/-/ready"),
+    Role.ALERTMANAGER: ("http", "/-/ready"),
+    Role.GRAFANA: ("ui", "/api/health"),
+    Role.KIBANA: ("ui", "/api/status"),
+    Role.ELASTICSEARCH: ("http", "/_cluster/health"),
+}
+
+
+def instance_targets(topo: Topology, hosts: list[Host]) -> list[str]:
+    vm = topo.vm_with(Role.STOCK_API)
+    if vm is None:
+        return []
+    host = next(h for h in hosts if h.vm == vm.name)
+    svc = vm.service(Role.STOCK_API)
+    assert svc is not None
+    port = next(iter(svc.ports.values()))
+    return [f"{host.private_address or host.address}:{port + i}" for i in range(svc.count)]
+
+
+def log_endpoint(topo: Topology, hosts: list[Host]) -> str | None:
+    """Kong's http-log target: the log forwarder's ingest port on the logs VM (private)."""
+    vm = topo.vm_with(Role.LOG_FORWARDER)
+    host = next((h for h in hosts if vm and h.vm == vm.name), None)
+    if host is None:
+        return None
+    return log_endpoint_for(topo, host.private_address or host.address)

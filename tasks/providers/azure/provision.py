@@ -124,8 +124,9 @@ class AzureProvisioner:
     def ensure_shared(self) -> tuple[str, str]:
         """Resource group, NSG, VNet and subnet; returns (subnet id, nsg id)."""
         topo, rg, net = self.topo, self.rg, self.az.network
+        rg_label, nsg_label, vnet_label, subnet_label = plan.shared_labels(topo)
         self._ensure(
-            f"resource group {rg}",
+            rg_label,
             lambda: self.az.resources.resource_groups.get(rg),
             lambda: self.az.resources.resource_groups.create_or_update(
                 rg, {"location": topo.azure.location, "tags": topo.owner_tags()}
@@ -134,7 +135,7 @@ class AzureProvisioner:
         )
         nsg_name = plan.nsg_name(topo)
         nsg = self._ensure(
-            f"network security group {nsg_name}",
+            nsg_label,
             lambda: net.network_security_groups.get(rg, nsg_name),
             lambda: net.network_security_groups.begin_create_or_update(
                 rg, nsg_name, NetworkSecurityGroup(plan.nsg_body(topo))
@@ -143,7 +144,7 @@ class AzureProvisioner:
         )
         vnet = plan.vnet_name(topo)
         self._ensure(
-            f"virtual network {vnet}",
+            vnet_label,
             lambda: net.virtual_networks.get(rg, vnet),
             lambda: net.virtual_networks.begin_create_or_update(
                 rg, vnet, VirtualNetwork(plan.vnet_body(topo))
@@ -152,7 +153,7 @@ class AzureProvisioner:
         )
         sub = plan.subnet_name(topo)
         subnet = self._ensure(
-            f"subnet {vnet}/{sub}",
+            subnet_label,
             lambda: net.subnets.get(rg, vnet, sub),
             lambda: net.subnets.begin_create_or_update(
                 rg, vnet, sub, Subnet(plan.subnet_body(topo, nsg.id))
@@ -170,8 +171,9 @@ class AzureProvisioner:
         started = time.monotonic()
         topo, rg, net = self.topo, self.rg, self.az.network
         names = plan.names_for(vm)
+        pip_label, nic_label, vm_label = plan.vm_labels(vm)
         pip = self._ensure(
-            f"public IP {names.pip}",
+            pip_label,
             lambda: net.public_ip_addresses.get(rg, names.pip),
             lambda: net.public_ip_addresses.begin_create_or_update(
                 rg, names.pip, PublicIPAddress(plan.pip_body(topo, vm))
@@ -179,7 +181,7 @@ class AzureProvisioner:
             lambda p: tag_drift(topo, p.tags) + pip_drift(p),
         )
         nic = self._ensure(
-            f"network interface {names.nic}",
+            nic_label,
             lambda: net.network_interfaces.get(rg, names.nic),
             lambda: net.network_interfaces.begin_create_or_update(
                 rg,
@@ -192,7 +194,7 @@ class AzureProvisioner:
         )
         cloud_init = render_cloud_init(topo, vm)
         machine = self._ensure(
-            f"virtual machine {names.vm}",
+            vm_label,
             lambda: self.az.compute.virtual_machines.get(rg, names.vm),
             lambda: self.az.compute.virtual_machines.begin_create_or_update(
                 rg,

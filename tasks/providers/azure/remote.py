@@ -25,10 +25,10 @@ from kongstack.core.errors import InstallError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.topology import Host, Role, Topology
 from tasks.gateway.desired import registration_state
-from tasks.gateway.kong.template import log_endpoint_for
 from tasks.providers.azure import staging
+from tasks.providers.azure.plan import HEALTH, instance_targets, log_endpoint
 from tasks.providers.azure.role_files import Step, host_steps, render_bundle, step_env
-from tasks.providers.report import Component
+from tasks.providers.protocol import Component, Verified
 from tasks.providers.ssh import ScriptResult, SSHTarget, run_script
 
 INSTALL_DIR = REPO_ROOT / "deployments" / "install"
@@ -37,15 +37,6 @@ IMAGE_ENV = "KONGSTACK_STOCK_API_IMAGE"  # registry reference of the stock API i
 # Hosts installed at once (None: all). Several "hosts" on one machine share its /tmp, where
 # tasks.providers.ssh names uploaded scripts by content: such setups (tests) install one at a time.
 HOST_PARALLELISM: int | None = None
-# Health endpoints per role, on the role's named port (checked from the admin range).
-HEALTH = {
-    Role.KONG: ("admin", "/status"),
-    Role.PROMETHEUS: ("http", "/-/ready"),
-    Role.ALERTMANAGER: ("http", "/-/ready"),
-    Role.GRAFANA: ("ui", "/api/health"),
-    Role.KIBANA: ("ui", "/api/status"),
-    Role.ELASTICSEARCH: ("http", "/_cluster/health"),
-}
 
 
 def script_for(role: Role) -> Path:
@@ -159,26 +150,6 @@ def _host_with(hosts: list[Host], role: Role) -> Host:
     return host
 
 
-def instance_targets(topo: Topology, hosts: list[Host]) -> list[str]:
-    vm = topo.vm_with(Role.STOCK_API)
-    if vm is None:
-        return []
-    host = next(h for h in hosts if h.vm == vm.name)
-    svc = vm.service(Role.STOCK_API)
-    assert svc is not None
-    port = next(iter(svc.ports.values()))
-    return [f"{host.private_address or host.address}:{port + i}" for i in range(svc.count)]
-
-
-def log_endpoint(topo: Topology, hosts: list[Host]) -> str | None:
-    """Kong's http-log target: the log forwarder's ingest port on the logs VM (private)."""
-    vm = topo.vm_with(Role.LOG_FORWARDER)
-    host = next((h for h in hosts if vm and h.vm == vm.name), None)
-    if host is None:
-        return None
-    return log_endpoint_for(topo, host.private_address or host.address)
-
-
 def register_kong(
     topo: Topology, hosts: list[Host], *, admin_secret_block: str | None, api_key: str | None
 ) -> list[str]:
@@ -207,7 +178,9 @@ def kong_admin_url(topo: Topology, hosts: list[Host]) -> str:
 
 
 def verify_remote(topo: Topology, hosts: list[Host], *, api_key: str | None,
-                  timeout: float = 5.0) -> tuple[list[Component], dict[str, str]]:
+                  timeout: float = 5.0) -> Verified:
+    """Every admin endpoint's health, then a request through Kong's proxy; the result's
+    ``error`` names the unhealthy ones."""
     comps: list[Component] = []
     urls: dict[str, str] = {}
     for host in hosts:
@@ -242,6 +215,5 @@ def verify_remote(topo: Topology, hosts: list[Host], *, api_key: str | None,
     except httpx.HTTPError as exc:
         comps.append(Component("gateway request", "kong", "unhealthy", api, type(exc).__name__))
     bad = [c for c in comps if c.status == "unhealthy"]
-    if bad:
-        raise InstallError("unhealthy: " + ", ".join(f"{c.name} ({c.detail})" for c in bad))
-    return comps, urls
+    error = ("unhealthy: " + ", ".join(f"{c.name} ({c.detail})" for c in bad)) if bad else ""
+    return Verified(components=tuple(comps), urls=urls, error=error)

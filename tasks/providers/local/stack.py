@@ -20,7 +20,7 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from kongstack.core.extras import requires_extra
 from kongstack.core.procs import Daemon, free_port, port_open
 from kongstack.core.settings import LocalSettings
 from kongstack.core.topology import Host, Role, Topology
-from tasks.providers.report import Component
+from tasks.gateway.desired import registration_state
+from tasks.gateway.kong.model import GatewayState
+from tasks.providers.protocol import Component, Installed, Provisioned
 
 LogFn = Callable[[str], None]
 SUBSTITUTES = {
@@ -106,24 +108,27 @@ class LocalStack:
         return make_gateway("nginx", stack=self.topo.name, settings=self.settings)
 
     # -- provision: this machine is every host -----------------------------------------------
-    def provision(self) -> tuple[list[Host], list[str]]:
+    def missing_directories(self) -> list[Path]:
+        return [d for d in (self.settings.data_dir, self.settings.log_dir, self.settings.run_dir,
+                            self.store_dir) if not d.exists()]
+
+    def provision(self) -> Provisioned:
         changes: list[str] = []
-        for d in (self.settings.data_dir, self.settings.log_dir, self.settings.run_dir,
-                  self.store_dir):
-            if not d.exists():
-                d.mkdir(parents=True)
-                changes.append(f"created directory {d}")
-        hosts = [Host(vm=vm.name, roles=tuple(vm.roles), address=self.settings.host,
-                      status="created" if changes else "unchanged",
-                      notes=("this machine (local provider)",)) for vm in self.topo.vms]
-        return hosts, changes
+        for d in self.missing_directories():
+            d.mkdir(parents=True, exist_ok=True)
+            changes.append(f"created directory {d}")
+        hosts = tuple(Host(vm=vm.name, roles=tuple(vm.roles), address=self.settings.host,
+                           status="created" if changes else "unchanged",
+                           notes=("this machine (local provider)",)) for vm in self.topo.vms)
+        return Provisioned(hosts=hosts, changes=tuple(changes),
+                           notes=tuple(f"{c.name}: {c.detail}" for c in self.substitutes()))
 
     # -- install ---------------------------------------------------------------------------
-    def install(self) -> tuple[list[Component], list[str]]:
+    def install(self) -> Installed:
         """Redis, store + seed data (in the background), nginx gateway, monitoring, instances.
 
-        nginx starts before the exporters (the nginx exporter scrapes its status page).
-        """
+        nginx starts before the exporters (the nginx exporter scrapes its status page). A
+        failure ends the step with what did come up (``Installed.error`` says why)."""
         changes: list[str] = []
         seed_changes: list[str] = []
         comps: list[Component] = []
@@ -136,13 +141,28 @@ class LocalStack:
                 comps += self._instances(changes)
                 comps.insert(1, store.result())
             except StackError as exc:
-                # Report what exists: the components that did come up before the failure.
-                exc.partial = {  # type: ignore[attr-defined]
-                    "components": [asdict(c) for c in comps],
-                    "changes": seed_changes + changes,
-                }
-                raise
-        return comps, seed_changes + changes
+                return Installed(components=tuple(comps), changes=(*seed_changes, *changes),
+                                 error=str(exc))
+        return Installed(components=tuple(comps), changes=(*seed_changes, *changes))
+
+    def install_plan(self) -> list[str]:
+        """What ``install`` would start now (the same checks, read-only)."""
+        s = self.settings
+        actions = [f"start redis on {s.host}:{s.redis_port}"
+                   if not self._redis_running() else "redis: running"]
+        seed = (f"; seed {self.topo.local.seed_symbols} symbols if empty"
+                if self.topo.local.seed_data else "")
+        actions.append(f"store at {self.store_dir}{seed}")
+        actions.append(f"start the nginx gateway on {s.host}:{s.gateway_port}"
+                       if not port_open(s.host, s.gateway_port) else "nginx gateway: running")
+        for name, port in (("prometheus", s.prometheus_port),
+                           ("alertmanager", s.alertmanager_port)):
+            actions.append(f"start {name} on {s.host}:{port}" if not port_open(s.host, port)
+                           else f"{name}: running")
+        actions.append("node, redis and nginx exporters (the ones not running)")
+        actions.append(f"ensure {self.topo.local.instances} stock API instances "
+                       f"(driver {self.topo.local.driver}); replace exited ones")
+        return actions
 
     def _gateway(self, changes: list[str]) -> Component:
         gateway = self.gateway()
@@ -159,7 +179,7 @@ class LocalStack:
         s = self.settings
         daemon = Daemon("redis", s.run_dir)
         url = f"redis://{s.host}:{s.redis_port}"
-        if daemon.running() or port_open(s.host, s.redis_port):
+        if self._redis_running():
             return Component("redis", "redis", "running", url, "already running")
         binary = shutil.which("redis-server")
         if binary is None:
@@ -172,6 +192,10 @@ class LocalStack:
                      log_file=s.log_dir / "redis.log", timeout=20)
         changes.append(f"started redis on {s.host}:{s.redis_port}")
         return Component("redis", "redis", "started", url)
+
+    def _redis_running(self) -> bool:
+        s = self.settings
+        return Daemon("redis", s.run_dir).running() or port_open(s.host, s.redis_port)
 
     def _store(self, changes: list[str]) -> Component:
         with requires_extra("api", "the local stock store"):
@@ -244,18 +268,11 @@ class LocalStack:
             return read_secret(name, "api_key_secret")
         return os.environ.get("KONGSTACK_API_KEY") or None
 
-    def desired_gateway_state(self) -> Any:
-        from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
-
-        key = self.api_key()
-        consumers = (ConsumerConfig(username="demo", key=key),) if key else ()  # type: ignore[arg-type]
-        cfg = GatewayStackConfig(stack=self.topo.name, consumers=consumers,
-                                 rate_limit_per_minute=self.topo.local.rate_limit_per_minute)
-        state = build_gateway_state(cfg, targets=None)
-        if not key:  # loopback-only gateway without a configured key: no key-auth
-            plugins = tuple(p for p in state.plugins if p.name != "key-auth")
-            state = state.model_copy(update={"plugins": plugins})
-        return state
+    def desired_gateway_state(self) -> GatewayState:
+        """The one registration state (tasks.gateway.desired), as on every provider; the
+        instances become targets one by one (the autoscaler owns the target list)."""
+        return registration_state(self.topo.name, api_key=self.api_key(),
+                                  rate_limit_per_minute=self.topo.local.rate_limit_per_minute)
 
     def register(self, instance_addresses: list[str]) -> list[str]:
         from tasks.monitoring import write_stock_api_targets

@@ -9,7 +9,7 @@ import httpx
 
 from kongstack.core.errors import InstallError
 from tasks.providers.local.stack import LocalStack
-from tasks.providers.report import Component
+from tasks.providers.protocol import Component, Verified
 
 PROBE_TIMEOUT = 3.0
 
@@ -70,9 +70,19 @@ def request_through_gateway(stack: LocalStack, timeout: float = 20.0) -> str:
         delay = min(delay * 2, 1.0)
 
 
-def verify_local(stack: LocalStack, components: list[Component]) -> tuple[list[Component],
-                                                                          dict[str, str]]:
-    """Probe every component; raise InstallError naming the unhealthy ones."""
+def check_names(stack: LocalStack) -> list[str]:
+    """What verify checks, in order (the plan shows them)."""
+    return ["every stock API instance answers /ready", *(f"health of {n}" for n in PROBED),
+            "a stock through the gateway (list, then one symbol)"]
+
+
+PROBED = ("redis", "prometheus", "alertmanager", "node-exporter", "redis-exporter",
+          "nginx-exporter", "nginx")
+
+
+def verify_local(stack: LocalStack, components: list[Component]) -> Verified:
+    """Probe every component, then request a stock through the gateway; the result's
+    ``error`` names the unhealthy components."""
     s = stack.settings
     mon = stack.monitoring()
     probes = {
@@ -105,14 +115,5 @@ def verify_local(stack: LocalStack, components: list[Component]) -> tuple[list[C
         "Alertmanager": mon.alertmanager_url,
         "nginx status": mon.nginx_status_url or "",
     }
-    if bad:
-        raise VerifyFailed(checked, urls, "unhealthy: " + ", ".join(
-            f"{c.name} ({c.detail})" for c in bad))
-    return checked, urls
-
-
-class VerifyFailed(InstallError):
-    def __init__(self, components: list[Component], urls: dict[str, str], message: str) -> None:
-        super().__init__(message)
-        self.components = components
-        self.urls = urls
+    error = ("unhealthy: " + ", ".join(f"{c.name} ({c.detail})" for c in bad)) if bad else ""
+    return Verified(components=tuple(checked), urls=urls, error=error)

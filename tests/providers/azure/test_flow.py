@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-import tasks.providers.azure.tasks as azure_tasks
+import tasks.providers.azure.provider as azure_provider
 from flows.deploy_stack import DeployFailed, deploy_stack
 from tasks.providers.azure.clients import AzureClients
 from tests.deploy.conftest import write_stack_file
@@ -29,7 +29,7 @@ def azure_stack(
     secret: Any = Secret(value=PUBLIC_KEY)  # type: ignore[arg-type]
     secret.save("test-deploy-ssh-public", overwrite=True)
     monkeypatch.setenv("KONGSTACK_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(azure_tasks, "client_factory", make_clients)
+    monkeypatch.setattr(azure_provider, "client_factory", make_clients)
     return write_stack_file(
         tmp_path / "stack.yaml", provider="azure", allowed_admin_cidr="198.51.100.0/24",
         api_key_secret="test-deploy-api-key",
@@ -75,3 +75,10 @@ def test_dry_run_lists_the_plan_and_creates_nothing(azure_stack: Path, arm: ArmS
     assert any(p.startswith("NSG rule allow-admin: tcp 22,") and "198.51.100.0/24" in p
                for p in planned)
     assert arm.state.calls == [] and yaml.safe_load(azure_stack.read_text())["provider"] == "azure"
+
+
+def test_the_dry_run_plans_what_the_first_run_creates(azure_stack: Path, arm: ArmServer) -> None:
+    planned = deploy_stack(config_path=str(azure_stack), dry_run=True)["steps"]["provision"]
+    created = deploy_stack(config_path=str(azure_stack), until="provision")["steps"]["provision"]
+    ensured = [p.removeprefix("ensure ") for p in planned["changes"] if p.startswith("ensure ")]
+    assert sorted(ensured) == sorted(created["changes"])  # VMs are created in parallel

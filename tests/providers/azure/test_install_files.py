@@ -20,13 +20,13 @@ import yaml
 import tasks.providers.azure.remote as remote
 import tasks.providers.secrets as provider_secrets
 from kongstack.core.errors import ConfigError, InstallError
-from kongstack.core.settings import LocalSettings
 from kongstack.core.topology import Host, Role, Topology
+from tasks.providers.azure.plan import instance_targets
+from tasks.providers.azure.provider import AzureProvider
 from tasks.providers.azure.role_files import StagedFile, host_steps, render_bundle
 from tasks.providers.azure.staging import remove, upload
-from tasks.providers.report import hosts_to_json
+from tasks.providers.protocol import Provisioned
 from tasks.providers.ssh import SSHTarget
-from tasks.providers.steps import run_step
 from tests.providers.azure.conftest import azure_topology
 from tests.support.services import require_binary
 from tests.support.sshd import SshServer, sshd
@@ -85,7 +85,7 @@ def with_receivers(tmp_path: Path) -> Topology:
 
 
 def files_by_script(topo: Topology, hosts: list[Host]) -> dict[tuple[str, str], list[str]]:
-    bundle = render_bundle(topo, hosts, remote.instance_targets(topo, hosts))
+    bundle = render_bundle(topo, hosts, instance_targets(topo, hosts))
     return {(h.vm, s.script): [f.path for f in s.files]
             for h in hosts for s in host_steps(topo, h, hosts, bundle)}
 
@@ -123,7 +123,7 @@ def test_prometheus_config_scrapes_private_addresses_and_passes_promtool(
     topo = azure_topology(tmp_path)
     hosts = [Host(vm.name, tuple(vm.roles), f"203.0.113.{i}", f"10.20.1.{4 + i}")
              for i, vm in enumerate(topo.vms)]
-    bundle = render_bundle(topo, hosts, remote.instance_targets(topo, hosts))
+    bundle = render_bundle(topo, hosts, instance_targets(topo, hosts))
     assert bundle.monitoring is not None
     staged = tmp_path / "staged"
     for rel, body in bundle.monitoring.prometheus.items():
@@ -217,10 +217,9 @@ def test_install_step_uploads_each_roles_files_privately_over_ssh(
                         lambda block, field: ssh_server.user_private_key)
     hosts = loopback_hosts(topo, ssh_server)
 
-    out = run_step("install", topo, {"hosts": hosts_to_json(hosts)},
-                   settings=LocalSettings(), log=lambda _: None)
+    out = AzureProvider(topo, log=lambda _: None).install(Provisioned(hosts=tuple(hosts)))
 
-    changes = out["changes"]
+    changes = out.changes
     for host in hosts:
         ran = [c.split(": ", 1)[1] for c in changes if c.startswith(f"{host.vm}: ")]
         assert ran[:2] == ["common", "node-exporter"], ran
@@ -255,7 +254,7 @@ def test_install_step_uploads_each_roles_files_privately_over_ssh(
     # (in this order: the template names the policy and the pipeline)
     assert es_puts == ["/_ilm/policy/kongstack-logs", "/_ingest/pipeline/kongstack-logs",
                        "/_index_template/kongstack-logs"]
-    assert any("index template kongstack-logs" in n for n in out["notes"])
+    assert any("index template kongstack-logs" in n for n in out.notes)
 
 
 def test_staging_directory_is_created_private(
