@@ -16,11 +16,15 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class InstanceState(StrEnum):
-    """Lifecycle of one backend instance as the autoscaler sees it."""
+    """Lifecycle of one backend instance (the one definition: the instance drivers report
+    it too). The decision core is shown the live ones (starting, ready, draining); exited and
+    unhealthy instances are the pool repair's business."""
 
     STARTING = "starting"
     READY = "ready"
     DRAINING = "draining"
+    EXITED = "exited"
+    UNHEALTHY = "unhealthy"
 
 
 class Direction(IntEnum):
@@ -83,7 +87,8 @@ class Observation(BaseModel):
     @property
     def active(self) -> tuple[InstanceView, ...]:
         """Instances that count toward the pool size: starting or ready, not draining."""
-        return tuple(i for i in self.instances if i.state is not InstanceState.DRAINING)
+        return tuple(i for i in self.instances
+                     if i.state in (InstanceState.STARTING, InstanceState.READY))
 
 
 class LimitApplied(BaseModel):

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-
-class InstanceState(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    DRAINING = "draining"
-    EXITED = "exited"
-    UNHEALTHY = "unhealthy"
+from autoscaler.model import InstanceState as InstanceState  # the one definition
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from prefect.cache_policies import NO_CACHE
 from autoscaler import AutoscalePolicy, Decision, InstanceState, InstanceView, Metrics, Observation
 from kongstack.core.errors import StackError
 from kongstack.core.retry import retry_on
-from tasks.instances.base import InstanceState as EngineState
 from tasks.instances.base import InstanceStats
 from tasks.runlog import run_logger
 from tasks.tick.pool import PoolConfig, PoolView, pool_clients
@@ -60,7 +59,7 @@ def observe(prometheus: PrometheusConfig, pool: PoolConfig, view: PoolView,
             policy: AutoscalePolicy) -> Seen:
     """Read the metrics (and the engine stats the policy needs) and map them, with the pool,
     onto the decision core's types."""
-    ready = [i.id for i in view.instances if i.state is EngineState.READY]
+    ready = [i.id for i in view.instances if i.state is InstanceState.READY]
     stats_run = (observe_instance_stats.submit(pool, ready)
                  if ready and uses_utilisation(policy) else None)
     try:
@@ -79,9 +78,8 @@ def uses_utilisation(policy: AutoscalePolicy) -> bool:
     return policy.strategy == "threshold" or bool({"cpu", "memory"} & set(policy.target_metrics))
 
 
-_CORE_STATE = {EngineState.STARTING: InstanceState.STARTING,
-               EngineState.READY: InstanceState.READY,
-               EngineState.DRAINING: InstanceState.DRAINING}
+LIVE = (InstanceState.STARTING, InstanceState.READY, InstanceState.DRAINING)
+"""What the decision core is shown; exited and unhealthy instances are the repair's."""
 
 
 def build_observation(view: PoolView, snapshot: MetricsSnapshot,
@@ -89,13 +87,12 @@ def build_observation(view: PoolView, snapshot: MetricsSnapshot,
     """The engine's instances and Prometheus' readings as an ``autoscaler.Observation``."""
     views = []
     for inst in view.instances:
-        state = _CORE_STATE.get(inst.state)
-        if state is None:
+        if inst.state not in LIVE:
             continue  # exited/unhealthy: the repair's business, not the pool's size
         s = stats.get(inst.id)
         metrics = Metrics(cpu_percent=s.cpu_percent, memory_percent=s.memory_percent,
                           sampled_at=now) if s is not None else None
-        views.append(InstanceView(id=inst.id, state=state, started_at=inst.started_at,
+        views.append(InstanceView(id=inst.id, state=inst.state, started_at=inst.started_at,
                                   metrics=metrics))
     aggregate = Metrics(
         rps=snapshot.value("rps"),
