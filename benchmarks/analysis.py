@@ -1,4 +1,4 @@
-"""Benchmark: the maintenance analysis on a generated scaling history of N events.
+"""Benchmark: the maintenance analysis on a generated scaling log of N events.
 
 Generates a realistic 30-second-tick history (a daily load wave with noise, the count following
 the load with a lag, some flaps and failures) straight into the history's SQLite schema, then
@@ -23,15 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.maintenance.analysis import AnalysisConfig, analyse, load_history_frame  # noqa: E402
+from tasks.maintenance.analysis import AnalysisConfig, analyse, load_scaling_log_frame  # noqa: E402
 from tasks.maintenance.report import render_report  # noqa: E402
-from tasks.tick.history import HistoryStore  # noqa: E402
+from tasks.tick.scaling_log import ScalingLog  # noqa: E402
 
 
 def generate(path: Path, events: int, seed: int = 7) -> float:
     """Write ``events`` ticks 30 s apart ending now; return the seconds it took."""
     started = time.perf_counter()
-    HistoryStore(path)  # creates the schema
+    ScalingLog(path)  # creates the schema
     rng = np.random.default_rng(seed)
     t0 = time.time() - events * 30.0
     ts = t0 + np.arange(events) * 30.0
@@ -78,7 +78,7 @@ def main() -> None:
         if args.tracemalloc:
             tracemalloc.start()
         t0 = time.perf_counter()
-        frame = load_history_frame(db)
+        frame = load_scaling_log_frame(db)
         t1 = time.perf_counter()
         config = AnalysisConfig(target_load_per_instance=100, min_instances=3, max_instances=8)
         result = analyse(frame, config)

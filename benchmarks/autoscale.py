@@ -131,7 +131,7 @@ def tick(config: AutoscaleConfig, trigger: str = "bench") -> dict[str, Any]:
 
 
 def measure_ticks(stack: Stack, home: Path, count: int) -> dict[str, float]:
-    for _ in range(3):  # warm: pool at min, state block saved, Prometheus scraping
+    for _ in range(3):  # warm: pool at min, memory block saved, Prometheus scraping
         tick(stack.config)
     before, tables = db_bytes(home), table_bytes(home)
     walls = []

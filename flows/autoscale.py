@@ -17,10 +17,10 @@ from tasks.tick.act import act
 from tasks.tick.config import AutoscaleConfig, resolve_config
 from tasks.tick.decide import decide_tick
 from tasks.tick.lock import tick_lock
+from tasks.tick.memory import load_memory
 from tasks.tick.observe import observe
 from tasks.tick.repair import repair
 from tasks.tick.run import TickRun, skipped
-from tasks.tick.state import load_state
 
 
 @flow(name="autoscale", description="One autoscaling tick: observe, decide, act, record.",
@@ -37,7 +37,7 @@ async def autoscale(
         if not held:
             return skipped(trigger)
         with TickRun(config, trigger) as tick:
-            memory = load_state(config.state_block)
+            memory = load_memory(config.memory_block)
             view = repair(config.pool, dry_run=config.policy.dry_run)
             seen = observe(config.prometheus, config.pool, view, config.policy)
             plan = decide_tick(config.policy, memory, view, seen)

@@ -1,7 +1,7 @@
 """Flow ``maintenance`` (daily): prune → analyse → report.
 
-Prune keeps the stack's stores bounded (scaling history, exported files, Prometheus series,
-the autoscale deployment's flow runs); analyse reads the scaling history the autoscale flow
+Prune keeps the stack's stores bounded (scaling log, exported files, Prometheus series,
+the autoscale deployment's flow runs); analyse reads the scaling log the autoscale flow
 writes; report publishes the analysis as Prefect artifacts plus a PNG chart and a CSV.
 """
 
@@ -21,14 +21,14 @@ from tasks.maintenance.steps import (
     analysis_config,
     prune_files_task,
     prune_flow_runs_task,
-    prune_history_task,
     prune_prometheus_task,
+    prune_scaling_log_task,
     report_task,
 )
 from tasks.tick.config import load_autoscale_config
 
 
-@flow(name="maintenance", description="Daily: prune old data, analyse the scaling history, "
+@flow(name="maintenance", description="Daily: prune old data, analyse the scaling log, "
       "publish the report.")
 def maintenance(
     retention_days: float = 14.0,
@@ -43,13 +43,13 @@ def maintenance(
     flap_window_minutes: float = 10.0,
     cost_per_instance_hour: float | None = None,
     autoscale_config: str | None = None,
-    history_path: str | None = None,
+    scaling_log_path: str | None = None,
     home: str | None = None,
 ) -> dict[str, Any]:
     """Returns what was pruned and the analysis headline numbers (also in the artifacts)."""
     log = get_run_logger()
     settings = LocalSettings(home=Path(home)) if home else LocalSettings()
-    history = Path(history_path) if history_path else settings.data_dir / "history.sqlite"
+    history = Path(scaling_log_path) if scaling_log_path else settings.data_dir / "history.sqlite"
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
     # The policy the autoscale flow runs with: the same loader, the same file.
@@ -57,7 +57,7 @@ def maintenance(
     config = analysis_config(policy.policy, flap_window_minutes, cost_per_instance_hour)
 
     pruned = [
-        prune_history_task(history, cutoff),
+        prune_scaling_log_task(history, cutoff),
         prune_files_task([settings.home / "exports", settings.home / "reports",
                           settings.home / "metrics"], cutoff),
         prune_prometheus_task(prometheus_url or f"http://{settings.host}:"

@@ -91,17 +91,17 @@ def _export(path: Path, snapshots: list[dict[str, Any]]) -> None:
 
 
 def history_summary(opts: StackOptions, days: float) -> None:
-    from tasks.maintenance.analysis import AnalysisConfig, analyse, load_history_frame
+    from tasks.maintenance.analysis import AnalysisConfig, analyse, load_scaling_log_frame
 
     path = opts.history().path
     now = datetime.now(UTC)
-    result = analyse(load_history_frame(path, since=now - timedelta(days=days), until=now),
+    result = analyse(load_scaling_log_frame(path, since=now - timedelta(days=days), until=now),
                      AnalysisConfig(), until=now)
     if not result.events:
         console.print(f"no scaling events in the last {days:g} day(s) ({path})")
         return
     r = result.reaction_summary
-    console.print(f"[bold]Scaling history, last {days:g} day(s)[/]: {result.events} events, "
+    console.print(f"[bold]Scaling log, last {days:g} day(s)[/]: {result.events} events, "
                   f"{result.instance_hours:.1f} instance-hours, {len(result.flaps)} flap(s), "
                   f"reaction median {r['median_s'] if r['median_s'] is not None else '-'}s "
                   f"({r['answered']} answered, {r['unanswered']} unanswered)")
@@ -130,7 +130,7 @@ def monitor(
     export: Annotated[Path | None, typer.Option("--export", help="Write the readings to "
                                                 "this JSON file.")] = None,
     history: Annotated[float | None, typer.Option("--history", min=0.01, max=3650,
-                                                  help="Summarise the scaling history of "
+                                                  help="Summarise the scaling log of "
                                                   "the last DAYS instead.")] = None,
     cpu_threshold: Annotated[float, typer.Option(min=0, max=100)] = 80.0,
     memory_threshold: Annotated[float, typer.Option(min=0, max=100)] = 80.0,

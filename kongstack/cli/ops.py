@@ -19,8 +19,8 @@ from kongstack.cli.views import StackOptions, active, newest_first, read_cooldow
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
 from tasks.tick.config import CONFIG_FILE_ENV, LoadedConfig
-from tasks.tick.history import ScalingEvent
 from tasks.tick.pool import build_driver, build_gateway
+from tasks.tick.scaling_log import ScalingLogEntry
 from tasks.tick.targets import publish_scrape_targets
 
 console = Console()
@@ -109,7 +109,7 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
                        e.outcome, e.reason[:80])
     console.print(htable)
     print_policy(opts.loaded)
-    cd = read_cooldowns(opts.policy(), opts.loaded.config.state_block)
+    cd = read_cooldowns(opts.policy(), opts.loaded.config.memory_block)
 
     def fmt(v: float | None) -> str:
         return "none" if v is None else ("ready" if v <= 0 else f"{v:.0f}s")
@@ -176,7 +176,7 @@ def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of ins
     for line in record.details:
         console.print(f"  {line}")
     if not dry_run:
-        opts.history().append(ScalingEvent(
+        opts.history().append(ScalingLogEntry(
             ts=datetime.now(UTC), kind="manual", from_count=record.from_count,
             to_count=record.to_count, outcome=record.outcome, source="cli",
             reason=f"manual scale to {count}{' (forced)' if force else ''}: {record.reason}",
@@ -218,7 +218,7 @@ def restart(instance: Annotated[str | None, typer.Argument(
                                if str(i.state) == "ready"])
     except StackError as exc:
         raise fail(str(exc)) from None
-    opts.history().append(ScalingEvent(
+    opts.history().append(ScalingLogEntry(
         ts=datetime.now(UTC), kind="manual", from_count=len(current), to_count=len(current),
         outcome="ok", source="cli", duration_s=time.monotonic() - started,
         reason=f"rolling restart of {', '.join(i.name for i in chosen)}"))

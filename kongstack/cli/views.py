@@ -21,8 +21,8 @@ from autoscaler.config import AutoscalePolicy
 from kongstack.core.settings import LocalSettings
 from tasks.instances.base import Instance, InstanceState
 from tasks.tick.config import LoadedConfig, load_autoscale_config
-from tasks.tick.history import HistoryStore
 from tasks.tick.pool import ACTIVE, PoolConfig
+from tasks.tick.scaling_log import ScalingLog
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ class StackOptions:
     def settings(self) -> LocalSettings:
         return self.pool().settings()
 
-    def history(self) -> HistoryStore:
-        return HistoryStore(self.loaded.config.record.history_path)
+    def history(self) -> ScalingLog:
+        return ScalingLog(self.loaded.config.record.scaling_log_path)
 
 
 def active(instances: list[Instance]) -> list[Instance]:
@@ -70,7 +70,7 @@ def newest_first(instances: list[Instance]) -> list[Instance]:
                                             -i.started_at.timestamp(), i.id))
 
 
-# -- cooldowns from the autoscale state block -------------------------------------------------
+# -- cooldowns from the tick memory block -------------------------------------------------
 
 @dataclass(frozen=True)
 class Cooldowns:
@@ -80,14 +80,14 @@ class Cooldowns:
 
 
 def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldowns:
-    """From the autoscale state block, when a Prefect server is reachable."""
+    """From the tick memory block, when a Prefect server is reachable."""
     from kongstack.cli.localprefect import use_local_server_if_running
 
     if not use_local_server_if_running(LocalSettings()):
         return Cooldowns(None, None, "Prefect server not running: autoscale state unknown")
-    from tasks.tick.state import read_state
+    from tasks.tick.memory import read_memory
 
-    state = read_state(block)
+    state = read_memory(block)
     if state.is_default:
         return Cooldowns(None, None, state.default_reason or "no state yet")
     # The same rule decide() applies, so the CLI never disagrees with the autoscaler.

@@ -1,9 +1,9 @@
-"""Scaling-history analysis for the maintenance flow (pandas, vectorised).
+"""Scaling-log analysis for the maintenance flow (pandas, vectorised).
 
-Input: the ``scaling_events`` table of ``tasks.tick.history`` (read straight from SQLite: only the
-columns used, the load pulled out of the JSON snapshot by SQLite's ``json_extract`` so Python
-never parses a million JSON strings). Output: an :class:`Analysis` of plain frames and numbers,
-rendered by ``tasks.maintenance.report`` into artifacts, a PNG chart and a CSV.
+Input: the ``scaling_events`` table of ``tasks.tick.scaling_log`` (read straight from SQLite:
+only the columns used, the load pulled out of the JSON snapshot by SQLite's ``json_extract``
+so Python never parses a million JSON strings). Output: an :class:`Analysis` of plain frames
+and numbers, rendered by ``tasks.maintenance.report`` into artifacts, a PNG chart and a CSV.
 
 Definitions (each is what a test computes by hand):
 
@@ -98,7 +98,7 @@ class Analysis:
         }
 
 
-def load_history_frame(
+def load_scaling_log_frame(
     path: Path | str, since: datetime | None = None, until: datetime | None = None
 ) -> pd.DataFrame:
     """The events in ``[since, until)`` ordered by time, as a compact frame (empty when
@@ -144,7 +144,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 def analyse(
     frame: pd.DataFrame, config: AnalysisConfig | None = None, until: datetime | None = None
 ) -> Analysis:
-    """Every statistic of the module docstring, from a frame of :func:`load_history_frame`."""
+    """Every statistic of the module docstring, from a frame of :func:`load_scaling_log_frame`."""
     config = config or AnalysisConfig()
     if until is not None:
         frame = frame[frame["ts"] <= until.timestamp()]

@@ -1,4 +1,4 @@
-"""Retention for what the stack accumulates: scaling history, exported metric files,
+"""Retention for what the stack accumulates: scaling log, exported metric files,
 Prometheus series and the autoscale deployment's flow runs (2,880 a day at a 30 s schedule).
 
 Each pruner removes only what is older than its cutoff, is safe to re-run (a second run finds
@@ -19,7 +19,7 @@ import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from kongstack.core.errors import MetricsError
-from tasks.tick.history import HistoryStore
+from tasks.tick.scaling_log import ScalingLog
 
 TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 DEFAULT_SERIES_MATCHERS = ('{job="stock_api"}', '{__name__=~"kongstack_.*"}')
@@ -41,12 +41,12 @@ class PruneResult:
         return f"{self.what}: removed {self.removed}"
 
 
-def prune_history(path: Path | str, older_than: datetime) -> PruneResult:
+def prune_scaling_log(path: Path | str, older_than: datetime) -> PruneResult:
     """Delete scaling events strictly older than ``older_than``."""
     path = Path(path)
     if not path.exists():
-        return PruneResult("scaling history", skipped=f"no history at {path}")
-    return PruneResult("scaling history", removed=HistoryStore(path).prune(older_than))
+        return PruneResult("scaling log", skipped=f"no scaling log at {path}")
+    return PruneResult("scaling log", removed=ScalingLog(path).prune(older_than))
 
 
 def prune_files(

@@ -74,14 +74,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _markdown(analysis: Analysis, config: AnalysisConfig, files: list[Path]) -> str:
     if not analysis.events:
-        return "# Scaling history analysis\n\nNo scaling events in the analysed window.\n"
+        return "# Scaling log analysis\n\nNo scaling events in the analysed window.\n"
     r = analysis.reaction_summary
 
     def secs(v: float | int | None) -> str:
         return "-" if v is None else f"{v:.0f}s"
 
     lines = [
-        "# Scaling history analysis",
+        "# Scaling log analysis",
         "",
         f"Window: {analysis.start:%Y-%m-%d %H:%M} to {analysis.end:%Y-%m-%d %H:%M} UTC, "
         f"{analysis.events:,} events.",
@@ -156,7 +156,7 @@ def publish_report(report: Report, key_prefix: str = "scaling") -> None:
     )
 
     create_markdown_artifact(report.markdown, key=f"{key_prefix}-analysis",
-                             description="Scaling history analysis")
+                             description="Scaling log analysis")
     for name, rows in report.tables.items():
         if rows:
             create_table_artifact(rows, key=f"{key_prefix}-{name}", description=name)

@@ -13,13 +13,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from autoscaler import AutoscalePolicy
-from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_history_frame
+from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_scaling_log_frame
 from tasks.maintenance.prune import (
     PruneResult,
     prune_files,
     prune_flow_runs,
-    prune_history,
     prune_prometheus_series,
+    prune_scaling_log,
 )
 from tasks.maintenance.report import publish_report, render_report
 
@@ -41,8 +41,8 @@ def analysis_config(policy: AutoscalePolicy, flap_window_minutes: float,
 
 
 @task(name="prune-history", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def prune_history_task(history_path: Path, older_than: datetime) -> PruneResult:
-    return prune_history(history_path, older_than)
+def prune_scaling_log_task(scaling_log_path: Path, older_than: datetime) -> PruneResult:
+    return prune_scaling_log(scaling_log_path, older_than)
 
 
 @task(name="prune-exported-files", cache_policy=NO_CACHE)
@@ -66,9 +66,10 @@ def prune_flow_runs_task(older_than: datetime, flow_name: str, deployment_name: 
 
 
 @task(name="analyse-history", cache_policy=NO_CACHE)
-def analyse_task(history_path: Path, since: datetime, until: datetime,
+def analyse_task(scaling_log_path: Path, since: datetime, until: datetime,
                  config: AnalysisConfig) -> Analysis:
-    return analyse(load_history_frame(history_path, since=since, until=until), config, until)
+    frame = load_scaling_log_frame(scaling_log_path, since=since, until=until)
+    return analyse(frame, config, until)
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)

@@ -27,10 +27,10 @@ from autoscaler.errors import PolicyError
 from kongstack.core.errors import ConfigError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.yamlfile import load_yaml
+from tasks.tick.memory import DEFAULT_BLOCK_NAME
 from tasks.tick.pool import PoolConfig
 from tasks.tick.prometheus import PrometheusConfig
 from tasks.tick.record import RecordConfig
-from tasks.tick.state import DEFAULT_BLOCK_NAME
 
 CONFIG_FILE_ENV = "KONGSTACK_AUTOSCALER_CONFIG"
 """Names the autoscale config file; unset: DEFAULT_CONFIG_FILE; empty: no file."""
@@ -52,7 +52,7 @@ class AutoscaleConfig(BaseModel):
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
-    state_block: str = Field(default=DEFAULT_BLOCK_NAME, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    memory_block: str = Field(default=DEFAULT_BLOCK_NAME, pattern=r"^[a-z0-9][a-z0-9-]*$")
     lock_path: Path | None = Field(default=None, description="default: <home>/run/autoscale.lock")
 
     def lock_file(self) -> Path:

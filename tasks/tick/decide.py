@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from autoscaler import AutoscalePolicy, Decision, ScalingHistory, decide
 from autoscaler.manual import detect_manual_change, respect_manual_change
 from tasks.runlog import run_logger
+from tasks.tick.memory import TickMemory
 from tasks.tick.observe import Seen
 from tasks.tick.pool import PoolView
 from tasks.tick.record import ActionRecord
-from tasks.tick.state import LoadedState
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,11 @@ class TickDecision:
     """The manual change this tick found and kept, if any."""
 
 
-def decide_tick(policy: AutoscalePolicy, memory: LoadedState, view: PoolView,
+def decide_tick(policy: AutoscalePolicy, memory: TickMemory, view: PoolView,
                 seen: Seen) -> TickDecision:
     log = run_logger("kongstack.autoscale")
     if memory.is_default:
-        log.warning("state: %s; using the safe default (no scale-in for one window)",
+        log.warning("tick memory: %s; using the safe default (no scale-in for one window)",
                     memory.default_reason)
     history = memory.seeded(seen.active, seen.at)
     change = detect_manual_change(memory.last_pool_size, seen.active,

@@ -1,6 +1,6 @@
 """Record: what a tick decided and did, in every place someone will look for it.
 
-* the scaling history (``tasks.tick.history.HistoryStore``, SQLite): one ``decision`` row per tick
+* the scaling log (``tasks.tick.scaling_log.ScalingLog``, SQLite): one ``decision`` row per tick
   (the load samples the maintenance analysis reads) plus one row per action;
 * a Prefect markdown artifact per action (not for a no-op tick: 2,880 a day would bury them);
 * a Prefect event per action (``kongstack.autoscale.scaled-up`` ...) for automations;
@@ -27,7 +27,7 @@ from prefect.events import emit_event
 from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack.core.settings import LocalSettings
-from tasks.tick.history import HistoryStore, ScalingEvent
+from tasks.tick.scaling_log import ScalingLog, ScalingLogEntry, default_scaling_log_path
 
 EVENT_PREFIX = "kongstack.autoscale"
 EVENT_FOR_KIND = {
@@ -42,7 +42,7 @@ class RecordConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     stack: str = "kongstack"
-    history_path: Path = Field(default_factory=lambda: LocalSettings().data_dir / "history.sqlite")
+    scaling_log_path: Path = Field(default_factory=lambda: default_scaling_log_path())
     textfile_path: Path = Field(
         default_factory=lambda: LocalSettings().home / "metrics" / "autoscaler.prom"
     )
@@ -83,14 +83,14 @@ class TickRecord:
     dry_run: bool = False
 
 
-def history_events(tick: TickRecord) -> list[ScalingEvent]:
+def history_events(tick: TickRecord) -> list[ScalingLogEntry]:
     if any(a.kind == "error" for a in tick.actions):  # no decision was reached
         return [_action_event(tick, a) for a in tick.actions]
     decision_outcome = "dry_run" if tick.dry_run and tick.desired != tick.current else "noop"
     if tick.desired != tick.current and not tick.dry_run:
         decision_outcome = "ok" if tick.success else "failed"
     events = [
-        ScalingEvent(
+        ScalingLogEntry(
             ts=tick.started_at,
             kind="decision",
             from_count=tick.current,
@@ -106,8 +106,8 @@ def history_events(tick: TickRecord) -> list[ScalingEvent]:
     return events
 
 
-def _action_event(tick: TickRecord, action: ActionRecord) -> ScalingEvent:
-    return ScalingEvent(
+def _action_event(tick: TickRecord, action: ActionRecord) -> ScalingLogEntry:
+    return ScalingLogEntry(
         ts=tick.started_at,
         kind=action.kind,
         from_count=action.from_count,
@@ -182,7 +182,7 @@ def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
 
     No task retries: the history append is not idempotent. The history and the textfile are
     local and must succeed; an artifact or event the API refuses is logged, not fatal."""
-    HistoryStore(config.history_path).append_many(history_events(tick))
+    ScalingLog(config.scaling_log_path).append_many(history_events(tick))
     write_textfile(config.textfile_path, tick)
     emitted: list[str] = []
     resource = {

@@ -17,10 +17,10 @@ from autoscaler import Decision
 from tasks.runlog import run_logger
 from tasks.tick.config import AutoscaleConfig
 from tasks.tick.decide import TickDecision
+from tasks.tick.memory import TickMemory, save_memory
 from tasks.tick.observe import Seen
 from tasks.tick.pool import ACTIVE, PoolView, pool_clients, pool_session
 from tasks.tick.record import ActionRecord, TickRecord, record_tick
-from tasks.tick.state import LoadedState, save_state
 from tasks.tick.targets import publish_scrape_targets
 
 
@@ -57,7 +57,7 @@ class TickRun:
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
 
-    def record(self, memory: LoadedState, view: PoolView, seen: Seen, plan: TickDecision,
+    def record(self, memory: TickMemory, view: PoolView, seen: Seen, plan: TickDecision,
                action: ActionRecord | None) -> dict[str, Any]:
         """Remember the decision, publish the pool to Prometheus, record the tick; returns
         the tick's summary (the flow run's result)."""
@@ -70,7 +70,7 @@ class TickRun:
         if not policy.dry_run:
             # Unchanged pool: the repaired view is current (usually a no-op file compare).
             publish_scrape_targets(config.pool, None if actions else view.ready_addresses)
-            save_state(config.state_block, history, generation=memory.generation,
+            save_memory(config.memory_block, history, generation=memory.generation,
                        pool_size=after, document_id=memory.document_id)
         record_tick(config.record, TickRecord(
             started_at=self.started_at, current=seen.active, desired=decision.desired,

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kongstack.cli.app import app
-from tasks.tick.history import HistoryStore, ScalingEvent
 from tasks.tick.pool import build_driver, build_gateway
+from tasks.tick.scaling_log import ScalingLog, ScalingLogEntry
 from tests.support.ops_stack import LocalStack, local_stack
 
 runner = CliRunner()
@@ -46,7 +46,7 @@ def _targets(stack: LocalStack) -> list[str]:
 
 def test_status_shows_instances_targets_decisions_and_cooldown(
         stack: LocalStack, env: dict[str, str]) -> None:
-    HistoryStore(stack.home / "data" / "history.sqlite").append(ScalingEvent(
+    ScalingLog(stack.home / "data" / "history.sqlite").append(ScalingLogEntry(
         ts=datetime.now(UTC), kind="decision", from_count=2, to_count=2,
         reason="cpu 12% within tolerance", outcome="noop"))
     result = runner.invoke(app, ["status"], env=env)
@@ -73,7 +73,7 @@ def test_scale_respects_min_max_and_records_manual_events(
     assert down.exit_code == 0, down.output
     assert len(_addresses(stack)) == 2 and _targets(stack) == _addresses(stack)
 
-    manual = [e for e in HistoryStore(stack.home / "data" / "history.sqlite").recent(10)
+    manual = [e for e in ScalingLog(stack.home / "data" / "history.sqlite").recent(10)
               if e.kind == "manual"]
     assert [(e.from_count, e.to_count, e.source) for e in manual[:2]] == [
         (3, 2, "cli"), (2, 3, "cli")]
@@ -159,17 +159,17 @@ def test_monitor_once_exports_rates_and_highlights_breaches(
 
 def test_monitor_history_summarises_the_scaling_history(
         stack: LocalStack, env: dict[str, str]) -> None:
-    store = HistoryStore(stack.home / "data" / "history.sqlite")
+    store = ScalingLog(stack.home / "data" / "history.sqlite")
     base = datetime.now(UTC) - timedelta(hours=2)
     store.append_many([
-        ScalingEvent(ts=base, kind="decision", from_count=2, to_count=2, reason="r",
+        ScalingLogEntry(ts=base, kind="decision", from_count=2, to_count=2, reason="r",
                      outcome="noop", metrics={"rps": 10}),
-        ScalingEvent(ts=base + timedelta(minutes=30), kind="scale_up", from_count=2,
+        ScalingLogEntry(ts=base + timedelta(minutes=30), kind="scale_up", from_count=2,
                      to_count=3, reason="r", outcome="ok", metrics={"rps": 30}),
     ])
     result = runner.invoke(app, ["monitor", "--history", "1"], env=env)
     assert result.exit_code == 0, result.output
-    assert "Scaling history, last 1 day(s)" in result.output
+    assert "Scaling log, last 1 day(s)" in result.output
     assert "Time at each instance count" in result.output
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tasks.tick.history import HistoryStore, ScalingEvent
+from tasks.tick.scaling_log import ScalingLog, ScalingLogEntry
 
 DAY0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def ev(offset_s: float, kind: str, frm: int, to: int, outcome: str,
-       load: float | None, base: datetime = DAY0) -> ScalingEvent:
+       load: float | None, base: datetime = DAY0) -> ScalingLogEntry:
     metrics = {} if load is None else {"rps": load, "cpu": 40.0}
-    return ScalingEvent(ts=base + timedelta(seconds=offset_s), kind=kind, from_count=frm,
+    return ScalingLogEntry(ts=base + timedelta(seconds=offset_s), kind=kind, from_count=frm,
                         to_count=to, reason=f"{kind} test", outcome=outcome, metrics=metrics)
 
 
@@ -35,7 +35,7 @@ HAND_EVENTS = [
 HAND_UNTIL = DAY0 + timedelta(seconds=7200)
 
 
-def write_history(path: Path, events: list[ScalingEvent]) -> HistoryStore:
-    store = HistoryStore(path)
+def write_history(path: Path, events: list[ScalingLogEntry]) -> ScalingLog:
+    store = ScalingLog(path)
     store.append_many(events)
     return store

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tasks.maintenance.analysis import AnalysisConfig, analyse, load_history_frame
+from tasks.maintenance.analysis import AnalysisConfig, analyse, load_scaling_log_frame
 from tasks.maintenance.report import render_report
 from tests.maintenance.histories import DAY0, HAND_EVENTS, HAND_UNTIL, ev, write_history
 
@@ -16,7 +16,7 @@ from tests.maintenance.histories import DAY0, HAND_EVENTS, HAND_UNTIL, ev, write
 @pytest.fixture()
 def hand(tmp_path: Path):  # type: ignore[no-untyped-def]
     write_history(tmp_path / "history.sqlite", HAND_EVENTS)
-    frame = load_history_frame(tmp_path / "history.sqlite")
+    frame = load_scaling_log_frame(tmp_path / "history.sqlite")
     config = AnalysisConfig(flap_window_minutes=10, target_load_per_instance=100,
                             min_instances=2, max_instances=6)
     return analyse(frame, config, until=HAND_UNTIL), config
@@ -89,7 +89,7 @@ def test_instance_hours_are_split_exactly_at_midnight(tmp_path: Path) -> None:
     events = [ev(0, "decision", 2, 2, "noop", 50, base=late),
               ev(7200, "scale_up", 2, 4, "ok", 80, base=late)]  # 01:00 next day
     write_history(tmp_path / "h.sqlite", events)
-    result = analyse(load_history_frame(tmp_path / "h.sqlite"), AnalysisConfig(),
+    result = analyse(load_scaling_log_frame(tmp_path / "h.sqlite"), AnalysisConfig(),
                      until=late + timedelta(hours=3))
     assert result.daily["instance_hours"].tolist() == pytest.approx([2.0, 2.0 + 4.0])
     assert result.instance_hours == pytest.approx(8.0)
@@ -98,11 +98,11 @@ def test_instance_hours_are_split_exactly_at_midnight(tmp_path: Path) -> None:
 def test_window_filters_and_empty_history(tmp_path: Path) -> None:
     write_history(tmp_path / "h.sqlite", HAND_EVENTS)
     since = DAY0 + timedelta(seconds=1800)
-    frame = load_history_frame(tmp_path / "h.sqlite", since=since,
+    frame = load_scaling_log_frame(tmp_path / "h.sqlite", since=since,
                                until=DAY0 + timedelta(seconds=3600))
     assert frame["ts"].tolist() == [(DAY0 + timedelta(seconds=s)).timestamp()
                                     for s in (1800, 2100, 2400, 3000)]
-    empty = analyse(load_history_frame(tmp_path / "missing.sqlite"), AnalysisConfig())
+    empty = analyse(load_scaling_log_frame(tmp_path / "missing.sqlite"), AnalysisConfig())
     assert empty.events == 0
     report = render_report(empty, tmp_path / "out", AnalysisConfig())
     assert "No scaling events" in report.markdown and report.files == []
@@ -135,7 +135,7 @@ def test_frequent_flapping_suggests_a_longer_scale_down_hold(tmp_path: Path) -> 
     events = [ev(120 * i, "scale_up" if i % 2 == 0 else "scale_down",
                  3 if i % 2 == 0 else 4, 4 if i % 2 == 0 else 3, "ok", 100) for i in range(30)]
     write_history(tmp_path / "f.sqlite", events)
-    frame = load_history_frame(tmp_path / "f.sqlite")
+    frame = load_scaling_log_frame(tmp_path / "f.sqlite")
     config = AnalysisConfig(flap_window_minutes=5, scale_down_stabilization_s=60)
     result = analyse(frame, config)
     assert len(result.flaps) == 29
@@ -150,7 +150,7 @@ def test_a_ticks_action_rows_do_not_repeat_its_load_sample(tmp_path: Path) -> No
     events = [ev(0, "decision", 2, 2, "noop", 100), ev(30, "decision", 2, 3, "ok", 400),
               ev(30, "scale_up", 2, 3, "ok", 400)]
     write_history(tmp_path / "t.sqlite", events)
-    result = analyse(load_history_frame(tmp_path / "t.sqlite"), AnalysisConfig(),
+    result = analyse(load_scaling_log_frame(tmp_path / "t.sqlite"), AnalysisConfig(),
                      until=DAY0 + timedelta(seconds=60))
     assert result.hourly_profile.loc[0, "mean_load"] == pytest.approx(250.0)
     assert result.reactions["reaction_s"].tolist() == [0.0]

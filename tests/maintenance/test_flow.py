@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.maintenance import maintenance
-from tasks.tick.history import HistoryStore
+from tasks.tick.scaling_log import ScalingLog
 from tests.maintenance.histories import HAND_EVENTS, ev, write_history
 from tests.maintenance.test_prune import _existing, _make_runs
 
@@ -42,9 +42,9 @@ def test_maintenance_prunes_then_reports_the_known_numbers(
 
     assert result["pruned"][f"prefect flow runs of {flow_name}/autoscale"] == 3
     assert asyncio.run(_existing(old_runs)) == set()
-    assert result["pruned"]["scaling history"] == 4
+    assert result["pruned"]["scaling log"] == 4
     assert result["pruned"]["prometheus series"] == "skipped: disabled by configuration"
-    assert HistoryStore(history).count() == len(HAND_EVENTS)
+    assert ScalingLog(history).count() == len(HAND_EVENTS)
     assert result["events"] == len(HAND_EVENTS)
     # Until the flow's "now" (some time between before and after), the last count (6) holds
     # for the extra time since the last event.

@@ -13,8 +13,8 @@ from kongstack.core.procs import free_port, wait_until
 from tasks.maintenance.prune import (
     prune_files,
     prune_flow_runs,
-    prune_history,
     prune_prometheus_series,
+    prune_scaling_log,
 )
 from tests.maintenance.conftest import sample_time, series_count
 from tests.maintenance.histories import DAY0, ev, write_history
@@ -23,12 +23,12 @@ from tests.maintenance.histories import DAY0, ev, write_history
 def test_history_prune_removes_exactly_what_is_older(tmp_path: Path) -> None:
     events = [ev(s, "decision", 3, 3, "noop", 10) for s in (0, 100, 200, 300, 400)]
     store = write_history(tmp_path / "h.sqlite", events)
-    result = prune_history(tmp_path / "h.sqlite", DAY0 + timedelta(seconds=200))
+    result = prune_scaling_log(tmp_path / "h.sqlite", DAY0 + timedelta(seconds=200))
     assert result.removed == 2  # 0 and 100; the event exactly at the cutoff stays
     assert [e.ts for e in reversed(store.recent())] == [
         DAY0 + timedelta(seconds=s) for s in (200, 300, 400)]
-    assert prune_history(tmp_path / "h.sqlite", DAY0 + timedelta(seconds=200)).removed == 0
-    assert prune_history(tmp_path / "none.sqlite", DAY0).skipped
+    assert prune_scaling_log(tmp_path / "h.sqlite", DAY0 + timedelta(seconds=200)).removed == 0
+    assert prune_scaling_log(tmp_path / "none.sqlite", DAY0).skipped
 
 
 def test_file_prune_by_age_and_pattern(tmp_path: Path) -> None:

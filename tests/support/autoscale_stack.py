@@ -201,9 +201,9 @@ def autoscale_stack(workdir: Path, *, driver: str, redis_url: str,
             prometheus=PrometheusConfig(url=prom.url, rate_window=rate_window,
                                         max_age_seconds=30),
             pool=pool,
-            record=RecordConfig(stack=stack, history_path=home / "history.sqlite",
+            record=RecordConfig(stack=stack, scaling_log_path=home / "history.sqlite",
                                 textfile_path=home / "metrics" / "autoscaler.prom"),
-            state_block=stack,
+            memory_block=stack,
         )
         gateway = build_gateway(pool)
         gateway.apply(open_gateway_state(stack))

@@ -11,10 +11,10 @@ import pytest
 from flows.autoscale import autoscale
 from kongstack.core.errors import ConfigError
 from tasks.tick.config import AutoscaleConfig, resolve_config
-from tasks.tick.history import HistoryStore
 from tasks.tick.pool import PoolConfig
 from tasks.tick.prometheus import PrometheusConfig
 from tasks.tick.record import RecordConfig, read_counter
+from tasks.tick.scaling_log import ScalingLog
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -26,16 +26,16 @@ def test_a_failing_tick_is_recorded_and_raises(tmp_path: Path,
         pool=PoolConfig(stack="fail-test", driver="process", gateway="kong",
                         local={"home": str(tmp_path)}),
         prometheus=PrometheusConfig(url="http://127.0.0.1:9"),
-        record=RecordConfig(stack="fail-test", history_path=tmp_path / "h.sqlite",
+        record=RecordConfig(stack="fail-test", scaling_log_path=tmp_path / "h.sqlite",
                             textfile_path=textfile, artifacts=False),
-        state_block="fail-test",
+        memory_block="fail-test",
     )
     for attempt in (1, 2):
         with pytest.raises(ConfigError, match="admin_url"):
             asyncio.run(autoscale(config=config))
         assert read_counter(textfile, "kongstack_autoscaler_tick_failures_total") == attempt
     assert "kongstack_autoscaler_last_tick_success 0" in textfile.read_text()
-    rows = HistoryStore(tmp_path / "h.sqlite").recent()
+    rows = ScalingLog(tmp_path / "h.sqlite").recent()
     assert [(r.kind, r.outcome) for r in rows] == [("error", "failed"), ("error", "failed")]
     assert "admin_url" in rows[0].reason
 

@@ -37,9 +37,9 @@ def test_flow_cli_and_maintenance_load_the_same_policy(tmp_path: Path,
         "  dry_run: true\n"
         "prometheus: {url: 'http://127.0.0.1:9', timeout_seconds: 0.5}\n"
         f"pool: {{stack: {stack}, driver: process, gateway: nginx, local: {{home: '{home}'}}}}\n"
-        f"record: {{stack: {stack}, history_path: '{history}', textfile_path: '{textfile}',"
+        f"record: {{stack: {stack}, scaling_log_path: '{history}', textfile_path: '{textfile}',"
         " artifacts: false, events: false}\n"
-        f"state_block: {stack}\n")
+        f"memory_block: {stack}\n")
     monkeypatch.setenv(CONFIG_FILE_ENV, str(config))
     monkeypatch.setenv("KONGSTACK_AUTOSCALE_SCALE_DOWN_STABILIZATION_SECONDS", "120")
     monkeypatch.setenv("KONGSTACK_HOME", str(home))
@@ -61,7 +61,7 @@ def test_flow_cli_and_maintenance_load_the_same_policy(tmp_path: Path,
     assert _row(status.output, "strategy") == ["strategy", "proportional", "default"]
 
     report = maintenance(prune_prometheus=False, prune_prefect_runs=False, home=str(home),
-                         history_path=str(history))
+                         scaling_log_path=str(history))
     assert report["policy"] == {
         "file": str(config), "min_instances": 2, "max_instances": 9,
         "target_rps_per_instance": 55.0, "scale_down_stabilization_seconds": 120.0}

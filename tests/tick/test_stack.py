@@ -20,7 +20,7 @@ from kongstack.cli.load import LoadGenerator, LoadReport
 from kongstack.core.procs import Daemon, wait_until
 from kongstack.core.settings import REPO_ROOT
 from tasks.instances.base import Instance, InstanceState
-from tasks.tick.history import HistoryStore
+from tasks.tick.scaling_log import ScalingLog
 from tests.support.autoscale_stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_load_step_scales_out_then_back_in_after_the_window_with_no_failed_reque
     report = steady.stop()
     assert report.ok > 50 and report.failed == 0, (report.statuses, report.errors)
 
-    kinds = [e.kind for e in HistoryStore(s.config.record.history_path).recent(100)]
+    kinds = [e.kind for e in ScalingLog(s.config.record.scaling_log_path).recent(100)]
     assert "scale_up" in kinds and "scale_down" in kinds
     text = s.config.record.textfile_path.read_text()
     assert "kongstack_autoscaler_current_instances 2" in text
@@ -135,7 +135,7 @@ def _killed_backend_is_replaced(s: Stack) -> None:
     assert victim.address not in replaced or replaced[victim.address].started_at > (
         victim.started_at)
     assert s.get().status_code == 200
-    kinds = {e.kind for e in HistoryStore(s.config.record.history_path).recent(20)}
+    kinds = {e.kind for e in ScalingLog(s.config.record.scaling_log_path).recent(20)}
     assert "repair" in kinds
 
 
@@ -214,7 +214,7 @@ def test_prometheus_down_blocks_scale_in_and_manual_scaling_is_respected(
     s.prometheus.start()  # same data, same port: the control that scale-in was possible
     wait_until(lambda: s.scraping() == 3, timeout=30, what="Prometheus scraping again")
     tick_until(s, lambda t: t["after"] == 2, ticks=10)
-    kinds = [e.kind for e in HistoryStore(s.config.record.history_path).recent(50)]
+    kinds = [e.kind for e in ScalingLog(s.config.record.scaling_log_path).recent(50)]
     assert "manual" in kinds
 
 

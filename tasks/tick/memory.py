@@ -1,8 +1,10 @@
-"""The autoscaler's memory between ticks, kept in a custom Prefect block.
+"""The tick memory: what one tick hands the next, kept in a custom Prefect block.
 
-Read once at the start of a tick and written once at the end. The block holds the last
-scale-up/down times, the recommendation window (what the stabilisation rule looks at), the
-generation counter and the pool size the last tick left behind (to notice manual changes).
+It is the decision core's ``ScalingHistory`` (the last scale-up/down times, the
+recommendation window the stabilisation rule looks at, recent rates) plus the generation
+counter and the pool size the last tick left behind (to notice manual changes). Read once at
+the start of a tick and written once at the end. (The record of every decision and action is
+a different thing: the scaling log, tasks/tick/scaling_log.py.)
 
 A missing or unreadable block never fails the tick: it yields a *safe default* whose window
 is seeded with "keep the current size" at load time, so no scale-down can happen until a full
@@ -30,13 +32,15 @@ from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from autoscaler.model import Recommendation, ScalingHistory
+from kongstack.core.retry import retry_on
 
 DEFAULT_BLOCK_NAME = "autoscale"
 
 
-class AutoscaleState(Block):
+class MemoryBlock(Block):
     """What the autoscale flow remembers between ticks (one document per stack)."""
 
+    # The block type keeps its first name, so memories saved before the rename still load.
     _block_type_name = "Kongstack Autoscale State"
     _block_type_slug = "kongstack-autoscale-state"
     _description = "Cooldown times, recommendation window and generation of the autoscaler."
@@ -68,7 +72,7 @@ class AutoscaleState(Block):
     @classmethod
     def from_history(
         cls, history: ScalingHistory, *, generation: int, pool_size: int, now: datetime
-    ) -> AutoscaleState:
+    ) -> MemoryBlock:
         data = history.model_dump(mode="json")
         return cls(
             generation=generation,
@@ -83,7 +87,7 @@ class AutoscaleState(Block):
 
 
 @dataclass(frozen=True)
-class LoadedState:
+class TickMemory:
     """The state a tick starts from, and whether it is the safe default (and why)."""
 
     history: ScalingHistory
@@ -110,44 +114,34 @@ class LoadedState:
         )
 
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except (httpx.TransportError, TimeoutError, ConnectionError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-def read_state(block_name: str) -> LoadedState:
+def read_memory(block_name: str) -> TickMemory:
     """The stored state, or the safe default with the reason (never raises)."""
     try:
-        block = cast(AutoscaleState, AutoscaleState.load(block_name, _sync=True))  # type: ignore[call-arg]
+        block = cast(MemoryBlock, MemoryBlock.load(block_name, _sync=True))  # type: ignore[call-arg]
     except ValueError as exc:  # Prefect raises ValueError for a missing document
         text = str(exc).lower()
         missing = "unable to find" in text or "not found" in text
-        reason = f"no state block {block_name!r} yet" if missing else (
-            f"state block {block_name!r} unreadable: {str(exc)[:200]}"
+        reason = f"no memory block {block_name!r} yet" if missing else (
+            f"memory block {block_name!r} unreadable: {str(exc)[:200]}"
         )
-        return LoadedState(ScalingHistory(), 0, None, reason)
+        return TickMemory(ScalingHistory(), 0, None, reason)
     except Exception as exc:  # unreadable for any reason must not become a crash loop
-        return LoadedState(
-            ScalingHistory(), 0, None, f"state block {block_name!r} unreadable: {exc!r:.200}"
+        return TickMemory(
+            ScalingHistory(), 0, None, f"memory block {block_name!r} unreadable: {exc!r:.200}"
         )
     try:
         history = block.to_history()
     except Exception as exc:
-        return LoadedState(
-            ScalingHistory(), block.generation, None, f"state block content invalid: {exc!r:.200}"
+        return TickMemory(
+            ScalingHistory(), block.generation, None, f"memory block content invalid: {exc!r:.200}"
         )
-    return LoadedState(history, block.generation, block.last_pool_size,
+    return TickMemory(history, block.generation, block.last_pool_size,
                        document_id=block._block_document_id)
 
 
-@task(name="load-state", cache_policy=NO_CACHE, timeout_seconds=20)
-def load_state(block_name: str = DEFAULT_BLOCK_NAME) -> LoadedState:
-    return read_state(block_name)
+@task(name="load-memory", cache_policy=NO_CACHE, timeout_seconds=20)
+def load_memory(block_name: str = DEFAULT_BLOCK_NAME) -> TickMemory:
+    return read_memory(block_name)
 
 
 def _busy(exc: BaseException) -> bool:
@@ -189,14 +183,14 @@ def _update_document(document_id: UUID, data: dict[str, Any]) -> None:
 
 
 @task(
-    name="save-state",
+    name="save-memory",
     retries=2,
     retry_delay_seconds=[0.5, 2],
-    retry_condition_fn=_transient,
+    retry_condition_fn=retry_on(httpx.TransportError, TimeoutError, ConnectionError),
     cache_policy=NO_CACHE,
     timeout_seconds=20,
 )
-def save_state(
+def save_memory(
     block_name: str,
     history: ScalingHistory,
     *,
@@ -206,10 +200,10 @@ def save_state(
 ) -> int:
     """Write the state for the next tick; returns the new generation.
 
-    With the document id from ``load_state`` the document is updated in place (~25 ms);
+    With the document id from ``load_memory`` the document is updated in place (~25 ms);
     otherwise the block is saved, which also registers its type and schema (~0.5 s)."""
     now = datetime.now(UTC)
-    block = AutoscaleState.from_history(
+    block = MemoryBlock.from_history(
         history, generation=generation + 1, pool_size=pool_size, now=now
     )
     if document_id is not None:

@@ -1,7 +1,9 @@
-"""The scaling history: the product's memory (DESIGN.md), written by autoscale and the CLI,
-read by maintenance, ``kongstack status`` and ``monitor --history``.
+"""The scaling log: the product's record of every decision and action (DESIGN.md), written
+by autoscale and the CLI, read by maintenance, ``kongstack status`` and ``monitor --history``.
 
-A durable SQLite file (one writer per tick; WAL so readers never block it). Each row is one
+Not to be confused with the decision core's ``ScalingHistory`` (what ``decide`` remembers,
+carried between ticks in the memory block, tasks/tick/memory.py). A durable SQLite file
+(``<data>/history.sqlite``; one writer per tick; WAL so readers never block it). Each row is one
 decision or action with its reason, the metrics snapshot it was based on, and its outcome.
 """
 
@@ -38,7 +40,7 @@ CREATE INDEX IF NOT EXISTS scaling_events_ts ON scaling_events (ts);
 
 
 @dataclass(frozen=True)
-class ScalingEvent:
+class ScalingLogEntry:
     ts: datetime
     kind: str
     from_count: int
@@ -60,8 +62,8 @@ class ScalingEvent:
             raise ValueError("ts: must be timezone-aware (UTC)")
 
 
-class HistoryStore:
-    """Append-only scaling history in SQLite at ``path``."""
+class ScalingLog:
+    """Append-only scaling log in SQLite at ``path``."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -79,10 +81,10 @@ class HistoryStore:
         finally:
             conn.close()
 
-    def append(self, event: ScalingEvent) -> int:
+    def append(self, event: ScalingLogEntry) -> int:
         return self.append_many([event])[0]
 
-    def append_many(self, events: Iterable[ScalingEvent]) -> list[int]:
+    def append_many(self, events: Iterable[ScalingLogEntry]) -> list[int]:
         ids: list[int] = []
         with self._connect() as conn:
             for e in events:
@@ -105,7 +107,7 @@ class HistoryStore:
                 ids.append(int(cur.lastrowid or 0))
         return ids
 
-    def recent(self, limit: int = 20, since: datetime | None = None) -> list[ScalingEvent]:
+    def recent(self, limit: int = 20, since: datetime | None = None) -> list[ScalingLogEntry]:
         """The newest ``limit`` events (newest first), optionally only those after ``since``."""
         query = "SELECT id, ts, kind, from_count, to_count, reason, metric, metrics, duration_s,"
         query += " outcome, source FROM scaling_events"
@@ -130,8 +132,8 @@ class HistoryStore:
             return int(conn.execute("SELECT COUNT(*) FROM scaling_events").fetchone()[0])
 
 
-def _row_to_event(row: tuple[Any, ...]) -> ScalingEvent:
-    return ScalingEvent(
+def _row_to_event(row: tuple[Any, ...]) -> ScalingLogEntry:
+    return ScalingLogEntry(
         id=row[0],
         ts=datetime.fromtimestamp(row[1], tz=UTC),
         kind=row[2],
@@ -146,7 +148,7 @@ def _row_to_event(row: tuple[Any, ...]) -> ScalingEvent:
     )
 
 
-def default_history_path() -> Path:
-    from kongstack.core.settings import load_settings
+def default_scaling_log_path() -> Path:
+    from kongstack.core.settings import LocalSettings
 
-    return load_settings().data_dir / "history.sqlite"
+    return LocalSettings().data_dir / "history.sqlite"

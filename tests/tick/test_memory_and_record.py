@@ -1,4 +1,4 @@
-"""The state block survives between ticks and fails safe; records land where people look."""
+"""The memory block survives between ticks and fails safe; records land where people look."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from autoscaler import AutoscalePolicy, Observation, decide
 from autoscaler.model import InstanceView, Metrics, Recommendation, ScalingHistory
-from tasks.tick.history import HistoryStore
+from tasks.tick.memory import MemoryBlock, read_memory, save_memory
 from tasks.tick.record import ActionRecord, RecordConfig, TickRecord, read_counter, record_tick
-from tasks.tick.state import AutoscaleState, read_state, save_state
+from tasks.tick.scaling_log import ScalingLog
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -24,24 +24,24 @@ def name() -> str:
 
 def test_state_round_trips_and_counts_generations() -> None:
     block = name()
-    first = read_state(block)
-    assert first.is_default and "no state block" in (first.default_reason or "")
+    first = read_memory(block)
+    assert first.is_default and "no memory block" in (first.default_reason or "")
     history = ScalingHistory(last_scale_up_at=NOW,
                              recommendations=(Recommendation(at=NOW, desired=4),))
-    assert save_state.fn(block, history, generation=first.generation, pool_size=4) == 1
-    second = read_state(block)
+    assert save_memory.fn(block, history, generation=first.generation, pool_size=4) == 1
+    second = read_memory(block)
     assert not second.is_default
     assert second.history == history and second.last_pool_size == 4
-    assert save_state.fn(block, history, generation=second.generation, pool_size=5,
+    assert save_memory.fn(block, history, generation=second.generation, pool_size=5,
                          document_id=second.document_id) == 2  # the in-place update path
-    third = read_state(block)
+    third = read_memory(block)
     assert (third.generation, third.last_pool_size) == (2, 5)
 
 
 def test_unreadable_state_is_the_safe_default_not_a_crash() -> None:
     block = name()
-    AutoscaleState(recommendations=[{"at": "not a time", "desired": "x"}]).save(block)
-    loaded = read_state(block)
+    MemoryBlock(recommendations=[{"at": "not a time", "desired": "x"}]).save(block)
+    loaded = read_memory(block)
     assert loaded.is_default and "invalid" in (loaded.default_reason or "")
 
 
@@ -57,7 +57,7 @@ def test_default_state_forbids_scale_in_until_the_window_refills() -> None:
             aggregate=Metrics(rps=0.0, sampled_at=at),
         )
 
-    seeded = read_state(name()).seeded(4, NOW)
+    seeded = read_memory(name()).seeded(4, NOW)
     soon, later = NOW + timedelta(seconds=299), NOW + timedelta(seconds=301)
     assert decide(policy, idle(soon), seeded, soon).desired == 4
     assert decide(policy, idle(later), seeded, later).desired == 1
@@ -66,7 +66,7 @@ def test_default_state_forbids_scale_in_until_the_window_refills() -> None:
 
 
 def test_record_writes_history_textfile_and_survives_failures(tmp_path: Path) -> None:
-    cfg = RecordConfig(stack="t", history_path=tmp_path / "h.sqlite",
+    cfg = RecordConfig(stack="t", scaling_log_path=tmp_path / "h.sqlite",
                        textfile_path=tmp_path / "metrics" / "autoscaler.prom")
     up = ActionRecord("scale_up", 3, 5, "rps 120/s vs 30/s per instance", "ok", 4.2,
                       ["kongstack-api-1 ready"])
@@ -75,7 +75,7 @@ def test_record_writes_history_textfile_and_survives_failures(tmp_path: Path) ->
                       driving_metric="rps", actions=[up], duration_s=4.5)
     events = record_tick.fn(cfg, tick)
     assert events == ["kongstack.autoscale.scaled-up"]
-    rows = HistoryStore(cfg.history_path).recent()
+    rows = ScalingLog(cfg.scaling_log_path).recent()
     assert [(r.kind, r.from_count, r.to_count, r.outcome) for r in rows] == [
         ("scale_up", 3, 5, "ok"), ("decision", 3, 5, "ok")]
     assert rows[0].metrics == {"rps": 120.0}
@@ -98,7 +98,7 @@ def test_record_writes_history_textfile_and_survives_failures(tmp_path: Path) ->
 def test_textfile_is_valid_exposition_format(tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    cfg = RecordConfig(stack="t", history_path=tmp_path / "h.sqlite",
+    cfg = RecordConfig(stack="t", scaling_log_path=tmp_path / "h.sqlite",
                        textfile_path=tmp_path / "autoscaler.prom", events=False)
     record_tick.fn(cfg, TickRecord(started_at=NOW, current=3, desired=3, after=3,
                                    min_instances=3, max_instances=6, reason="hold", metrics={}))
