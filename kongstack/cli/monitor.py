@@ -4,7 +4,6 @@ values above thresholds highlighted, an alert list, a JSON export, and a history
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.text import Text
 from kongstack.cli.ops import DriverOpt, GatewayOpt, StackOpt, fail, options
 from kongstack.cli.views import InstanceRow, Sample, StackOptions, Thresholds, rates, scrape
 from kongstack.core.errors import StackError
+from kongstack.core.files import write_atomic
 from tasks.instances.base import InstanceDriver
 from tasks.tick.pool import build_driver
 
@@ -84,10 +84,7 @@ def render(rows: list[InstanceRow], thresholds: Thresholds, stack: str) -> Group
 
 
 def _export(path: Path, snapshots: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(snapshots, indent=1))
-    os.replace(tmp, path)  # a reader never sees half a file
+    write_atomic(path, json.dumps(snapshots, indent=1))  # a reader never sees half a file
 
 
 def history_summary(opts: StackOptions, days: float) -> None:

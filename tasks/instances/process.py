@@ -25,6 +25,7 @@ from pathlib import Path
 from kongstack.core import OWNER_LABEL
 from kongstack.core.errors import InstanceError, SetupError
 from kongstack.core.extras import ensure_extra
+from kongstack.core.files import write_atomic
 from kongstack.core.procs import Daemon, pid_alive
 from tasks.instances.base import Instance, InstanceState, InstanceStats
 from tasks.instances.common import (
@@ -177,9 +178,8 @@ class ProcessDriver:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         body = {"name": meta.name, "port": meta.port, "started_at": meta.started_at.isoformat(),
                 "labels": meta.labels, "log_file": str(meta.log_file)}
-        tmp = self._meta_path(meta.name).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(body, indent=1))
-        tmp.replace(self._meta_path(meta.name))  # atomic: list() never reads half a file
+        # atomic: list() never reads half a file
+        write_atomic(self._meta_path(meta.name), json.dumps(body, indent=1))
 
     def _read_meta(self, name: str) -> _Meta | None:
         try:

@@ -13,11 +13,10 @@ Recording-rule names (``level:metric:operations``, base units) are documented in
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kongstack.core.files import write_if_changed
 from kongstack.core.monitoring_config import (
     AlertmanagerConfig,
     AlertsConfig,
@@ -67,21 +66,6 @@ def monitoring_paths(
     )
 
 
-def _write_if_changed(path: Path, text: str) -> bool:
-    try:
-        if path.read_text() == text:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return True
-
-
 def write_monitoring_files(
     cfg: MonitoringConfig,
     out_dir: Path,
@@ -96,9 +80,9 @@ def write_monitoring_files(
     find them (default ``OUT/alertmanager/secrets``).
     """
     files = monitoring_paths(out_dir, cfg, secrets_dir)
-    _write_if_changed(files.rules, render_rules(cfg))
-    _write_if_changed(files.prometheus_config, render_prometheus_config(cfg, [RULES_FILE]))
-    _write_if_changed(files.alertmanager_config,
+    write_if_changed(files.rules, render_rules(cfg))
+    write_if_changed(files.prometheus_config, render_prometheus_config(cfg, [RULES_FILE]))
+    write_if_changed(files.alertmanager_config,
                       render_alertmanager_config(cfg, files.secrets_dir))
     if not files.stock_api_targets.exists():
         write_stock_api_targets(files.stock_api_targets, [])

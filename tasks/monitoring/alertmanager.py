@@ -13,12 +13,12 @@ environment or Prefect Secret blocks.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from kongstack.core.files import write_atomic
 from kongstack.core.monitoring_config import MonitoringConfig
 
 WEBHOOK_RECEIVER = "autoscale-fastpath"
@@ -112,10 +112,6 @@ def write_alertmanager_secrets(cfg: MonitoringConfig, secrets_dir: Path) -> list
         secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name, value in wanted:
         path = secrets_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
-        os.replace(tmp, path)
+        write_atomic(path, value, mode=0o600)
         written.append(path)
     return written

@@ -8,13 +8,12 @@ half-written list; it notices the rename through inotify.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from kongstack.core.errors import ConfigError
+from kongstack.core.files import write_if_changed
 from tasks.monitoring.rules import STOCK_API_JOB
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
@@ -42,26 +41,8 @@ def write_stock_api_targets(
     path: Path, addresses: Iterable[str], labels: Mapping[str, str] | None = None
 ) -> bool:
     """Atomically write the file_sd file; returns False (and writes nothing) when unchanged."""
-    path = Path(path)
     body = json.dumps(stock_api_targets_document(addresses, labels), indent=2) + "\n"
-    try:
-        if path.read_text() == body:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return True
+    return write_if_changed(path, body)
 
 
 def read_stock_api_targets(path: Path) -> list[str]:

@@ -9,13 +9,12 @@ changed configuration, starts from the top (every step is idempotent anyway).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kongstack.core.files import write_atomic
 from kongstack.core.topology import Host, Role
 from tasks.providers.protocol import (
     STEPS,
@@ -167,11 +166,7 @@ class ResumeMarkers:
         self._save()
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.data, fh, indent=1, default=str)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
 
 
 def hosts_to_json(hosts: list[Host]) -> list[dict[str, Any]]:

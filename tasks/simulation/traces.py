@@ -18,6 +18,7 @@ from autoscaler.replay import ReplayResult
 from autoscaler.service_model import Trace
 from kongstack.core.errors import ConfigError
 from kongstack.core.extras import requires_extra
+from kongstack.core.files import write_atomic
 
 
 def read_trace(path: str | Path, *, name: str | None = None) -> Trace:
@@ -45,11 +46,7 @@ def read_trace(path: str | Path, *, name: str | None = None) -> Trace:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(file.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(file)
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 _COLUMNS = (

@@ -10,10 +10,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -24,6 +22,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
+from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack.core.settings import LocalSettings
@@ -135,7 +136,9 @@ def artifact_markdown(tick: TickRecord, action: ActionRecord) -> str:
 
 
 def write_textfile(path: Path, tick: TickRecord) -> None:
-    """The node_exporter textfile, replaced atomically; the failure counter survives ticks."""
+    """The node_exporter textfile, replaced atomically (prometheus_client's
+    ``write_to_textfile``: node_exporter never sees half a file); the failure counter
+    survives ticks."""
     failures = read_counter(path, "kongstack_autoscaler_tick_failures_total")
     if not tick.success:
         failures += 1
@@ -148,23 +151,25 @@ def write_textfile(path: Path, tick: TickRecord) -> None:
         ("last_tick_timestamp_seconds", "When the last tick finished (unix s).", round(now, 3)),
         ("last_tick_success", "1 if the last tick completed without error.", int(tick.success)),
     ]
-    lines: list[str] = []
-    for name, help_text, value in gauges:
-        metric = f"kongstack_autoscaler_{name}"
-        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric} {value}"]
-    total = "kongstack_autoscaler_tick_failures_total"
-    lines += [f"# HELP {total} Ticks that failed.", f"# TYPE {total} counter"]
-    lines.append(f"{total} {failures}")
+    families: list[Metric] = [GaugeMetricFamily(f"kongstack_autoscaler_{name}", help_text,
+                                                value=value)
+                              for name, help_text, value in gauges]
+    families.append(CounterMetricFamily("kongstack_autoscaler_tick_failures",
+                                        "Ticks that failed.", value=failures))
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(families))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autoscaler.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # node_exporter never sees a half-written file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_to_textfile(str(path), registry)
+
+
+class _Snapshot(Collector):
+    """Fixed metric families (one tick's values) for a one-off registry."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 def read_counter(path: Path, name: str) -> int:
@@ -172,8 +177,8 @@ def read_counter(path: Path, name: str) -> int:
         text = path.read_text()
     except OSError:
         return 0
-    match = re.search(rf"^{re.escape(name)} (\d+)", text, flags=re.MULTILINE)
-    return int(match.group(1)) if match else 0
+    match = re.search(rf"^{re.escape(name)} ([0-9.eE+]+)", text, flags=re.MULTILINE)
+    return int(float(match.group(1))) if match else 0
 
 
 @task(name="record", cache_policy=NO_CACHE, timeout_seconds=30)

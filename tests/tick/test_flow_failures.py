@@ -34,7 +34,7 @@ def test_a_failing_tick_is_recorded_and_raises(tmp_path: Path,
         with pytest.raises(ConfigError, match="admin_url"):
             asyncio.run(autoscale(config=config))
         assert read_counter(textfile, "kongstack_autoscaler_tick_failures_total") == attempt
-    assert "kongstack_autoscaler_last_tick_success 0" in textfile.read_text()
+    assert "kongstack_autoscaler_last_tick_success 0.0" in textfile.read_text().splitlines()
     rows = ScalingLog(tmp_path / "h.sqlite").recent()
     assert [(r.kind, r.outcome) for r in rows] == [("error", "failed"), ("error", "failed")]
     assert "admin_url" in rows[0].reason

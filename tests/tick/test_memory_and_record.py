@@ -18,6 +18,15 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
+def samples(path: Path) -> dict[str, float]:
+    """The textfile's samples, read as node_exporter reads them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.name: sample.value
+            for family in text_string_to_metric_families(path.read_text())
+            for sample in family.samples}
+
+
 def name() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
@@ -79,20 +88,18 @@ def test_record_writes_history_textfile_and_survives_failures(tmp_path: Path) ->
     assert [(r.kind, r.from_count, r.to_count, r.outcome) for r in rows] == [
         ("scale_up", 3, 5, "ok"), ("decision", 3, 5, "ok")]
     assert rows[0].metrics == {"rps": 120.0}
-    text = cfg.textfile_path.read_text()
-    for line in ("kongstack_autoscaler_current_instances 5",
-                 "kongstack_autoscaler_desired_instances 5",
-                 "kongstack_autoscaler_min_instances 3", "kongstack_autoscaler_max_instances 6",
-                 "kongstack_autoscaler_last_tick_success 1",
-                 "kongstack_autoscaler_tick_failures_total 0"):
-        assert line in text.splitlines()
+    assert {k: v for k, v in samples(cfg.textfile_path).items() if "timestamp" not in k} == {
+        "kongstack_autoscaler_current_instances": 5, "kongstack_autoscaler_desired_instances": 5,
+        "kongstack_autoscaler_min_instances": 3, "kongstack_autoscaler_max_instances": 6,
+        "kongstack_autoscaler_last_tick_success": 1,
+        "kongstack_autoscaler_tick_failures_total": 0}
     failed = TickRecord(started_at=NOW, current=5, desired=5, after=5, min_instances=3,
                         max_instances=6, reason="tick failed", metrics={}, success=False,
                         actions=[ActionRecord("error", 5, 5, "boom", "failed")])
     assert record_tick.fn(cfg, failed) == ["kongstack.autoscale.tick-failed"]
     record_tick.fn(cfg, failed)
     assert read_counter(cfg.textfile_path, "kongstack_autoscaler_tick_failures_total") == 2
-    assert "kongstack_autoscaler_last_tick_success 0" in cfg.textfile_path.read_text()
+    assert samples(cfg.textfile_path)["kongstack_autoscaler_last_tick_success"] == 0
 
 
 def test_textfile_is_valid_exposition_format(tmp_path: Path) -> None:

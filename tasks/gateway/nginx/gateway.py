@@ -24,6 +24,7 @@ import httpx
 from pydantic import SecretStr
 
 from kongstack.core.errors import GatewayError
+from kongstack.core.files import write_atomic
 from tasks.gateway.kong.model import GatewayState
 from tasks.gateway.nginx.render import Listen, render
 from tasks.gateway.nginx.server import NginxServer
@@ -92,12 +93,7 @@ class NginxGateway:
             yield _State.from_json(path.read_text()) if path.exists() else _State()
 
     def _save(self, state: _State) -> None:
-        path = self.prefix / "state.json"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(state.to_json())
-        os.replace(tmp, path)
+        write_atomic(self.prefix / "state.json", state.to_json(), mode=0o600)
 
     def _render(self, state: _State, generation: int) -> str:
         if state.site is None:
@@ -117,10 +113,10 @@ class NginxGateway:
         generation = state.generation + 1
         text = self._render(state, generation)
         self.server.prepare()
+        # Written beside the live config and checked by ``nginx -t`` first; only a config
+        # that passed is renamed over the one nginx serves (a rename: never half a file).
         candidate = self.prefix / "nginx.conf.new"
-        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        write_atomic(candidate, text, mode=0o600)
         self.server.test(candidate)
         os.replace(candidate, self.server.conf)
         state.generation = generation
