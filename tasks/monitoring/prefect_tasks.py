@@ -9,20 +9,16 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from kongstack.core.retry import retry_if
 from tasks.monitoring import parse_monitoring_config, write_monitoring_files
 from tasks.monitoring.elasticsearch import ElasticsearchClient, LogStoreError
 from tasks.monitoring.file_sd import write_stock_api_targets
 
 
-def _log_store_unreachable(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only transient store failures; a rejected template will not improve."""
-    try:
-        state.result()
-    except LogStoreError as exc:
-        return "HTTP 4" not in str(exc)
-    except Exception:
-        return False
-    return False
+def log_store_unreachable(exc: BaseException) -> bool:
+    """Transient: the store failed or could not be reached; a rejected (4xx) template will not
+    improve on a retry, and neither will any other error."""
+    return isinstance(exc, LogStoreError) and "HTTP 4" not in str(exc)
 
 
 @task(name="render-monitoring-config", cache_policy=NO_CACHE, timeout_seconds=60)
@@ -47,7 +43,7 @@ def update_stock_api_targets(
 
 
 @task(name="install-log-store", cache_policy=NO_CACHE, retries=3,
-      retry_delay_seconds=[2, 10, 30], retry_condition_fn=_log_store_unreachable,
+      retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_if(log_store_unreachable),
       timeout_seconds=120)
 def install_log_store() -> str:
     """Install the index template, ILM policy and ingest pipeline when ELASTICSEARCH_URL is set."""
