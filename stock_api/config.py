@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_redis_url(value: str) -> str:
+    """A REDIS_URL redis-py can open; the one check for it (the instance drivers use it too)."""
+    if not value.startswith(REDIS_SCHEMES):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return value
+
+
+RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 
 
 def _env(name: str, *more: str) -> AliasChoices:
@@ -33,7 +46,7 @@ class StockApiConfig(BaseSettings):
     )
     instance_id: str = Field(default="", max_length=128, validation_alias=_env("INSTANCE_ID"))
 
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         default="redis://127.0.0.1:16379/0", validation_alias=_env("REDIS_URL")
     )
     cache_enabled: bool = Field(default=True, validation_alias=_env("STOCK_API_CACHE_ENABLED"))
@@ -91,13 +104,6 @@ class StockApiConfig(BaseSettings):
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
 
     @property
     def effective_instance_id(self) -> str:

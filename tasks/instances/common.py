@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kongstack.core import OWNER_LABEL
 from kongstack.core.errors import InstanceError
 from kongstack.core.procs import free_port_block, port_open
 from kongstack.core.settings import REPO_ROOT
+from stock_api.config import RedisUrl
 from tasks.instances.base import InstanceState
 
 log = logging.getLogger("kongstack.instances")
@@ -45,7 +46,7 @@ class InstanceSettings(BaseModel):
         default=None, ge=1024, le=65000,
         description="first port tried for a new instance; None = any free port",
     )
-    redis_url: str = "redis://127.0.0.1:16379/0"
+    redis_url: RedisUrl = "redis://127.0.0.1:16379/0"  # the instance's own check
     data_dir: Path | None = Field(
         default=None, description="shared embedded-store directory (STOCK_API_DATA_DIR)"
     )
@@ -54,13 +55,6 @@ class InstanceSettings(BaseModel):
     startup_grace: float = Field(
         default=60.0, gt=0, description="a live instance not ready after this is UNHEALTHY"
     )
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
 
     def owner_labels(self, port: int) -> dict[str, str]:
         return {OWNER_LABEL: self.stack, ROLE_LABEL: ROLE, PORT_LABEL: str(port)}

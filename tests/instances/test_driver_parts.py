@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from kongstack.core.errors import InstanceError
 from kongstack.core.procs import free_port_block
 from kongstack.core.settings import LocalSettings
+from stock_api.config import StockApiConfig
 from tasks.instances.common import DockerSettings, pick_port, port_of
 from tasks.instances.docker import (
     DockerDriver,
@@ -173,6 +174,24 @@ def test_settings_reject_unknown_keys_and_name_bad_fields() -> None:
         DockerSettings(memory="lots")
     with pytest.raises(ValidationError, match="redis_url"):
         DockerSettings(redis_url="http://127.0.0.1:6379")
+
+
+@pytest.mark.parametrize("url", ["redis://h:1/0", "rediss://h:1", "unix:///run/r.sock",
+                                 "http://h:6379", "h:6379", ""])
+def test_the_driver_accepts_exactly_the_redis_urls_the_instance_accepts(url: str) -> None:
+    """One check (stock_api.config.check_redis_url): a URL the driver passes is one the
+    instance starts with, and the driver refuses the others before starting anything."""
+    def accepted(build: Any) -> bool:
+        try:
+            build()
+        except ValidationError as exc:
+            assert "redis_url" in str(exc)
+            return False
+        return True
+
+    instance = accepted(lambda: StockApiConfig(redis_url=url))
+    assert accepted(lambda: DockerSettings(redis_url=url)) is instance
+    assert instance is url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def test_ports_skip_taken_and_listening_ones() -> None:
