@@ -15,10 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kongstack.cli.views import StackOptions, active, newest_first, read_cooldowns
+from kongstack.cli.views import StackOptions, active, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
 from tasks.tick.config import CONFIG_FILE_ENV, LoadedConfig
+from tasks.tick.manual_scale import scale_by_hand
 from tasks.tick.pool import build_driver, build_gateway
 from tasks.tick.scaling_log import ScalingLogEntry
 from tasks.tick.targets import publish_scrape_targets
@@ -153,34 +154,18 @@ def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of ins
         raise typer.BadParameter(
             f"{count} is outside min_instances..max_instances = {pol.min_instances}.."
             f"{pol.max_instances} (use --force to override)", param_hint="COUNT")
-    pool = opts.pool()
-    started = time.monotonic()
     try:
-        current = active(build_driver(pool).list())
-        with console.status(f"scaling {opts.name} from {len(current)} to {count}..."):
-            if count > len(current):
-                record = scale_up.fn(pool, to_count=count, dry_run=dry_run)
-            elif count < len(current):
-                victims = newest_first(current)[: len(current) - count]
-                record = scale_down.fn(pool, victim_ids=[v.id for v in victims],
-                                       dry_run=dry_run)
-            else:
-                console.print(f"already at {count} instance(s): nothing to do")
-                return
-            if not dry_run:
-                ready = [i.address for i in build_driver(pool).list()
-                         if str(i.state) == "ready"]
-                publish_scrape_targets(pool, ready)
+        with console.status(f"scaling {opts.name} to {count}..."):
+            record = scale_by_hand(
+                opts.config(), count, dry_run=dry_run, source="cli",
+                reason=f"manual scale to {count}{' (forced)' if force else ''}")
     except StackError as exc:
         raise fail(str(exc)) from None
+    if record is None:
+        console.print(f"already at {count} instance(s): nothing to do")
+        return
     for line in record.details:
         console.print(f"  {line}")
-    if not dry_run:
-        opts.history().append(ScalingLogEntry(
-            ts=datetime.now(UTC), kind="manual", from_count=record.from_count,
-            to_count=record.to_count, outcome=record.outcome, source="cli",
-            reason=f"manual scale to {count}{' (forced)' if force else ''}: {record.reason}",
-            duration_s=time.monotonic() - started))
     console.print(f"{'would scale' if dry_run else 'scaled'} {record.from_count} → "
                   f"{record.to_count} ({record.outcome})")
     if record.outcome == "failed":

@@ -19,8 +19,8 @@ import httpx
 from autoscaler import remaining_cooldowns
 from autoscaler.config import AutoscalePolicy
 from kongstack.core.settings import LocalSettings
-from tasks.instances.base import Instance, InstanceState
-from tasks.tick.config import LoadedConfig, load_autoscale_config
+from tasks.instances.base import Instance
+from tasks.tick.config import AutoscaleConfig, LoadedConfig, load_autoscale_config
 from tasks.tick.pool import ACTIVE, PoolConfig
 from tasks.tick.scaling_log import ScalingLog
 
@@ -49,6 +49,10 @@ class StackOptions:
         return PoolConfig.model_validate({**self.loaded.config.pool.model_dump(),
                                           **{k: v for k, v in given.items() if v is not None}})
 
+    def config(self) -> AutoscaleConfig:
+        """The autoscale config in force, with the command line's pool."""
+        return self.loaded.config.model_copy(update={"pool": self.pool()})
+
     @property
     def name(self) -> str:
         return self.pool().stack
@@ -62,12 +66,6 @@ class StackOptions:
 
 def active(instances: list[Instance]) -> list[Instance]:
     return [i for i in instances if i.state in ACTIVE]
-
-
-def newest_first(instances: list[Instance]) -> list[Instance]:
-    """Scale-in order when an operator shrinks the pool: the policy's default ("newest")."""
-    return sorted(instances, key=lambda i: (i.state is not InstanceState.STARTING,
-                                            -i.started_at.timestamp(), i.id))
 
 
 # -- cooldowns from the tick memory block -------------------------------------------------

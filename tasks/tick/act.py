@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 from prefect import task
 
-from autoscaler import AutoscalePolicy, Decision, Observation, select_victims
+from autoscaler import AutoscalePolicy, Decision, InstanceView, Observation, select_victims
 from kongstack.core.errors import InstanceError
 from tasks.instances.base import Instance, InstanceState
 from tasks.tick.pool import ACTIVE, POOL_CHANGING_TASK, PoolConfig, pool_clients
@@ -26,13 +26,25 @@ from tasks.tick.record import ActionRecord
 
 def act(pool: PoolConfig, policy: AutoscalePolicy, decision: Decision,
         observation: Observation) -> ActionRecord | None:
-    """Carry out ``decision`` (None when it keeps the size); the victims of a scale-in are
-    the policy's choice among the observed active instances."""
-    if decision.desired > decision.current:
-        return scale_up(pool, to_count=decision.desired, dry_run=decision.dry_run)
-    if decision.desired < decision.current:
-        victims = select_victims(policy, observation.active, decision.current - decision.desired)
-        return scale_down(pool, victim_ids=[v.id for v in victims], dry_run=decision.dry_run)
+    """Carry out ``decision`` (None when it keeps the size)."""
+    return resize(pool, policy, observation.active, decision.desired,
+                  current=decision.current, dry_run=decision.dry_run)
+
+
+def resize(pool: PoolConfig, policy: AutoscalePolicy, active: Sequence[InstanceView],
+           to_count: int, *, current: int | None = None, dry_run: bool = False,
+           as_tasks: bool = True) -> ActionRecord | None:
+    """Grow or shrink the pool from ``current`` (default: the ``active`` instances) to
+    ``to_count``; the victims of a scale-in are the policy's ``victim_selection`` among
+    ``active``. The tick's act and ``kongstack scale`` both come through here; the CLI passes
+    ``as_tasks=False`` (the same steps, run in-process without a Prefect API)."""
+    current = len(active) if current is None else current
+    up, down = (scale_up, scale_down) if as_tasks else (scale_up.fn, scale_down.fn)
+    if to_count > current:
+        return up(pool, to_count=to_count, dry_run=dry_run)
+    if to_count < current:
+        victims = select_victims(policy, active, current - to_count)
+        return down(pool, victim_ids=[v.id for v in victims], dry_run=dry_run)
     return None
 
 

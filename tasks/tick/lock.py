@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,3 +31,16 @@ def tick_lock(path: Path) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
+
+
+@contextmanager
+def tick_lock_within(path: Path, timeout: float, *, poll: float = 0.2) -> Iterator[bool]:
+    """``tick_lock``, waiting up to ``timeout`` seconds for a running tick to let go (a
+    command waits its turn rather than failing beside a tick); yields False after that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with tick_lock(path) as held:
+            if held or time.monotonic() >= deadline:
+                yield held
+                return
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))  # polled, bounded

@@ -181,6 +181,16 @@ def read_counter(path: Path, name: str) -> int:
     return int(float(match.group(1))) if match else 0
 
 
+def record_manual(config: RecordConfig, action: ActionRecord, *, at: datetime, reason: str,
+                  source: str, duration_s: float) -> None:
+    """A change made by hand (``kongstack scale``, a rolling restart): one scaling-log row of
+    kind "manual" with its source. Not a tick: the textfile's tick gauges stay the tick's."""
+    ScalingLog(config.scaling_log_path).append(ScalingLogEntry(
+        ts=at, kind="manual", from_count=action.from_count, to_count=action.to_count,
+        outcome=action.outcome, source=source, reason=f"{reason}: {action.reason}",
+        duration_s=duration_s))
+
+
 @task(name="record", cache_policy=NO_CACHE, timeout_seconds=30)
 def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
     """Write the tick everywhere; returns the Prefect event names emitted.

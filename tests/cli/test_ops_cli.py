@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kongstack.cli.app import app
+from kongstack.cli.views import StackOptions
+from tasks.tick.lock import tick_lock
 from tasks.tick.pool import build_driver, build_gateway
 from tasks.tick.scaling_log import ScalingLog, ScalingLogEntry
 from tests.support.ops_stack import LocalStack, local_stack
@@ -66,18 +68,37 @@ def test_scale_respects_min_max_and_records_manual_events(
     assert forced_dry.exit_code == 0 and "would scale 2 → 5" in forced_dry.output
     assert len(_addresses(stack)) == 2
 
+    before = set(_addresses(stack))
     up = runner.invoke(app, ["scale", "3", "--ready-timeout", "120"], env=env)
     assert up.exit_code == 0, up.output
     assert len(_addresses(stack)) == 3 and _targets(stack) == _addresses(stack)
-    down = runner.invoke(app, ["scale", "2"], env=env)
+    (added,) = set(_addresses(stack)) - before
+    # The policy's victim_selection chooses, as in a tick: "oldest" keeps the one just added
+    # (the default, "newest", would remove it).
+    down = runner.invoke(app, ["scale", "2"],
+                         env=env | {"KONGSTACK_AUTOSCALE_VICTIM_SELECTION": "oldest"})
     assert down.exit_code == 0, down.output
     assert len(_addresses(stack)) == 2 and _targets(stack) == _addresses(stack)
+    assert added in _addresses(stack)
 
     manual = [e for e in ScalingLog(stack.home / "data" / "history.sqlite").recent(10)
               if e.kind == "manual"]
     assert [(e.from_count, e.to_count, e.source) for e in manual[:2]] == [
         (3, 2, "cli"), (2, 3, "cli")]
     assert runner.invoke(app, ["scale", "-1"], env=env).exit_code == 2
+
+
+def test_scale_waits_for_a_running_tick_then_refuses(
+        stack: LocalStack, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tasks.tick.manual_scale.LOCK_WAIT_SECONDS", 0.5)
+    config = StackOptions(stack=stack.config.stack, driver="process", gateway="nginx")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with tick_lock(config.config().lock_file()) as held:
+        assert held
+        refused = runner.invoke(app, ["scale", "3"], env=env)
+    assert refused.exit_code == 1 and "holds" in refused.output
+    assert len(_addresses(stack)) == 2
 
 
 def test_logs_of_an_instance_and_of_the_gateway(stack: LocalStack, env: dict[str, str]) -> None:
