@@ -43,3 +43,59 @@ def test_schedules_and_concurrency() -> None:
     (daily,) = found["maintenance"]["schedules"]
     assert daily["cron"].split()[2:] == ["*", "*", "*"]  # once a day
     assert "schedules" not in found["deploy-stack"] and "schedules" not in found["cleanup"]
+
+
+def _served(spec_name: str) -> dict[str, Any]:
+    """What serve registers for one deployment, in prefect.yaml's terms."""
+    from kongstack.cli.serve import build_deployments
+
+    (d,) = [d for d in build_deployments() if d.name == spec_name]
+    served: dict[str, Any] = {
+        "name": d.name, "version": d.version, "description": d.description, "tags": d.tags,
+        "entrypoint": d.entrypoint, "parameters": d.parameters}
+    schedules = []
+    for s in d.schedules:
+        sched = s.schedule
+        entry: dict[str, Any] = {"active": s.active}
+        if hasattr(sched, "cron"):
+            entry |= {"cron": sched.cron, "timezone": sched.timezone}
+        else:
+            entry["interval"] = sched.interval.total_seconds()
+        schedules.append(entry)
+    if schedules:
+        served["schedules"] = schedules
+    if d.concurrency_limit is not None:
+        served["concurrency_limit"] = {
+            "limit": d.concurrency_limit,
+            "collision_strategy": d.concurrency_options.collision_strategy.value}
+    if d.triggers:
+        served["triggers"] = [
+            {"type": t.type, "enabled": t.enabled, "match": t.match.model_dump(),
+             "expect": sorted(t.expect), "posture": t.posture.value,
+             "threshold": t.threshold, "within": t.within.total_seconds(),
+             "parameters": t.parameters} for t in d.triggers]
+    return served
+
+
+@pytest.mark.parametrize("name", ["deploy-stack", "autoscale", "maintenance", "cleanup"])
+def test_serve_registers_what_prefect_yaml_says(name: str) -> None:
+    """`kongstack up` (serve) and `prefect deploy` register the same deployment: every field
+    prefect.yaml sets (but the work pool, which serve does not use) comes out of serve."""
+    spec = {k: v for k, v in deployments()[name].items() if k != "work_pool"}
+    if "description" in spec:
+        spec["description"] = spec["description"].strip()
+    assert _served(name) == spec
+
+
+def test_the_maintenance_schedule_names_its_timezone() -> None:
+    (daily,) = deployments()["maintenance"]["schedules"]
+    assert daily["timezone"] == "UTC"
+    assert _served("maintenance")["schedules"] == [
+        {"cron": daily["cron"], "timezone": "UTC", "active": True}]
+
+
+def test_the_fast_path_trigger_is_the_one_prefect_yaml_declares() -> None:
+    from kongstack.cli.fastpath import fastpath_trigger
+
+    (trigger,) = deployments()["autoscale"]["triggers"]
+    assert trigger == fastpath_trigger()

@@ -113,7 +113,7 @@ def test_simulate_runs_without_extras_and_the_chart_names_the_analysis_extra(
 def test_serving_without_analysis_leaves_out_only_maintenance() -> None:
     result = run_without("analysis", """
         from kongstack.cli.serve import build_deployments
-        print(sorted(d.name for d in build_deployments("blocked")))
+        print(sorted(d.name for d in build_deployments()))
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "['autoscale', 'cleanup', 'deploy-stack']"
