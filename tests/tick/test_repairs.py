@@ -1,5 +1,5 @@
-"""Reconcile planning: every half-done state an interrupted tick (or an operator) can leave
-is turned into a repair, and a consistent pool yields none."""
+"""Repair planning (tasks.tick.repair): every half-done state an interrupted tick (or an
+operator) can leave is turned into a repair, and a consistent pool yields none."""
 
 from __future__ import annotations
 
