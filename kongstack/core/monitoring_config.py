@@ -150,7 +150,7 @@ class SecretRef(_Strict):
 
 
 class WebhookReceiver(_Strict):
-    """The autoscale fast path (tasks/fastpath.py) or any Alertmanager-webhook consumer."""
+    """The autoscale fast path (kongstack/cli/fastpath.py) or any Alertmanager-webhook consumer."""
 
     url: str = "http://127.0.0.1:18090/alerts"
     send_resolved: bool = True
