@@ -1,8 +1,8 @@
 """Runtime configuration of one stock API instance, read once from the environment.
 
 Environment names are the cross-team contract (PORT, HOST, REDIS_URL, MONGODB_URI,
-STOCK_API_DATA_DIR, API_KEY, INSTANCE_ID, LOG_FILE, GRACEFUL_TIMEOUT) plus a few
-``STOCK_API_*`` knobs that only this service reads.
+STOCK_API_DATA_DIR, API_KEY, GATEWAY_SECRET, INSTANCE_ID, LOG_FILE, GRACEFUL_TIMEOUT) plus a
+few ``STOCK_API_*`` knobs that only this service reads.
 """
 
 from __future__ import annotations
@@ -66,11 +66,10 @@ class StockApiConfig(BaseSettings):
         default=1.0, ge=0, le=60, validation_alias=_env("STOCK_API_CACHE_RETRY_AFTER")
     )
 
-    # The issue asks /ready to fail when Redis is down. A gateway probing /ready would then
-    # drop every instance at once although reads still work from the store; set this to
-    # false to report the cache as "degraded" (200) instead.
-    ready_requires_cache: bool = Field(
-        default=True, validation_alias=_env("STOCK_API_READY_REQUIRES_CACHE")
+    # How old the last look at Redis and the store may be when /metrics is scraped: older
+    # and the scrape checks them again, so stock_api_dependency_up is never stale for long.
+    dependency_check_seconds: float = Field(
+        default=5.0, ge=0, le=300, validation_alias=_env("STOCK_API_DEPENDENCY_CHECK")
     )
 
     mongodb_uri: SecretStr | None = Field(default=None, validation_alias=_env("MONGODB_URI"))
@@ -86,16 +85,27 @@ class StockApiConfig(BaseSettings):
     )
 
     api_key: SecretStr | None = Field(default=None, validation_alias=_env("API_KEY"))
+    # Set on instances behind a gateway: every request except the probes (/live, /health,
+    # /ready, /metrics) must carry it in X-Gateway-Secret, which only the gateway adds, so a
+    # host that reaches an instance directly cannot bypass the gateway's key-auth.
+    gateway_secret: SecretStr | None = Field(
+        default=None, min_length=16, validation_alias=_env("GATEWAY_SECRET")
+    )
     log_file: Path | None = Field(default=None, validation_alias=_env("LOG_FILE"))
     max_body_bytes: int = Field(
         default=16_384, ge=256, le=1_048_576, validation_alias=_env("STOCK_API_MAX_BODY_BYTES")
+    )
+    # A stock is a flat object: nesting deeper than this is refused (400) before parsing,
+    # so a body of 10,000 brackets never reaches the JSON parser's recursion limit.
+    max_body_depth: int = Field(
+        default=32, ge=1, le=256, validation_alias=_env("STOCK_API_MAX_BODY_DEPTH")
     )
     # Registers GET /debug/slow (a request that takes as long as asked); tests and drain demos only.
     debug_endpoints: bool = Field(
         default=False, validation_alias=_env("STOCK_API_DEBUG_ENDPOINTS")
     )
 
-    @field_validator("mongodb_uri", "api_key", mode="before")
+    @field_validator("mongodb_uri", "api_key", "gateway_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -8,6 +8,7 @@ from flask import current_app
 
 from stock_api.cache import StockCache
 from stock_api.config import StockApiConfig
+from stock_api.dependencies import Dependencies
 from stock_api.metrics import ApiMetrics
 from stock_api.store import StockRepository
 
@@ -20,6 +21,7 @@ class Services:
     store: StockRepository
     cache: StockCache
     metrics: ApiMetrics
+    dependencies: Dependencies
 
 
 def services() -> Services:

@@ -63,6 +63,7 @@ def from_validation(
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "route_not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -82,7 +83,7 @@ def register_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"request body exceeds {limit} bytes"
+            message = f"request body exceeds the limit of {limit} bytes"
         resp = ApiError(status, code, message).response()
         if status == 405 and exc.get_response().headers.get("Allow"):
             resp.headers["Allow"] = exc.get_response().headers["Allow"]
@@ -90,7 +91,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError) -> Response:
+        from stock_api.context import services  # here: context imports the store, which us
+
         log.error("store failure: %s", exc)
+        services().dependencies.mark("store", False, type(exc.__cause__ or exc).__name__)
         return ApiError(503, "store_unavailable", "the stock store is unavailable").response()
 
     @app.errorhandler(Exception)

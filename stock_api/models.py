@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 EXCHANGES: dict[str, str] = {
     "NYSE": "USD",
@@ -76,6 +76,17 @@ class StockFields(_Strict):
     price: Price
     volume: int = Field(default=0, ge=0, le=10**13)
     market_cap: float = Field(default=0.0, ge=0, le=1e15, allow_inf_nan=False)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_of_exchange(cls, currency: str, info: ValidationInfo) -> str:
+        """Every exchange lists in one currency (EXCHANGES, the seed's table too)."""
+        exchange = info.data.get("exchange")  # absent when the exchange itself was invalid
+        expected = EXCHANGES.get(exchange) if isinstance(exchange, str) else None
+        if expected is not None and currency != expected:
+            raise ValueError(f"currency {currency!r} contradicts exchange {exchange!r}, "
+                             f"which lists in {expected}")
+        return currency
 
 
 class StockCreate(StockFields):

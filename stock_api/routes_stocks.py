@@ -51,7 +51,7 @@ def get_stock(symbol: str) -> Response:
 
 @stocks.post("/api/stocks")
 def create_stock() -> tuple[Response, int, dict[str, str]]:
-    body = parse_body(StockCreate)
+    body = parse_body(StockCreate, max_depth=services().config.max_body_depth)
     svc = services()
     stock = {**body.model_dump(), "updated_at": _now()}
     try:
@@ -67,7 +67,7 @@ def create_stock() -> tuple[Response, int, dict[str, str]]:
 @stocks.put("/api/stocks/<symbol>")
 def replace_stock(symbol: str) -> Response:
     symbol = parse_symbol(symbol)
-    body = parse_body(StockReplace)
+    body = parse_body(StockReplace, max_depth=services().config.max_body_depth)
     if body.symbol is not None and body.symbol != symbol:
         raise ApiError(
             422, "symbol_mismatch",

@@ -154,12 +154,13 @@ def test_instance_that_cannot_get_ready_times_out_then_turns_unhealthy(
 ) -> None:
     from kongstack.core.procs import free_port
 
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: /ready answers 503
-    driver = ProcessDriver(process_settings.model_copy(
-        update={"redis_url": dead_redis, "startup_grace": 3.0}
-    ))
+    # Its store never answers (nothing listens there): /ready answers 503. (A dead Redis
+    # would not do: the API serves from the store then, ready and degraded.)
+    dead_store = {"MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+                  "STOCK_API_STORE_TIMEOUT": "0.2"}
+    driver = ProcessDriver(process_settings.model_copy(update={"startup_grace": 3.0}))
     try:
-        instance = driver.start()
+        instance = driver.start(env=dead_store)
         with pytest.raises(InstanceError, match="not ready"):
             driver.wait_ready(instance, timeout=2)
         assert driver.list()[0].state is InstanceState.STARTING  # alive, within startup grace

@@ -20,6 +20,7 @@ from stock_api.store import open_embedded
 SMALL = SeedParams(symbols=40, days=60, seed=7, end="2025-12-31")
 CONTRACT_ENV = (
     "PORT", "HOST", "REDIS_URL", "MONGODB_URI", "STOCK_API_DATA_DIR", "API_KEY", "INSTANCE_ID",
+    "GATEWAY_SECRET", "STOCK_API_MAX_BODY_DEPTH", "STOCK_API_DEPENDENCY_CHECK",
     "LOG_FILE", "GRACEFUL_TIMEOUT", "STOCK_API_CACHE_ENABLED", "STOCK_API_CACHE_PREFIX",
     "STOCK_API_DEBUG_ENDPOINTS", "STOCK_API_THREADS", "STOCK_API_CACHE_TTL",
 )
@@ -81,6 +82,19 @@ def cache_count(app: Flask, result: str) -> float:
         "stock_api_cache_requests_total", {"result": result}
     )
     return float(value or 0.0)
+
+
+def dependency_up(client: FlaskClient, dependency: str) -> float | None:
+    """``stock_api_dependency_up{dependency=...}`` as a scrape of /metrics sees it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name == "stock_api_dependency_up"
+                    and sample.labels.get("dependency") == dependency):
+                return float(sample.value)
+    return None
 
 
 def valid_stock(symbol: str = "NEWCO", **overrides: Any) -> dict[str, Any]:

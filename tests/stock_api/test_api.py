@@ -6,6 +6,7 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -148,6 +149,46 @@ def test_api_key_guards_the_api_but_not_probes(data_dir: Path, redis_url: str) -
     assert client.get("/api/stocks", headers={"apikey": "s3cret-key"}).status_code == 200
     for path in ("/health", "/ready", "/metrics"):
         assert client.get(path).status_code == 200, path
+
+
+GATEWAY_SECRET = "gw-0123456789abcdef"
+
+
+def test_gateway_secret_is_required_on_the_api_but_not_on_probes(
+    data_dir: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """An instance behind a gateway answers /api only to requests carrying the gateway's
+    secret: a host that reaches the instance directly cannot bypass key-auth or limits."""
+    app = create_app(make_config(data_dir, redis_url, gateway_secret=GATEWAY_SECRET,
+                                 api_key="s3cret-key", log_file=tmp_path / "api.log"))
+    client = app.test_client()
+    via_gateway = {"X-Gateway-Secret": GATEWAY_SECRET, "apikey": "s3cret-key"}
+    for method, path in (("GET", "/api/stocks"), ("POST", "/api/stocks"),
+                         ("DELETE", "/api/stocks/ZZZZ"), ("GET", "/no/such/page")):
+        direct = client.open(path, method=method, json=valid_stock(),
+                             headers={"apikey": "s3cret-key"})
+        assert direct.status_code == 403, (method, path)
+        assert direct.get_json()["error"]["code"] == "gateway_required"
+        assert "X-Gateway-Secret" in direct.get_json()["error"]["message"]
+    wrong = client.get("/api/stocks", headers={**via_gateway, "X-Gateway-Secret": "nope"})
+    assert wrong.status_code == 403
+    prefix = client.get("/api/stocks", headers={**via_gateway,
+                                                "X-Gateway-Secret": GATEWAY_SECRET[:-1]})
+    assert prefix.status_code == 403
+    assert client.get("/api/stocks", headers=via_gateway).status_code == 200
+    # the gateway's secret does not replace the client's key
+    no_key = client.get("/api/stocks", headers={"X-Gateway-Secret": GATEWAY_SECRET})
+    assert no_key.status_code == 401
+    for path in ("/live", "/health", "/ready", "/metrics"):  # probes and Prometheus
+        assert client.get(path).status_code == 200, path
+    logged = (tmp_path / "api.log").read_text()
+    assert GATEWAY_SECRET not in logged and GATEWAY_SECRET not in client.get(
+        "/metrics").get_data(as_text=True)
+
+
+def test_gateway_secret_too_short_is_a_config_error(data_dir: Path, redis_url: str) -> None:
+    with pytest.raises(ValueError, match="gateway_secret"):
+        make_config(data_dir, redis_url, gateway_secret="short")
 
 
 def test_correlation_id_is_echoed_and_logged(client: FlaskClient, tmp_path: Path) -> None:

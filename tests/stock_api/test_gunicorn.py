@@ -134,3 +134,22 @@ def test_invalid_environment_fails_fast_naming_the_variable(tmp_path: Path) -> N
                             text=True, timeout=60)
     assert result.returncode != 0
     assert "PORT" in result.stdout + result.stderr
+
+
+def test_body_limits_hold_for_chunked_bodies_too(api: ApiProcess) -> None:
+    """Without Content-Length (chunked), the size and depth limits still answer 413/400
+    naming the limit: gunicorn marks the stream terminated and werkzeug counts the bytes."""
+
+    def chunks(data: bytes) -> Iterator[bytes]:
+        for i in range(0, len(data), 4096):
+            yield data[i:i + 4096]
+
+    with httpx.Client(base_url=api.base, timeout=10) as http:
+        big = http.post("/api/stocks", content=chunks(b"[" * 100_000),
+                        headers={"Content-Type": "application/json"})
+        assert big.status_code == 413, big.text
+        assert "limit of 16384 bytes" in big.json()["error"]["message"]
+        deep = http.post("/api/stocks", content=chunks(b"[" * 10_000),
+                         headers={"Content-Type": "application/json"})
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == "too_deep"
+        assert http.get("/live").status_code == 200  # the worker lived through both

@@ -71,6 +71,22 @@ CASES = [
         valid_stock(name="Evil\nCorp"), field="name"),
     Bad("oversized body", "POST", "/api/stocks", 413, "payload_too_large",
         valid_stock(name="x" * 20_000)),
+    # The JSON parser recurses per level: without the depth limit these were 500s.
+    Bad("10,000 nested arrays", "POST", "/api/stocks", 400, "too_deep", _raw("[" * 10_000)),
+    Bad("deep objects in a field", "POST", "/api/stocks", 400, "too_deep",
+        _raw('{"name": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}")),
+    Bad("deep and unclosed", "POST", "/api/stocks", 400, "too_deep", _raw('{"a":' + "[" * 2_000)),
+    Bad("deep PUT", "PUT", f"/api/stocks/{EXISTING}", 400, "too_deep",
+        _raw("[" * 5_000 + "]" * 5_000)),
+    Bad("oversized deep body", "POST", "/api/stocks", 413, "payload_too_large",
+        _raw("[" * 20_000)),
+    # An exchange lists in one currency: a contradiction names both fields.
+    Bad("currency contradicts exchange", "POST", "/api/stocks", 422, "validation_error",
+        valid_stock(exchange="NASDAQ", currency="EUR"), field="currency"),
+    Bad("PUT currency contradicts exchange", "PUT", f"/api/stocks/{EXISTING}", 422,
+        "validation_error",
+        {k: v for k, v in valid_stock(exchange="LSE", currency="USD").items() if k != "symbol"},
+        field="currency"),
     Bad("duplicate symbol", "POST", "/api/stocks", 409, "duplicate_symbol",
         {"symbol": EXISTING}, field="symbol"),
     Bad("PUT unknown symbol", "PUT", "/api/stocks/ZZZZ", 404, "not_found",
@@ -140,7 +156,39 @@ def test_bad_input_is_rejected_and_writes_nothing(
     if case.field is not None:
         assert error["field"] == case.field
         assert case.field in error["message"]
+    if case.code == "too_deep":  # the limit is named
+        assert "limit of 32 levels" in error["message"]
+    if case.status == 413:
+        assert "limit of 16384 bytes" in error["message"]
+    if "contradicts" in case.why:  # both fields are named
+        assert "exchange" in error["message"] and "currency" in error["message"]
     assert _snapshot(app) == before
+
+
+@pytest.mark.parametrize("depth, status", [(32, 422), (33, 400)])
+def test_depth_limit_is_exact_and_strings_do_not_count(
+    client: FlaskClient, depth: int, status: int
+) -> None:
+    """32 levels parse (and then fail validation as a non-stock); 33 are refused unparsed.
+    Brackets inside strings are text, not nesting."""
+    nested = "[" * (depth - 1) + "]" * (depth - 1)
+    body = '{"name": ' + nested + "}"
+    resp = client.post("/api/stocks", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    text = json.dumps(valid_stock(symbol="BRKTS", name="[[[[" * 10 + "{{{{" * 10))
+    created = client.post("/api/stocks", data=text,
+                          headers={"Content-Type": "application/json"})
+    assert created.status_code == 201, created.get_data(as_text=True)
+
+
+def test_every_seeded_stock_lists_in_its_exchange_currency(app: Flask) -> None:
+    """The exchange -> currency table the API enforces is the one the seed data follows."""
+    from stock_api.models import EXCHANGES
+    from stock_api.seed import EXCHANGE_WEIGHTS
+
+    assert set(EXCHANGE_WEIGHTS) == set(EXCHANGES)
+    stocks, total = services_of(app).store.list_stocks(ListQuery(per_page=200))
+    assert total and all(s["currency"] == EXCHANGES[s["exchange"]] for s in stocks)
 
 
 def test_table_is_big_enough() -> None:
