@@ -91,6 +91,7 @@ class AlertsConfig(_Strict):
     instance_down: Condition = _c("1m")
     upstream_target_unhealthy: Condition = _c("1m")
     scrape_target_down: Condition = _c("2m")
+    dependency_down: Condition = _c("1m", "warning")  # instances serve degraded
     autoscaler_pinned_at_max: Condition = _c("10m", "warning")
     autoscale_ticks_failing: Threshold = _t(3, "0s", "critical")
     autoscaler_stale: Threshold = _t(120, "1m", "critical")  # seconds

@@ -270,6 +270,16 @@ def _alerts(cfg: MonitoringConfig) -> list[_Alert]:
                "Kong's health checks have failed for target {{ $labels.target }} of upstream "
                "{{ $labels.upstream }} (state {{ $labels.state }}) for "
                f"{a.upstream_target_unhealthy.for_}.", True),
+        # One alert per dependency, not per instance: a shared dependency is down for every
+        # instance at once, and replacing instances cannot fix it (no autoscale label).
+        _Alert("StockApiDependencyDown",
+               f"count by (dependency) (stock_api_dependency_up{{{api}}} == 0) > 0",
+               a.dependency_down,
+               "Stock API instances report {{ $labels.dependency }} down",
+               f"{value} stock API instance(s) have seen {{{{ $labels.dependency }}}} down for "
+               f"{a.dependency_down.for_} and serve degraded (Redis: every read from the "
+               "store; store: only cached reads, /ready 503). Fix the dependency; replacing "
+               "instances does not help."),
         _Alert("ScrapeTargetDown", f'up{{job!="{STOCK_API_JOB}"}} == 0', a.scrape_target_down,
                "{{ $labels.job }} target {{ $labels.instance }} is down",
                "Prometheus has not scraped {{ $labels.job }} at {{ $labels.instance }} for "
