@@ -13,7 +13,8 @@ Endpoints: ``GET /live`` (liveness: the process answers; ``/health`` is the same
 ``GET /ready`` (readiness: the store reachable and not shutting down, else 503 naming the
 failing part; a dead Redis leaves it 200 with ``"status": "degraded"``, since reads fall
 back to the store; ``degraded`` lists the dependencies that are down), ``GET /metrics``
-(Prometheus; ``stock_api_dependency_up{dependency}`` says which dependency is down), ``GET /api/stocks`` (``page``, ``per_page`` <= 200, ``exchange``, ``sector``,
+(Prometheus; ``stock_api_dependency_up{dependency}`` says which dependency is down),
+``GET /api/stocks`` (``page``, ``per_page`` <= 200, ``exchange``, ``sector``,
 ``min_price``, ``max_price``, ``q``, ``sort``), ``POST /api/stocks``,
 ``GET|PUT|DELETE /api/stocks/<symbol>``, ``GET /api/stocks/<symbol>/history``
 (``range`` = 1m|3m|6m|1y|max, ``limit``). Errors are

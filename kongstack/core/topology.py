@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kongstack.core.errors import ConfigError
 from kongstack.core.monitoring_config import MonitoringConfig
+from kongstack.core.roles import KONG_PORTS, port_kind
+from kongstack.core.roles import Role as Role  # re-exported: the stack file's vocabulary
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.yamlfile import load_yaml
 
@@ -27,21 +29,6 @@ from kongstack.core.yamlfile import load_yaml
 VM_SIZE_PATTERN = re.compile(r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+[a-z]*(_[A-Za-z0-9]+)*$")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 SSH_PORT = 22
-
-
-class Role(StrEnum):
-    KONG = "kong"
-    NGINX = "nginx"
-    STOCK_API = "stock-api"
-    REDIS = "redis"
-    MONGODB = "mongodb"
-    ELASTICSEARCH = "elasticsearch"
-    KIBANA = "kibana"
-    LOG_FORWARDER = "log-forwarder"
-    PROMETHEUS = "prometheus"
-    ALERTMANAGER = "alertmanager"
-    EXPORTERS = "exporters"
-    GRAFANA = "grafana"
 
 
 class _Strict(BaseModel):
@@ -57,12 +44,24 @@ class ImageRef(_Strict):
     version: str = "latest"
 
 
+log = logging.getLogger("kongstack.topology")
+
+
 class Service(_Strict):
     """One role on one VM: its named ports and which of them face the internet."""
 
     role: Role
     ports: dict[str, int] = Field(default_factory=dict)
-    public: list[str] = Field(default_factory=list, description="names of ports open to anyone")
+    public: list[str] = Field(
+        default_factory=list,
+        description="names of ports open to anyone: only the gateway's API port "
+        "(kong.proxy, or nginx.http in a stack without Kong) unless public_unsafe_reason is set",
+    )
+    public_unsafe_reason: str | None = Field(
+        default=None, min_length=10,
+        description="why this service may expose other ports in `public` to the Internet "
+        "(an admin, data or log port); the exposure is logged as a warning at every load",
+    )
     count: int = Field(default=1, ge=1, le=32, description="instances; port N uses N..N+count-1")
 
     @field_validator("ports")
@@ -134,6 +133,10 @@ class SSHSettings(_Strict):
 
 
 class AzureSettings(_Strict):
+    """Where the stack lives in Azure. Each VM gets a static private address in subnet_cidr
+    (the first usable one, .4, for the first VM; Azure keeps .0-.3 and the last), so the NSG
+    can open each internal port to exactly the VMs whose roles use it."""
+
     subscription_id: str | None = Field(default=None, description="else AZURE_SUBSCRIPTION_ID")
     location: str = "westeurope"
     resource_group: str = "kongstack-rg"
@@ -181,6 +184,18 @@ class Topology(_Strict):
     )
     kong_admin_secret: str | None = Field(
         default=None, description="Secret block with the Kong Admin API token (Azure)"
+    )
+    instance_secret: str | None = Field(
+        default=None,
+        description="Secret block with the shared secret the gateway adds to every request it "
+        "forwards (header X-Gateway-Secret); the stock API instances refuse /api requests "
+        "without it (required for provider 'azure')",
+    )
+    log_token_secret: str | None = Field(
+        default=None,
+        description="Secret block with the token Kong's http-log and the log shippers present "
+        "to the log forwarder (required for provider 'azure' when a VM has role "
+        "'log-forwarder')",
     )
     ssh: SSHSettings = Field(default_factory=SSHSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
@@ -263,9 +278,60 @@ def _check_port_clashes(raw: Topology) -> list[str]:
     return errors
 
 
+def gateway_api(topo: Topology) -> tuple[Role, str] | None:
+    """The gateway's role and API port name: Kong's proxy, or nginx's http without Kong."""
+    roles = {r for vm in topo.vms for r in vm.roles}
+    if Role.KONG in roles:
+        return Role.KONG, "proxy"
+    if Role.NGINX in roles:
+        return Role.NGINX, "http"
+    return None
+
+
+def _check_exposure(raw: Topology) -> list[str]:
+    """Only the gateway's API port may face the Internet, unless a service says why."""
+    errors: list[str] = []
+    api = gateway_api(raw)
+    allowed = f"{api[0].value}.{api[1]}" if api else "none: the stack has no gateway"
+    for v, vm in enumerate(raw.vms):
+        for s, svc in enumerate(vm.services):
+            for name in svc.public:
+                if api == (svc.role, name):
+                    continue
+                where = f"vms[{v}].services[{s}].public"
+                what = (f"{svc.role.value}.{name} ({port_kind(svc.role, name)} port "
+                        f"{svc.ports[name]})")
+                if svc.public_unsafe_reason is None:
+                    errors.append(
+                        f"{where}: {what} must not face the Internet; only the gateway's API "
+                        f"port ({allowed}) may (set public_unsafe_reason on the service to "
+                        "expose it anyway)")
+                else:
+                    log.warning("%s: %s is OPEN TO THE INTERNET on %s; override: %s",
+                                where, what, vm.name, svc.public_unsafe_reason)
+    return errors
+
+
 def _check_references(raw: Topology) -> list[str]:
     errors: list[str] = []
+    for v, vm in enumerate(raw.vms):
+        for s, svc in enumerate(vm.services):
+            if svc.role == Role.KONG:
+                errors += [f"vms[{v}].services[{s}].ports.{name}: required for role kong "
+                           "(proxy, admin on loopback, status for Prometheus)"
+                           for name in KONG_PORTS if name not in svc.ports]
     if raw.provider == "azure":
+        subnet = ipaddress.ip_network(raw.azure.subnet_cidr)
+        room = subnet.num_addresses - 5  # Azure reserves the first four and the last
+        if len(raw.vms) > room:
+            errors.append(f"azure.subnet_cidr: {subnet} has room for {max(room, 0)} VMs' "
+                          f"static addresses, the stack has {len(raw.vms)}")
+        if not raw.instance_secret:
+            errors.append("instance_secret: required for provider 'azure' (the instances refuse "
+                          "requests that did not come through the gateway; a Secret block)")
+        if raw.vm_with(Role.LOG_FORWARDER) is not None and not raw.log_token_secret:
+            errors.append("log_token_secret: required for provider 'azure' with a log-forwarder "
+                          "(its inputs accept only Kong and the shippers; a Secret block)")
         if not raw.ssh.public_key_secret:
             errors.append("ssh.public_key_secret: required for provider 'azure' (a Secret block)")
         if not raw.ssh.private_key_secret:
@@ -298,7 +364,7 @@ def parse_topology(data: Any, *, source: str = "<config>") -> Topology:
         raise ConfigError(
             f"{source}: invalid stack configuration:\n  " + "\n  ".join(lines)
         ) from None
-    problems = _check_port_clashes(topo) + _check_references(topo)
+    problems = _check_port_clashes(topo) + _check_references(topo) + _check_exposure(topo)
     if problems:
         raise ConfigError(f"{source}: invalid stack configuration:\n  " + "\n  ".join(problems))
     return topo

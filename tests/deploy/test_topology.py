@@ -62,6 +62,49 @@ def test_default_stack_is_the_seed_topology() -> None:
                      "vms: Value error, VM names must be unique", id="duplicate-vm"),
         pytest.param(lambda d: d["azure"].update(subnet_cidr="10.99.0.0/24"),
                      "azure: Value error, subnet_cidr 10.99.0.0/24 is not inside", id="subnet"),
+        # Only the gateway's API port may face the Internet: admin, data and log ports not.
+        pytest.param(lambda d: d["vms"][0]["services"][0].update(public=["proxy", "admin"]),
+                     "vms[0].services[0].public: kong.admin (admin port 8001) must not face "
+                     "the Internet; only the gateway's API port (kong.proxy) may",
+                     id="public-kong-admin"),
+        pytest.param(lambda d: d["vms"][0]["services"][0].update(public=["status"]),
+                     "vms[0].services[0].public: kong.status (metrics port 8100)",
+                     id="public-kong-status"),
+        pytest.param(lambda d: d["vms"][0]["services"][3].update(public=["redis"]),
+                     "vms[0].services[3].public: redis.redis (data port 6379) must not face",
+                     id="public-redis"),
+        pytest.param(lambda d: d["vms"][0]["services"][2].update(public=["http"]),
+                     "vms[0].services[2].public: stock-api.http (backend port 3021)",
+                     id="public-instances"),
+        pytest.param(lambda d: d["vms"][0]["services"][1].update(public=["http"]),
+                     "vms[0].services[1].public: nginx.http (API port 8080) must not face the "
+                     "Internet; only the gateway's API port (kong.proxy)", id="public-2nd-proxy"),
+        pytest.param(lambda d: d["vms"][1]["services"][1].update(public=["http"]),
+                     "vms[1].services[1].public: elasticsearch.http (data port 9201)",
+                     id="public-elasticsearch"),
+        pytest.param(lambda d: d["vms"][1]["services"][0].update(public=["ingest"]),
+                     "vms[1].services[0].public: log-forwarder.ingest (log input port 8000)",
+                     id="public-fluent-bit"),
+        pytest.param(lambda d: d["vms"][2]["services"][3].update(public=["ui"],
+                                                                 public_unsafe_reason="short"),
+                     "vms[2].services[3].public_unsafe_reason: String should have at least 10",
+                     id="override-needs-a-reason"),
+        pytest.param(lambda d: d["vms"][0]["services"][0]["ports"].pop("status"),
+                     "vms[0].services[0].ports.status: required for role kong",
+                     id="kong-without-status"),
+        pytest.param(lambda d: d.update(provider="azure", api_key_secret="a", ssh={
+                         "private_key_secret": "k", "public_key_secret": "p"}),
+                     "instance_secret: required for provider 'azure'",
+                     id="missing-instance-secret"),
+        pytest.param(lambda d: d.update(provider="azure", api_key_secret="a",
+                                        instance_secret="i", ssh={"private_key_secret": "k",
+                                                                  "public_key_secret": "p"}),
+                     "log_token_secret: required for provider 'azure' with a log-forwarder",
+                     id="missing-log-token"),
+        pytest.param(lambda d: d["azure"].update(subnet_cidr="10.20.1.0/30") or d.update(
+                         provider="azure"),
+                     "azure.subnet_cidr: 10.20.1.0/30 has room for 0 VMs' static addresses",
+                     id="subnet-too-small"),
     ],
 )
 def test_invalid_configuration_is_rejected_naming_the_field(mutate: Any, expected: str) -> None:
@@ -90,13 +133,14 @@ def test_fingerprint_changes_with_the_configuration() -> None:
     assert parse_topology(data).fingerprint() != first
 
 
-def test_nsg_rules_open_public_ports_to_all_and_admin_ports_to_the_range() -> None:
+def test_nsg_rules_open_the_api_to_all_and_admin_ports_to_the_range() -> None:
     data = default_data()
     data["allowed_admin_cidr"] = "203.0.113.0/24"
     rules = {r.name: r for r in nsg_rules(parse_topology(data))}
     assert rules["allow-public-api"].ports == (8000,)
     assert rules["allow-public-api"].source == "Internet"
-    admin = rules["allow-admin"]
-    assert admin.source == "203.0.113.0/24"
-    assert {22, 8001, 9200, 9093, 3000, 9100} <= set(admin.ports)
-    assert not {6379, 5044, 3021, 8080} & set(admin.ports)
+    assert rules["allow-public-api"].destinations == ("10.20.1.4/32",)  # vm-kong only
+    assert rules["allow-admin-ssh"].ports == (22,)
+    admin = {p for r in rules.values() if r.source == "203.0.113.0/24" for p in r.ports}
+    assert {22, 9200, 9201, 9093, 3000} <= admin
+    assert not {8001, 8100, 6379, 5044, 3021, 8080, 9100} & admin  # never from the range

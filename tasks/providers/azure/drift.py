@@ -21,11 +21,16 @@ def _text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+def _one_or_many(props: Any, one: str, many: str) -> set[str]:
+    values = set(getattr(props, many, None) or [])
+    single = getattr(props, one, None)
+    if single and single != "*":
+        values.add(single)
+    return values
+
+
 def _rule_ports(props: Any) -> set[str]:
-    ports = set(getattr(props, "destination_port_ranges", None) or [])
-    if getattr(props, "destination_port_range", None):
-        ports.add(props.destination_port_range)
-    return ports
+    return _one_or_many(props, "destination_port_range", "destination_port_ranges")
 
 
 def nsg_drift(desired: list[Rule], nsg: Any) -> list[str]:
@@ -34,26 +39,42 @@ def nsg_drift(desired: list[Rule], nsg: Any) -> list[str]:
     for rule in desired:
         have = existing.pop(rule.name, None)
         if have is None:
-            problems.append(f"rule {rule.name} missing")
+            problems.append(f"rule {rule.name} missing ({rule.describe()})")
             continue
-        want_ports = {str(p) for p in rule.ports}
-        if _rule_ports(have) != want_ports:
-            problems.append(
-                f"rule {rule.name} ports {sorted(_rule_ports(have))} != {sorted(want_ports)}"
-            )
-        if have.source_address_prefix != rule.source:
-            problems.append(
-                f"rule {rule.name} source {have.source_address_prefix} != {rule.source}"
-            )
-        if _text(have.access) != "Allow" or have.priority != rule.priority:
-            problems.append(f"rule {rule.name} access/priority changed")
+        checks = (
+            ("ports", _rule_ports(have), {str(p) for p in rule.ports}),
+            ("sources", _one_or_many(have, "source_address_prefix", "source_address_prefixes"),
+             {s for s in rule.sources if s != "*"}),
+            ("destinations", _one_or_many(have, "destination_address_prefix",
+                                          "destination_address_prefixes"),
+             {d for d in rule.destinations if d != "*"}),
+        )
+        for what, got, want in checks:
+            if got != want:
+                problems.append(f"rule {rule.name} {what} {sorted(got)} != {sorted(want)}")
+        if (_text(have.access), have.priority, _text(have.protocol)) != (
+                rule.access, rule.priority, rule.protocol):
+            problems.append(f"rule {rule.name} access/priority/protocol changed")
     for extra in existing.values():
         if _text(extra.direction) == "Inbound" and _text(extra.access) == "Allow":
+            sources = _one_or_many(extra, "source_address_prefix", "source_address_prefixes")
             problems.append(
                 f"extra inbound allow rule {extra.name} (ports {sorted(_rule_ports(extra))}, "
-                f"source {extra.source_address_prefix})"
+                f"source {','.join(sorted(sources)) or '*'})"
             )
     return problems
+
+
+def nic_drift(nic: Any, address: str) -> list[str]:
+    """The NSG rules name each VM by its static private address: a NIC without it (e.g. one
+    created before addresses were static) is not covered by them."""
+    ipc = nic.ip_configurations[0] if nic.ip_configurations else None
+    have = getattr(ipc, "private_ip_address", None)
+    method = _text(getattr(ipc, "private_ip_allocation_method", None))
+    if have == address and method == "Static":
+        return []
+    return [f"private address {have} ({method}) != {address} (Static): the NSG rules expect "
+            f"{address}; recreate the NIC or change its address"]
 
 
 def pip_drift(pip: Any) -> list[str]:

@@ -1,5 +1,8 @@
 """Pure desired state for the Azure provider: names, NSG rules and REST request bodies.
 
+Every NIC gets a static private address (``nsg.private_addresses``), so that the NSG rules
+(``nsg.nsg_rules``) can name each VM.
+
 No I/O here: the provisioner compares these bodies with what ARM returns and sends only
 the difference. Bodies are REST-shaped dicts (the SDK v39 models accept them as-is).
 """
@@ -10,19 +13,12 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from kongstack.core.topology import SSH_PORT, VM, Host, Role, Topology
+from kongstack.core.topology import VM, Host, Role, Topology
 from tasks.gateway.kong.template import log_endpoint_for
+from tasks.providers.azure.nsg import Rule, nsg_rules, private_addresses
 
-# Ports on which a service offers an admin surface; never opened beyond the admin range.
-ADMIN_ROLES = {
-    Role.KONG,
-    Role.PROMETHEUS,
-    Role.ALERTMANAGER,
-    Role.KIBANA,
-    Role.GRAFANA,
-    Role.ELASTICSEARCH,
-    Role.EXPORTERS,
-}
+__all__ = ["Names", "Rule", "names_for", "nic_body", "nsg_body", "nsg_rules", "pip_body",
+           "private_addresses", "subnet_body", "vm_body", "vnet_body"]
 
 
 @dataclass(frozen=True)
@@ -70,53 +66,6 @@ def desired_resources(topo: Topology) -> list[str]:
     """Everything a provision run ensures (the dry run lists it; a first run creates it)."""
     return [*shared_labels(topo), *(label for vm in topo.vms for label in vm_labels(vm))]
 
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    priority: int
-    ports: tuple[int, ...]
-    source: str  # "Internet" (anyone) or the allowed admin CIDR
-
-    def body(self) -> dict[str, Any]:
-        props: dict[str, Any] = {
-            "priority": self.priority,
-            "direction": "Inbound",
-            "access": "Allow",
-            "protocol": "Tcp",
-            "sourceAddressPrefix": self.source,
-            "sourcePortRange": "*",
-            "destinationAddressPrefix": "*",
-        }
-        ports = [str(p) for p in self.ports]
-        if len(ports) == 1:
-            props["destinationPortRange"] = ports[0]
-        else:
-            props["destinationPortRanges"] = ports
-        return {"name": self.name, "properties": props}
-
-
-def nsg_rules(topo: Topology) -> list[Rule]:
-    """Public ports open to the internet; SSH and admin ports to ``allowed_admin_cidr`` only.
-
-    Every other inbound connection from outside the VNet falls through to Azure's default
-    ``DenyAllInBound`` rule, so internal ports (Redis, MongoDB, the API instances) stay closed.
-    """
-    public: set[int] = set()
-    admin: set[int] = {SSH_PORT}
-    for vm in topo.vms:
-        for svc in vm.services:
-            for name, port in svc.host_ports():
-                if name in svc.public:
-                    public.add(port)
-                elif svc.role in ADMIN_ROLES:
-                    admin.add(port)
-    admin -= public
-    rules = []
-    if public:
-        rules.append(Rule("allow-public-api", 100, tuple(sorted(public)), "Internet"))
-    rules.append(Rule("allow-admin", 200, tuple(sorted(admin)), topo.allowed_admin_cidr))
-    return rules
 
 
 def tagged(topo: Topology, body: dict[str, Any], **extra: str) -> dict[str, Any]:
@@ -177,7 +126,8 @@ def nic_body(topo: Topology, vm: VM, *, subnet_id: str, pip_id: str, nsg_id: str
                         "properties": {
                             "subnet": {"id": subnet_id},
                             "publicIPAddress": {"id": pip_id},
-                            "privateIPAllocationMethod": "Dynamic",
+                            "privateIPAllocationMethod": "Static",
+                            "privateIPAddress": private_addresses(topo)[vm.name],
                         },
                     }
                 ],

@@ -73,8 +73,7 @@ class AzureProvider:
         state = registration_state(topo.name, api_key="(api_key_secret)",
                                    targets=instance_targets(topo, hosts),
                                    log_endpoint=log_endpoint(topo, hosts))
-        rules = [f"NSG rule {r.name}: tcp {','.join(map(str, r.ports))} from {r.source}"
-                 for r in arm_plan.nsg_rules(topo)]
+        rules = [f"NSG rule {r.name}: {r.describe()}" for r in arm_plan.nsg_rules(topo)]
         checks = [f"{svc.role.value}@{vm.name}: GET {HEALTH[svc.role][1]}"
                   for vm in topo.vms for svc in vm.services if svc.role in HEALTH]
         return DeployPlan(stack=topo.name, provider="azure", steps=(

@@ -23,7 +23,7 @@ from kongstack.core.topology import VM, Host, Topology
 from tasks.providers.azure import plan
 from tasks.providers.azure.clients import AzureClients
 from tasks.providers.azure.cloud_init import render_cloud_init
-from tasks.providers.azure.drift import nsg_drift, pip_drift, tag_drift, vm_drift
+from tasks.providers.azure.drift import nic_drift, nsg_drift, pip_drift, tag_drift, vm_drift
 
 with requires_extra("azure", "the Azure provider"):
     from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -190,7 +190,8 @@ class AzureProvisioner:
                     plan.nic_body(topo, vm, subnet_id=subnet_id, pip_id=pip.id, nsg_id=nsg_id)
                 ),
             ),
-            lambda n: tag_drift(topo, n.tags),
+            lambda n: tag_drift(topo, n.tags)
+            + nic_drift(n, plan.private_addresses(topo)[vm.name]),
         )
         cloud_init = render_cloud_init(topo, vm)
         machine = self._ensure(

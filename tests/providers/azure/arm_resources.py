@@ -132,13 +132,18 @@ def _build(
     if rtype == "networkInterfaces":
         n = sum(1 for r in st.resources.values() if r["type"].endswith("networkInterfaces")) + 4
         for ipc in props.get("ipConfigurations", []):
-            ipc.setdefault("properties", {})["privateIPAddress"] = (
-                (old or {})
-                .get("properties", {})
-                .get("ipConfigurations", [{}])[0]
-                .get("properties", {})
-                .get("privateIPAddress", f"10.20.1.{n}")
-            )
+            ipc_props = ipc.setdefault("properties", {})
+            static = ipc_props.get("privateIPAllocationMethod") == "Static" and bool(
+                ipc_props.get("privateIPAddress"))
+            if not static:  # ARM keeps a requested static address as given
+                ipc_props["privateIPAllocationMethod"] = "Dynamic"
+                ipc_props["privateIPAddress"] = (
+                    (old or {})
+                    .get("properties", {})
+                    .get("ipConfigurations", [{}])[0]
+                    .get("properties", {})
+                    .get("privateIPAddress", f"10.20.1.{n}")
+                )
             ipc["properties"]["primary"] = True
             ipc["id"] = f"{rid}/ipConfigurations/{ipc.get('name', 'ipconfig1')}"
     if rtype == "publicIPAddresses" and old:

@@ -51,6 +51,8 @@ def azure_topology(tmp_path: Path, **changes: Any) -> Topology:
     data["provider"] = "azure"
     data["allowed_admin_cidr"] = "198.51.100.0/24"
     data["api_key_secret"] = "test-api-key"
+    data["instance_secret"] = "test-instance-secret"
+    data["log_token_secret"] = "test-log-token"
     data["ssh"]["known_hosts"] = str(tmp_path / "known_hosts")
     data["azure"] = {**data["azure"], "subscription_id": SUBSCRIPTION, "polling_interval_s": 0.02}
     data.update(changes)

@@ -32,7 +32,8 @@ def azure_stack(
     monkeypatch.setattr(azure_provider, "client_factory", make_clients)
     return write_stack_file(
         tmp_path / "stack.yaml", provider="azure", allowed_admin_cidr="198.51.100.0/24",
-        api_key_secret="test-deploy-api-key",
+        api_key_secret="test-deploy-api-key", instance_secret="test-deploy-instance-secret",
+        log_token_secret="test-deploy-log-token",
         ssh={"public_key_secret": "test-deploy-ssh-public",
              "private_key_secret": "test-deploy-ssh-private",
              "known_hosts": str(tmp_path / "known_hosts")},
@@ -71,9 +72,12 @@ def test_flow_failure_reports_what_exists(azure_stack: Path, arm: ArmServer) -> 
 def test_dry_run_lists_the_plan_and_creates_nothing(azure_stack: Path, arm: ArmServer) -> None:
     result = deploy_stack(config_path=str(azure_stack), dry_run=True)
     planned = result["steps"]["provision"]["changes"]
-    assert "NSG rule allow-public-api: tcp 8000 from Internet" in planned
-    assert any(p.startswith("NSG rule allow-admin: tcp 22,") and "198.51.100.0/24" in p
+    assert "NSG rule allow-public-api: tcp 8000 from Internet to 10.20.1.4/32" in planned
+    assert not [p for p in planned if "from Internet" in p and "allow-public-api" not in p]
+    assert any(p.startswith("NSG rule allow-admin-ssh: tcp 22 from 198.51.100.0/24")
                for p in planned)
+    assert "NSG rule deny-vnet-inbound: deny any protocol any port from VirtualNetwork to *" \
+        in planned
     assert arm.state.calls == [] and yaml.safe_load(azure_stack.read_text())["provider"] == "azure"
 
 

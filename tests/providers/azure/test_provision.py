@@ -75,22 +75,43 @@ def test_vm_gets_cloud_init_ssh_key_and_no_password(
     assert len(pinned) == 3 and all(line.endswith(HOST_KEY) for line in pinned)
 
 
-def test_nsg_opens_only_the_public_api_port_and_keeps_admin_ports_to_the_range(
+def test_nsg_opens_only_the_api_on_the_gateway_and_nics_get_the_planned_addresses(
+    arm: ArmServer, make_clients: Callable[..., AzureClients], tmp_path: Path
+) -> None:
+    report = provisioner(tmp_path, make_clients()).provision()
+    (nsg,) = stored(arm, "networkSecurityGroups")
+    rules = {r["name"]: r["properties"] for r in nsg["properties"]["securityRules"]}
+    public = rules["allow-public-api"]
+    assert public["sourceAddressPrefix"] == "Internet"
+    assert public["destinationPortRange"] == "8000"
+    assert public["destinationAddressPrefix"] == "10.20.1.4/32"  # vm-kong, not "*"
+    internet = [r for r in rules.values() if r["sourceAddressPrefix"] == "Internet"]
+    assert internet == [public]
+    ssh = rules["allow-admin-ssh"]
+    assert ssh["sourceAddressPrefix"] == "198.51.100.0/24" and ssh["destinationPortRange"] == "22"
+    assert rules["deny-vnet-inbound"]["access"] == "Deny"
+    opened = {p for r in rules.values() if r["access"] == "Allow"
+              for p in r.get("destinationPortRanges", [r.get("destinationPortRange")])}
+    assert "8001" not in opened  # the Admin API is reached through SSH only
+    nics = {r["name"]: r["properties"]["ipConfigurations"][0]["properties"]
+            for r in stored(arm, "networkInterfaces")}
+    assert {n: (c["privateIPAllocationMethod"], c["privateIPAddress"]) for n, c in nics.items()} \
+        == {"vm-kong-nic": ("Static", "10.20.1.4"), "vm-logs-nic": ("Static", "10.20.1.5"),
+            "vm-monitoring-nic": ("Static", "10.20.1.6")}
+    assert sorted(h.private_address or "" for h in report.hosts) == [
+        "10.20.1.4", "10.20.1.5", "10.20.1.6"]
+
+
+def test_a_nic_without_its_static_address_is_reported_as_drift(
     arm: ArmServer, make_clients: Callable[..., AzureClients], tmp_path: Path
 ) -> None:
     provisioner(tmp_path, make_clients()).provision()
-    (nsg,) = stored(arm, "networkSecurityGroups")
-    rules = {r["name"]: r["properties"] for r in nsg["properties"]["securityRules"]}
-    assert rules["allow-public-api"]["sourceAddressPrefix"] == "Internet"
-    assert rules["allow-public-api"]["destinationPortRange"] == "8000"
-    admin = rules["allow-admin"]
-    assert admin["sourceAddressPrefix"] == "198.51.100.0/24"
-    for port in ("22", "8001", "9200", "9093", "3000"):  # ssh, Kong admin, Prometheus/Kibana, ...
-        assert port in admin["destinationPortRanges"]
-    opened = {p for r in rules.values() for p in r.get("destinationPortRanges", [])}
-    opened |= {r["destinationPortRange"] for r in rules.values() if "destinationPortRange" in r}
-    for internal in ("6379", "5044", "3021", "8080"):  # redis, mongodb, api instances, nginx
-        assert internal not in opened
+    nic = next(r for r in stored(arm, "networkInterfaces") if r["name"] == "vm-logs-nic")
+    ipc = nic["properties"]["ipConfigurations"][0]["properties"]
+    ipc.update(privateIPAllocationMethod="Dynamic", privateIPAddress="10.20.1.9")  # an old NIC
+    report = provisioner(tmp_path, make_clients()).provision()
+    assert any("vm-logs-nic" in d and "10.20.1.9 (Dynamic) != 10.20.1.5 (Static)" in d
+               for d in report.drift), report.drift
 
 
 def test_second_run_reuses_everything_and_sends_no_writes(
