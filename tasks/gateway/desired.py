@@ -5,6 +5,13 @@ on ``/health`` plus passive checks, key-auth and rate-limiting on the route, con
 key-auth credentials, prometheus (status codes, latency, upstream health), correlation-id,
 and http-log to the log pipeline when an endpoint is configured. Kong applies it as is; the
 nginx gateway maps the same state onto its directives.
+
+With ``upstream_secret`` set, a request-transformer plugin on the service removes any
+client-sent ``X-Gateway-Secret`` header and adds the secret, so instances (which require it,
+``GATEWAY_SECRET``) answer only requests that came through the gateway; http-log then drops
+that header from Kong's log records. A gateway that renders its own configuration (nginx)
+takes the header and value from ``upstream_secret_header(state)``. With ``log_token`` set,
+http-log sends ``Authorization: Bearer <token>`` to the log forwarder's HTTP input.
 """
 
 from __future__ import annotations
@@ -17,12 +24,18 @@ from tasks.gateway.kong.model import (
     ConsumerSpec,
     GatewayState,
     KeyAuthSpec,
+    PluginSecret,
     PluginSpec,
     RouteSpec,
     ServiceSpec,
     TargetSpec,
     UpstreamSpec,
 )
+
+# The header the gateway adds and the stock API checks (stock_api.app.GATEWAY_SECRET_HEADER).
+GATEWAY_SECRET_HEADER = "X-Gateway-Secret"
+GATEWAY_SECRET_ENV = "DECK_GATEWAY_SECRET"  # decK placeholder in the committed template
+LOG_TOKEN_ENV = "DECK_LOG_TOKEN"
 
 
 class _Config(BaseModel):
@@ -61,6 +74,12 @@ class GatewayStackConfig(_Config):
     healthchecks: HealthCheckConfig = HealthCheckConfig()
     correlation_header: str = "Kong-Request-ID"
     log_endpoint: AnyHttpUrl | None = None
+    upstream_secret: SecretStr | None = Field(
+        default=None, min_length=16,
+        description=f"added to every proxied request as {GATEWAY_SECRET_HEADER} (a Secret block)")
+    log_token: SecretStr | None = Field(
+        default=None, min_length=16,
+        description="presented by http-log to the log forwarder (a Secret block)")
     connect_timeout_ms: int = Field(default=5000, ge=1)
     read_timeout_ms: int = Field(default=30000, ge=1)
     write_timeout_ms: int = Field(default=30000, ge=1)
@@ -104,13 +123,21 @@ def build_gateway_state(cfg: GatewayStackConfig,
                    config={"header_name": cfg.correlation_header, "generator": "uuid",
                            "echo_downstream": True}),
     ]
+    if cfg.upstream_secret is not None:
+        plugins.append(gateway_secret_plugin(cfg.service, cfg.upstream_secret))
     if cfg.log_endpoint is not None:
         # Global like correlation-id (deployments/logging/kong-http-log.yaml): every request
         # Kong answers is logged, including rejected keys and unmatched paths.
-        plugins.append(PluginSpec(name="http-log",
-                                  config={"http_endpoint": str(cfg.log_endpoint),
-                                          "method": "POST", "content_type": "application/json",
-                                          "timeout": 10000, "keepalive": 60000}))
+        log_config: dict[str, object] = {
+            "http_endpoint": str(cfg.log_endpoint), "method": "POST",
+            "content_type": "application/json", "timeout": 10000, "keepalive": 60000}
+        if cfg.log_token is not None:
+            log_config["headers"] = {"Authorization": PluginSecret(
+                cfg.log_token.get_secret_value(), env=LOG_TOKEN_ENV, prefix="Bearer ")}
+        if cfg.upstream_secret is not None:  # the secret stays out of the request logs
+            log_config["custom_fields_by_lua"] = {
+                f"request.headers.{GATEWAY_SECRET_HEADER.lower()}": "return nil"}
+        plugins.append(PluginSpec(name="http-log", config=log_config))
     return GatewayState(
         stack=cfg.stack,
         upstreams=(UpstreamSpec(name=cfg.upstream,
@@ -130,6 +157,29 @@ def build_gateway_state(cfg: GatewayStackConfig,
     )
 
 
+def gateway_secret_plugin(service: str, secret: SecretStr) -> PluginSpec:
+    """request-transformer: drop whatever the client sent as the header, then add ours
+    (Kong runs remove before add, so a client cannot choose the value)."""
+    return PluginSpec(name="request-transformer", service=service, config={
+        "remove": {"headers": [GATEWAY_SECRET_HEADER]},
+        "add": {"headers": [PluginSecret(secret.get_secret_value(), env=GATEWAY_SECRET_ENV,
+                                         prefix=f"{GATEWAY_SECRET_HEADER}:")]},
+    })
+
+
+def upstream_secret_header(state: GatewayState) -> tuple[str, SecretStr] | None:
+    """(header, secret) that the gateway must set on every request to the instances
+    (overwriting any value the client sent), or None. For gateways that render their own
+    configuration from the state, e.g. nginx: ``proxy_set_header <header> <secret>;``."""
+    for plugin in state.plugins:
+        if plugin.name != "request-transformer" or not plugin.enabled:
+            continue
+        for entry in (plugin.config.get("add") or {}).get("headers") or ():
+            if isinstance(entry, PluginSecret) and entry.prefix == f"{GATEWAY_SECRET_HEADER}:":
+                return GATEWAY_SECRET_HEADER, entry.secret()
+    return None
+
+
 # -- what deploy-stack registers, on every provider ---------------------------------------------
 
 API_CONSUMER = "api"
@@ -140,17 +190,21 @@ CONSUMER_PLUGINS = ("key-auth", "acl")
 
 def registration_state(stack: str, *, api_key: str | SecretStr | None,
                        targets: Iterable[str] | None = None, log_endpoint: str | None = None,
-                       rate_limit_per_minute: int | None = None) -> GatewayState:
+                       rate_limit_per_minute: int | None = None,
+                       upstream_secret: SecretStr | None = None,
+                       log_token: SecretStr | None = None) -> GatewayState:
     """The gateway state deploy-stack registers (Kong on Azure, the local gateway here): the
     stack's service, route, upstream and plugins, and the ``api`` consumer holding
     ``api_key``. Without a key (a loopback-only local gateway) there is no consumer and no
-    key-auth. ``targets=None`` leaves the upstream's targets to the autoscaler."""
+    key-auth. ``targets=None`` leaves the upstream's targets to the autoscaler.
+    ``upstream_secret`` and ``log_token``: see the module docstring."""
     key = SecretStr(api_key) if isinstance(api_key, str) else api_key
     consumers = (ConsumerConfig(username=API_CONSUMER, key=key),) if key is not None else ()
     limits = {} if rate_limit_per_minute is None else {
         "rate_limit_per_minute": rate_limit_per_minute}
     cfg = GatewayStackConfig.model_validate({
-        "stack": stack, "consumers": consumers, "log_endpoint": log_endpoint, **limits})
+        "stack": stack, "consumers": consumers, "log_endpoint": log_endpoint,
+        "upstream_secret": upstream_secret, "log_token": log_token, **limits})
     state = build_gateway_state(cfg, targets=targets)
     if key is not None:
         return state

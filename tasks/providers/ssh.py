@@ -154,7 +154,8 @@ def remote_command(
     return " ".join([*prefix, *exports, "bash", shlex.quote(remote), *map(shlex.quote, args)])
 
 
-def _retryable(exc: BaseException) -> bool:
+def retryable(exc: BaseException) -> bool:
+    """A connection failure worth another try (never a refused host key or login)."""
     if isinstance(exc, HostKeyRejected | paramiko.AuthenticationException):
         return False
     return isinstance(
@@ -283,7 +284,7 @@ def run_script(
         emit(f"[{target.host}] attempt {state.attempt_number} failed ({exc}); retrying")
 
     retrying = Retrying(
-        retry=retry_if_exception(_retryable),
+        retry=retry_if_exception(retryable),
         stop=stop_after_attempt(retries + 1),
         wait=wait_exponential(multiplier=backoff, max=30),
         before_sleep=before_sleep,

@@ -82,6 +82,12 @@ PLUGIN_DEFAULTS: dict[str, Entity] = {
                    "wasm_metrics": False},
     "correlation-id": {"header_name": "Kong-Request-ID", "generator": "uuid#counter",
                        "echo_downstream": False},
+    "request-transformer": {
+        "http_method": None,
+        **{op: {"body": [], "headers": [], "querystring": []}
+           for op in ("remove", "rename", "add", "append")},
+        "replace": {"body": [], "headers": [], "querystring": [], "uri": None},
+    },
     "http-log": {"http_endpoint": None, "method": "POST", "content_type": "application/json",
                  "timeout": 10000, "keepalive": 60000, "headers": None,
                  "custom_fields_by_lua": None},

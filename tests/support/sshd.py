@@ -87,6 +87,7 @@ class DroppingProxy:
         self.drop_on = drop_on
         self.when = when
         self.connections = 0
+        self.cut = threading.Event()  # set once connection number drop_on has been cut
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self._stop = threading.Event()
@@ -133,6 +134,7 @@ class DroppingProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        self.cut.set()
 
     def close(self) -> None:
         self._stop.set()

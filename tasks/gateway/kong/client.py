@@ -7,15 +7,22 @@ Errors (all ``GatewayError``)::
     KongUnavailableError  retries exhausted on connection errors, timeouts, 5xx or 429
 
 Retries: exponential backoff with full jitter on transport errors, 5xx and 429 (``Retry-After``
-honoured); other 4xx are final. The admin token is a ``SecretStr``; it is sent as a header and
-never appears in ``repr``, error messages or logs. Secret values inside request bodies
-(``SecretStr``) are unwrapped only when serialising, and scrubbed from Kong's error echoes.
+honoured); other 4xx are final. Never plain HTTP across a network: an ``http://`` admin URL
+must name a loopback address (Kong on this machine, or the local end of the SSH tunnel to the
+Kong VM, ``tasks.providers.ssh_tunnel``); anything else needs ``https://`` or the explicit
+override ``allow_plain_http`` / ``$KONGSTACK_KONG_ADMIN_ALLOW_PLAIN_HTTP=1``, which is logged
+as a warning every time a client is built. The admin token is a ``SecretStr``; it is sent
+as a header and never appears in ``repr``, error messages or logs. Secret values inside
+request bodies (``SecretStr``) are unwrapped only when serialising, and scrubbed from Kong's
+error echoes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,12 +32,43 @@ import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from kongstack.core.errors import GatewayError
+from kongstack.core.errors import ConfigError, GatewayError
 from tasks.gateway.kong.auth import AdminAuth
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # Kong's maximum page size: fewest round trips
+PLAIN_HTTP_OVERRIDE_ENV = "KONGSTACK_KONG_ADMIN_ALLOW_PLAIN_HTTP"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
+
+
+def check_admin_url(url: str, *, allow_plain_http: bool = False) -> None:
+    """Refuse plain HTTP to a non-loopback Admin API: Kong OSS has no Admin API auth and
+    the configuration carries consumer keys. The override is logged loudly."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ConfigError(f"admin_url: {url!r} is not an http(s) URL")
+    if parsed.scheme == "https" or is_loopback(parsed.host):
+        return
+    override = allow_plain_http or os.environ.get(PLAIN_HTTP_OVERRIDE_ENV, "") in ("1", "true")
+    if not override:
+        raise ConfigError(
+            f"admin_url: {url} is plain HTTP to a non-loopback host; Kong's Admin API has no "
+            "authentication and the configuration carries consumer keys. Reach it through an "
+            "SSH tunnel (gateway option ssh_tunnel) or over https, or set "
+            f"{PLAIN_HTTP_OVERRIDE_ENV}=1 to accept the risk")
+    log.warning("INSECURE: Kong Admin API at %s over plain HTTP across the network "
+                "(override %s): anyone on the path can read and change the gateway's "
+                "configuration and its consumer keys", url,
+                "allow_plain_http" if allow_plain_http else PLAIN_HTTP_OVERRIDE_ENV)
 
 
 class KongAPIError(GatewayError):
@@ -106,7 +144,12 @@ class KongAdminClient:
         retry_after_max: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        allow_plain_http: bool = False,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        """``on_close`` runs after the pool closes (e.g. the SSH tunnel's ``close``)."""
+        check_admin_url(base_url, allow_plain_http=allow_plain_http)
+        self._on_close = on_close
         headers = {"Accept": "application/json"}
         if auth is not None:
             headers.update(auth.http_headers())
@@ -131,6 +174,9 @@ class KongAdminClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
 
     def __enter__(self) -> KongAdminClient:
         return self

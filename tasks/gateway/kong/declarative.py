@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from kongstack.core.errors import ConfigError
 from kongstack.core.yamlfile import load_yaml
@@ -23,6 +24,7 @@ from tasks.gateway.kong.model import (
     ConsumerSpec,
     GatewayState,
     KeyAuthSpec,
+    PluginSecret,
     PluginSpec,
     RouteSpec,
     ServiceSpec,
@@ -40,13 +42,30 @@ def secret_placeholder(username: str) -> str:
     return '${{ env "' + env + '" }}'
 
 
-def _plugin_doc(p: PluginSpec, tags: list[str], nested_under: str | None) -> Doc:
+def _config(value: Any, reveal: bool) -> Any:
+    """A plugin config with its secrets kept as ``SecretStr`` (for the wire: serialised and
+    scrubbed by the client) or replaced by decK placeholders (for files)."""
+    if isinstance(value, SecretStr):
+        if reveal:
+            return value
+        return value.placeholder() if isinstance(value, PluginSecret) else \
+            '${{ env "DECK_PLUGIN_SECRET" }}'
+    if isinstance(value, dict):
+        return {k: _config(v, reveal) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_config(v, reveal) for v in value]
+    return value
+
+
+def _plugin_doc(p: PluginSpec, tags: list[str], nested_under: str | None,
+                reveal: bool = False) -> Doc:
     doc: Doc = {"name": p.name}
     for ref in ("service", "route", "consumer"):
         value = getattr(p, ref)
         if value is not None and ref != nested_under:
             doc[ref] = value
-    doc.update({"config": dict(p.config), "enabled": p.enabled, "tags": tags + list(p.tags)})
+    doc.update({"config": _config(dict(p.config), reveal), "enabled": p.enabled,
+                "tags": tags + list(p.tags)})
     return doc
 
 
@@ -77,14 +96,14 @@ def export(state: GatewayState, *, reveal_secrets: bool = False,
                 **({"methods": list(r.methods)} if r.methods else {}),
                 "strip_path": r.strip_path, "preserve_host": r.preserve_host,
                 "tags": tags + list(r.tags)})
-            plugins = [_plugin_doc(p, tags, "route") for p in state.plugins
+            plugins = [_plugin_doc(p, tags, "route", reveal_secrets) for p in state.plugins
                        if p.route == r.name and p.service is None and p.consumer is None]
             if plugins:
                 route["plugins"] = plugins
             routes.append(route)
         if routes:
             svc["routes"] = routes
-        plugins = [_plugin_doc(p, tags, "service") for p in state.plugins
+        plugins = [_plugin_doc(p, tags, "service", reveal_secrets) for p in state.plugins
                    if p.service == s.name and p.route is None and p.consumer is None]
         if plugins:
             svc["plugins"] = plugins
@@ -116,14 +135,25 @@ def export(state: GatewayState, *, reveal_secrets: bool = False,
                        ("consumers", consumers)):
         if value:
             doc[key] = value
-    top = [_plugin_doc(p, tags, None) for p in state.plugins if id(p) not in nested]
+    top = [_plugin_doc(p, tags, None, reveal_secrets) for p in state.plugins
+           if id(p) not in nested]
     if top:
         doc["plugins"] = top
     return doc
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def dump(doc: Doc) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return yaml.safe_dump(_plain(doc), sort_keys=False, default_flow_style=False)
 
 
 def write(state: GatewayState, path: Path, *, reveal_secrets: bool = False) -> Path:

@@ -100,6 +100,26 @@ class KeyAuthSpec(_Spec):
         return deterministic_id("keyauth", self.consumer, self.key.get_secret_value())
 
 
+class PluginSecret(SecretStr):
+    """A secret inside a plugin's config, e.g. the gateway secret in request-transformer's
+    ``add.headers`` entry ``"X-Gateway-Secret:<secret>"``: ``prefix`` is the part that may be
+    shown. It is sent to Kong as ``prefix + secret``, compared, scrubbed and never logged like
+    any ``SecretStr``; the declarative export writes ``prefix`` and a decK environment
+    placeholder named ``env`` instead of the secret."""
+
+    def __init__(self, secret: str, *, env: str, prefix: str = "") -> None:
+        super().__init__(prefix + secret)
+        self.env = env
+        self.prefix = prefix
+
+    def secret(self) -> SecretStr:
+        """The secret without its prefix."""
+        return SecretStr(self.get_secret_value()[len(self.prefix):])
+
+    def placeholder(self) -> str:
+        return self.prefix + '${{ env "' + self.env + '" }}'
+
+
 class PluginSpec(_Spec):
     name: str
     service: str | None = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.topology import Role, Topology, load_topology
 from tasks.gateway.desired import registration_state
@@ -38,8 +40,10 @@ def template_state(topo: Topology | None = None) -> GatewayState:
     stack = topo or load_topology()
     endpoint = log_endpoint_for(stack)
     # The key value is never written: the export puts a decK env placeholder in its place.
-    return registration_state(stack.name, api_key="replaced-by-placeholder",
-                              log_endpoint=endpoint)
+    # Likewise the gateway secret and the log token: DECK_GATEWAY_SECRET, DECK_LOG_TOKEN.
+    placeholder = SecretStr("replaced-by-placeholder")
+    return registration_state(stack.name, api_key=placeholder, log_endpoint=endpoint,
+                              upstream_secret=placeholder, log_token=placeholder)
 
 
 def render_template(topo: Topology | None = None) -> str:

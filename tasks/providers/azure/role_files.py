@@ -5,6 +5,7 @@ script per role, then ``log-shipper.sh`` (when it writes request logs and the st
 forwarder). Scripts that install configuration get it as files in ``$KONGSTACK_FILES``:
 
 =============  ==========================================================================
+kong           kong.conf (the Admin API on 127.0.0.1 only; no Kong Manager listener)
 prometheus     prometheus.yml, rules/kongstack.rules.yml, targets/stock_api.json
 alertmanager   alertmanager.yml, secrets/* (resolved from env/Secret blocks; 0600)
 log-forwarder  fluent-bit.conf (aggregator), parsers.conf, fluent-bit.env (secret)
@@ -89,6 +90,28 @@ def set_option(conf: str, section: str, plugin: str, key: str, value: str) -> st
     return "\n".join(out) + "\n"
 
 
+def kong_conf(topo: Topology, host: Host) -> str:
+    """Kong's kong.conf for ``host``. Kong OSS has no Admin API authentication, so the Admin
+    API listens on loopback only (the deployer and the autoscaler come through SSH), Kong
+    Manager (3.4+ OSS, on 0.0.0.0:8002 by default) is off, and the Status API (read-only
+    /status and /metrics) is what Prometheus scrapes, from its VM only (the NSG)."""
+    vm = next(v for v in topo.vms if v.name == host.vm)
+    svc = vm.service(Role.KONG)
+    if svc is None:
+        raise InstallError(f"{host.vm} has no kong role")
+    ports = svc.ports
+    return (
+        "# Rendered by tasks.providers.azure.role_files.kong_conf; installed by kong.sh.\n"
+        "database = off\n"
+        f"proxy_listen = 0.0.0.0:{ports['proxy']} reuseport backlog=16384\n"
+        f"admin_listen = 127.0.0.1:{ports['admin']}\n"
+        "admin_gui_listen = off\n"
+        f"status_listen = 0.0.0.0:{ports['status']}\n"
+        "nginx_worker_processes = auto\n"
+        "log_level = notice\n"
+    )
+
+
 def aggregator_conf(topo: Topology, hosts: list[Host], logs: Host) -> str:
     text = (LOGGING_DIR / "fluent-bit-aggregator.conf").read_text()
     fwd = host_of(topo, hosts, Role.LOG_FORWARDER)
@@ -171,6 +194,8 @@ def _role_files(role: Role, topo: Topology, hosts: list[Host], host: Host,
                 bundle: Bundle) -> tuple[StagedFile, ...]:
     parsers = StagedFile("parsers.conf", (LOGGING_DIR / "parsers.conf").read_bytes())
     mon = bundle.monitoring
+    if role == Role.KONG:
+        return (StagedFile("kong.conf", kong_conf(topo, host).encode()),)
     if role == Role.PROMETHEUS and mon is not None:
         return tuple(StagedFile(p, b) for p, b in sorted(mon.prometheus.items()))
     if role == Role.ALERTMANAGER and mon is not None:
