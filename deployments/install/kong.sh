@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
+set -euo pipefail
 # Kong Gateway (OSS) in DB-less mode with kong.conf rendered by the deployer
 # (tasks.providers.azure.role_files.kong_conf, uploaded to $KONGSTACK_FILES): the proxy on the
 # public port; the Admin API on 127.0.0.1 only (Kong OSS has no Admin API authentication: the
 # deployer and the autoscaler reach it through an SSH tunnel); Kong Manager off; the Status API
 # (/status, /metrics) for Prometheus. Routes/plugins/targets come from the register step.
-set -euo pipefail
 . /opt/kongstack/lib.sh
 ADMIN=${KONGSTACK_KONG_ADMIN_PORT:-8001}
 . /etc/os-release

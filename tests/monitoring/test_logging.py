@@ -148,9 +148,13 @@ def test_template_policy_pipeline_and_saved_search_agree() -> None:
 def test_forwarders_ship_to_the_template_indices() -> None:
     aggregator = (LOGGING / "fluent-bit-aggregator.conf").read_text()
     assert "Logstash_Prefix     kongstack-logs" in aggregator
-    assert "Port              8000" in aggregator  # Kong's http-log endpoint
+    # Kong's http-log input: on loopback, behind the token check on the ingest port
+    assert "Listen            127.0.0.1\n    Port              9880" in aggregator
     shipper = (LOGGING / "fluent-bit-shipper.conf").read_text()
     assert "Port              24224" in shipper and "Port              24224" in aggregator
+    # secure forward: both ends prove the log token
+    for config in (aggregator, shipper):
+        assert "Shared_Key        ${KONGSTACK_LOG_TOKEN}" in config
     for config in (aggregator, shipper):
         assert "Parsers_File              parsers.conf" in config
 

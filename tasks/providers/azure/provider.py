@@ -2,7 +2,8 @@
 
     provision  ARM: resource group, NSG, VNet, subnet, then per VM a public IP, NIC and VM
     install    over SSH per host (tasks.providers.azure.remote), then the log store
-    register   Kong on the kong VM gets the one registration state (tasks.gateway.desired)
+    register   Kong on the kong VM gets the one registration state (tasks.gateway.desired),
+               through an SSH tunnel to its loopback-only Admin API
     verify     every admin endpoint's health, then a request through Kong's proxy
 
 The plan is built from the same objects: the provisioner's resource list, each host's
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from kongstack.core.errors import ProviderError
 from kongstack.core.settings import load_settings
@@ -70,9 +73,12 @@ class AzureProvider:
         install = [f"{host.vm}: {step.script}.sh"
                    + (f" with {', '.join(f.path for f in step.files)}" if step.files else "")
                    for host in hosts for step in host_steps(topo, host, hosts, bundle)]
+        # Secrets are named, not read: the dry run needs no Secret block.
         state = registration_state(topo.name, api_key="(api_key_secret)",
                                    targets=instance_targets(topo, hosts),
-                                   log_endpoint=log_endpoint(topo, hosts))
+                                   log_endpoint=log_endpoint(topo, hosts),
+                                   upstream_secret=SecretStr("(instance_secret)"),
+                                   log_token=SecretStr("(log_token_secret)"))
         rules = [f"NSG rule {r.name}: {r.describe()}" for r in arm_plan.nsg_rules(topo)]
         checks = [f"{svc.role.value}@{vm.name}: GET {HEALTH[svc.role][1]}"
                   for vm in topo.vms for svc in vm.services if svc.role in HEALTH]
@@ -82,7 +88,7 @@ class AzureProvider:
             PlannedStep(name="install", actions=(
                 *install, "log store: index template, ILM policy, ingest pipeline")),
             PlannedStep(name="register", actions=tuple(
-                f"kong: ensure {op.kind} {op.name}"
+                f"kong (Admin API through SSH): ensure {op.kind} {op.name}"
                 for op in gateway_plan(CurrentState(), state))),
             PlannedStep(name="verify", actions=(
                 *checks, "GET /api/stocks through Kong's proxy with the API key")),
@@ -127,9 +133,10 @@ class AzureProvider:
         from tasks.providers.azure.remote import register_kong
 
         api_key = secrets.read_secret(self.topo.api_key_secret, "api_key_secret")
+        key = secrets.read_secret(self.topo.ssh.private_key_secret, "ssh.private_key_secret")
         return Registered(changes=tuple(register_kong(
             self.topo, list(provisioned.hosts), admin_secret_block=self.topo.kong_admin_secret,
-            api_key=api_key)))
+            api_key=api_key, private_key=key, known_hosts=known_hosts_path(self.topo))))
 
     def verify(self, provisioned: Provisioned, installed: Installed) -> Verified:
         from tasks.providers.azure.remote import verify_remote

@@ -7,9 +7,12 @@ its steps run over SSH (tasks.providers.ssh: pinned host keys, streamed output, 
 files are uploaded to a private staging directory first (tasks.providers.azure.staging) and
 named by ``$KONGSTACK_FILES``.
 After the hosts, the log store's index template, ILM policy and ingest pipeline are installed.
-register: the Kong Admin API on the kong VM (reached from the allowed admin range) gets the
-gateway's desired state with the stock API instances as targets (private addresses).
-verify: a real request through Kong's public proxy port, and every admin endpoint's health.
+register: the Kong Admin API on the kong VM (listening on its loopback only, reached through an
+SSH tunnel with the pinned host key) gets the gateway's desired state with the stock API
+instances as targets (private addresses), the gateway secret the instances require, and the
+log token for Kong's http-log.
+verify: a real request through Kong's public proxy port, and every admin endpoint's health
+(Kong's Admin API is not on the network: register has just talked to it through SSH).
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from kongstack.core.topology import Host, Role, Topology
 from tasks.gateway.desired import registration_state
 from tasks.providers.azure import staging
 from tasks.providers.azure.plan import HEALTH, instance_targets, log_endpoint
-from tasks.providers.azure.role_files import Step, host_steps, render_bundle, step_env
+from tasks.providers.azure.role_files import (
+    StackSecrets,
+    Step,
+    host_steps,
+    read_stack_secrets,
+    render_bundle,
+    step_env,
+)
 from tasks.providers.protocol import Component, Verified
 from tasks.providers.ssh import ScriptResult, SSHTarget, run_script
 
@@ -102,7 +112,8 @@ def _script(stem: str) -> Path:
 def install_hosts(topo: Topology, hosts: list[Host], *, private_key: str, known_hosts: Path,
                   log: LogFn) -> list[str]:
     # Rendered (and secrets resolved) before any host is touched: a missing secret fails early.
-    bundle = render_bundle(topo, hosts, instance_targets(topo, hosts))
+    bundle = render_bundle(topo, hosts, instance_targets(topo, hosts),
+                           secrets=read_stack_secrets(topo))
 
     def one(host: Host) -> list[str]:
         target = SSHTarget(host=host.address, port=host.ssh_port, username=host.ssh_user or "",
@@ -150,31 +161,52 @@ def _host_with(hosts: list[Host], role: Role) -> Host:
     return host
 
 
+def admin_tunnel(topo: Topology, kong: Host, *, private_key: str,
+                 known_hosts: Path) -> dict[str, object]:
+    """The ``ssh_tunnel`` gateway option for the Kong VM (its SSH address, the pinned keys)."""
+    return {"host": kong.address, "port": kong.ssh_port, "username": kong.ssh_user or "",
+            "private_key": private_key, "known_hosts": str(known_hosts),
+            "connect_timeout_s": topo.ssh.connect_timeout_s,
+            "attempts": topo.ssh.retries + 1}
+
+
 def register_kong(
-    topo: Topology, hosts: list[Host], *, admin_secret_block: str | None, api_key: str | None
+    topo: Topology, hosts: list[Host], *, admin_secret_block: str | None, api_key: str | None,
+    private_key: str, known_hosts: Path, secrets: StackSecrets | None = None,
 ) -> list[str]:
     """Kong on the kong VM gets the one registration state (tasks.gateway.desired) with the
-    stock API instances (private addresses) as targets."""
+    stock API instances (private addresses) as targets, the gateway secret the instances
+    require and the log token for http-log. The Admin API listens on the Kong VM's loopback:
+    it is reached through an SSH tunnel (pinned host key), the URL is as seen from the VM."""
+    from pydantic import SecretStr
+
     from tasks.gateway.factory import make_gateway
 
-    gateway = make_gateway("kong", stack=topo.name, admin_url=kong_admin_url(topo, hosts),
-                           admin_secret_block=admin_secret_block)
+    secrets = secrets if secrets is not None else read_stack_secrets(topo)
+    gateway = make_gateway("kong", stack=topo.name, admin_url=kong_admin_url(topo),
+                           admin_secret_block=admin_secret_block,
+                           ssh_tunnel=admin_tunnel(topo, _host_with(hosts, Role.KONG),
+                                                   private_key=private_key,
+                                                   known_hosts=known_hosts))
     try:
         result = gateway.apply(registration_state(
             topo.name, api_key=api_key, targets=instance_targets(topo, hosts),
-            log_endpoint=log_endpoint(topo, hosts)))
+            log_endpoint=log_endpoint(topo, hosts),
+            upstream_secret=(SecretStr(secrets.instance_secret)
+                             if secrets.instance_secret else None),
+            log_token=SecretStr(secrets.log_token) if secrets.log_token else None))
     finally:
         gateway.close()
     return [f"kong: {op.describe()}" for op in result.operations]
 
 
-def kong_admin_url(topo: Topology, hosts: list[Host]) -> str:
+def kong_admin_url(topo: Topology) -> str:
+    """The Admin API as seen from the Kong VM itself (it listens on loopback only)."""
     kong_vm = topo.vm_with(Role.KONG)
     svc = kong_vm.service(Role.KONG) if kong_vm else None
     if svc is None:
         raise InstallError("no VM has role kong")
-    host = _host_with(hosts, Role.KONG)
-    return f"http://{host.address}:{svc.ports.get('admin', 8001)}"
+    return f"http://127.0.0.1:{svc.ports['admin']}"
 
 
 def verify_remote(topo: Topology, hosts: list[Host], *, api_key: str | None,

@@ -33,6 +33,8 @@ from tests.support.sshd import SshServer, sshd
 
 SLACK_URL = "https://hooks.slack.invalid/services/T000/B000/secret-token-123"
 SMTP_PASSWORD = "smtp-pass-456"
+GATEWAY_SECRET = "gateway-secret-0123456789abcdef"
+LOG_TOKEN = "log-token-0123456789abcdef"
 ROLE_SCRIPTS = ["common", "node-exporter", "log-shipper", *(r.value for r in Role)]
 # Each stand-in reports: its name, the files it got and their directory's mode, and the
 # command line of the shell that started it (what `ps` on the VM would show).
@@ -105,7 +107,9 @@ def test_each_role_gets_the_files_it_installs(
         "alertmanager.yml", "secrets/slack_api_url", "secrets/smtp_auth_password"]
     assert files[("vm-logs", "log-forwarder")] == [
         "fluent-bit.conf", "parsers.conf", "fluent-bit.env"]
-    assert files[("vm-kong", "log-shipper")] == ["fluent-bit.conf", "parsers.conf"]
+    assert files[("vm-kong", "log-shipper")] == ["fluent-bit.conf", "parsers.conf",
+                                                  "fluent-bit.env"]
+    assert files[("vm-kong", "kong")] == ["kong.conf"]
     assert "provisioning/datasources/kongstack.yml" in files[("vm-monitoring", "grafana")]
     assert "dashboards/backend-pool.json" in files[("vm-monitoring", "grafana")]
     # every VM runs the node exporter; only the VM that writes request logs ships them
@@ -162,11 +166,40 @@ def test_a_missing_secret_fails_before_any_host_is_touched(
 ) -> None:
     monkeypatch.delenv("TEST_KONGSTACK_SLACK_URL", raising=False)
     monkeypatch.setenv("TEST_KONGSTACK_SMTP_PASSWORD", SMTP_PASSWORD)
+    monkeypatch.setattr(provider_secrets, "read_secret", _secrets_of(None))
     topo = with_receivers(tmp_path)
     # nothing listens on port 1: any connection attempt would fail differently
     hosts = [Host(vm.name, tuple(vm.roles), "127.0.0.1", None, "root", ssh_port=1)
              for vm in topo.vms]
     with pytest.raises(ConfigError, match="TEST_KONGSTACK_SLACK_URL is not set"):
+        remote.install_hosts(topo, hosts, private_key="unused", known_hosts=tmp_path / "kh",
+                             log=lambda _: None)
+
+
+def _secrets_of(private_key: str | None) -> Any:
+    """read_secret for these tests: the stack's tokens, and the SSH key."""
+    values = {"instance_secret": GATEWAY_SECRET, "log_token_secret": LOG_TOKEN,
+              "ssh.private_key_secret": private_key}
+
+    def read(block: str | None, field: str) -> str:
+        value = values.get(field)
+        if value is None:
+            raise ConfigError(f"{field}: Secret block {block!r} not found")
+        return value
+    return read
+
+
+def test_a_missing_stack_secret_fails_before_any_host_is_touched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(block: str | None, field: str) -> str:
+        raise ConfigError(f"{field}: Secret block {block!r} not found")
+
+    monkeypatch.setattr(provider_secrets, "read_secret", missing)
+    topo = azure_topology(tmp_path)
+    hosts = [Host(vm.name, tuple(vm.roles), "127.0.0.1", None, "root", ssh_port=1)
+             for vm in topo.vms]
+    with pytest.raises(ConfigError, match="instance_secret: Secret block 'test-instance-secret'"):
         remote.install_hosts(topo, hosts, private_key="unused", known_hosts=tmp_path / "kh",
                              log=lambda _: None)
 
@@ -213,8 +246,7 @@ def test_install_step_uploads_each_roles_files_privately_over_ssh(
     data["vms"][1]["services"][1]["ports"]["http"] = es_port  # elasticsearch on vm-logs
     topo = Topology.model_validate(data)
     (tmp_path / "known_hosts").write_text(ssh_server.known_hosts_line())
-    monkeypatch.setattr(provider_secrets, "read_secret",
-                        lambda block, field: ssh_server.user_private_key)
+    monkeypatch.setattr(provider_secrets, "read_secret", _secrets_of(ssh_server.user_private_key))
     hosts = loopback_hosts(topo, ssh_server)
 
     out = AzureProvider(topo, log=lambda _: None).install(Provisioned(hosts=tuple(hosts)))
@@ -236,6 +268,18 @@ def test_install_step_uploads_each_roles_files_privately_over_ssh(
     assert "/etc/prometheus/alertmanager-secrets/slack_api_url" in am and SLACK_URL not in am
     shipper = (got / "log-shipper.files/fluent-bit.conf").read_text()
     assert "Host              10.20.1.5" in shipper
+    # the stack's secrets reach the roles that need them as files only
+    assert (got / "stock-api.files/stock-api.env").read_text() == \
+        f"GATEWAY_SECRET={GATEWAY_SECRET}\n"
+    assert f"KONGSTACK_LOG_TOKEN='{LOG_TOKEN}'" in (
+        got / "log-shipper.files/fluent-bit.env").read_text()
+    assert f"KONGSTACK_LOG_TOKEN='{LOG_TOKEN}'" in (
+        got / "log-forwarder.files/fluent-bit.env").read_text()
+    assert f'"Bearer {LOG_TOKEN}" 1;' in (got / "log-forwarder.files/log-gate.conf").read_text()
+    assert LOG_TOKEN not in shipper
+    for script in ("stock-api", "log-shipper", "log-forwarder"):
+        cmdline = (got / f"{script}.cmdline").read_text()
+        assert GATEWAY_SECRET not in cmdline and LOG_TOKEN not in cmdline, script
     datasources = yaml.safe_load(
         (got / "grafana.files/provisioning/datasources/kongstack.yml").read_text())
     prom_ds = next(d for d in datasources["datasources"] if d["type"] == "prometheus")

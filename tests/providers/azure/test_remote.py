@@ -1,12 +1,29 @@
-"""register: Kong (the Kong Admin API double) gets the stack's state with the VMs' instances."""
+"""register: Kong (the Kong Admin API double, listening on loopback like Kong on its VM)
+gets the stack's state with the VMs' instances, through an SSH tunnel to a real sshd."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 from kongstack.core.topology import Host, Role, Topology, load_topology
 from tasks.providers.azure.remote import register_kong, role_env
+from tasks.providers.azure.role_files import StackSecrets
 from tests.doubles.kong_server import kong_double
+from tests.support.sshd import SshServer, sshd
+
+SECRETS = StackSecrets(instance_secret="gateway-secret-0123456789",
+                       log_token="log-token-0123456789abcdef")
+
+
+@pytest.fixture(scope="module")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    with sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 def topology_with_admin_port(port: int) -> Topology:
@@ -23,10 +40,19 @@ HOSTS = [
 ]
 
 
-def test_register_puts_instances_consumer_and_log_endpoint_in_kong() -> None:
+def test_register_puts_instances_consumer_and_log_endpoint_in_kong(
+    ssh_server: SshServer, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(ssh_server.known_hosts_line())
+    # the Kong VM is the loopback sshd; its Admin API (the double) listens on its loopback
+    hosts = [dataclasses.replace(HOSTS[0], ssh_port=ssh_server.port, ssh_user=ssh_server.user),
+             HOSTS[1]]
+    options = {"admin_secret_block": None, "api_key": "k-123", "secrets": SECRETS,
+               "private_key": ssh_server.user_private_key, "known_hosts": known_hosts}
     with kong_double() as kong:
         topo = topology_with_admin_port(int(urlsplit(kong.url).port or 0))
-        changes = register_kong(topo, HOSTS, admin_secret_block=None, api_key="k-123")
+        changes = register_kong(topo, hosts, **options)  # type: ignore[arg-type]
         assert any(c.startswith("kong: create upstream stock-api-upstream") for c in changes)
         targets = sorted(r["target"] for r in kong.rows("targets"))
         assert targets == ["10.20.1.4:3021", "10.20.1.4:3022", "10.20.1.4:3023"]
@@ -34,8 +60,18 @@ def test_register_puts_instances_consumer_and_log_endpoint_in_kong() -> None:
         http_log = [p for p in kong.rows("plugins") if p["name"] == "http-log"]
         assert http_log[0]["config"]["http_endpoint"] == "http://10.20.1.5:8000/kong"
         assert http_log[0]["service"] is None  # global: every request Kong answers is logged
+        assert http_log[0]["config"]["headers"] == {"Authorization": f"Bearer {SECRETS.log_token}"}
+        transformer = next(p for p in kong.rows("plugins") if p["name"] == "request-transformer")
+        assert transformer["config"]["add"]["headers"] == [
+            f"X-Gateway-Secret:{SECRETS.instance_secret}"]
+        assert not any(SECRETS.instance_secret in c or SECRETS.log_token in c  # type: ignore[operator]
+                       for c in changes)
         # unchanged second run: nothing to do
-        assert register_kong(topo, HOSTS, admin_secret_block=None, api_key="k-123") == []
+        assert register_kong(topo, hosts, **options) == []  # type: ignore[arg-type]
+        # the tunnel refuses a Kong VM whose host key is not pinned
+        known_hosts.write_text("")
+        with pytest.raises(Exception, match="not in known_hosts"):
+            register_kong(topo, hosts, **options)  # type: ignore[arg-type]
 
 
 def test_role_env_carries_ports_and_peer_addresses_but_no_secrets() -> None:

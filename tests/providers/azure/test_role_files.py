@@ -13,6 +13,7 @@ from tasks.providers.azure.role_files import (
     LOGGING_DIR,
     aggregator_conf,
     grafana_datasources,
+    log_gate_conf,
     set_option,
     shipper_conf,
 )
@@ -29,7 +30,7 @@ def test_set_option_changes_one_key_of_one_plugin_and_keeps_the_rest() -> None:
     changed = set_option(conf, "INPUT", "http", "Port", "8100")
     before, after = conf.splitlines(), changed.splitlines()
     diff = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
-    assert diff == [("    Port              8000", "    Port              8100")]
+    assert diff == [("    Port              9880", "    Port              8100")]
     with pytest.raises(InstallError, match="expected one Port in \\[INPUT\\] tail"):
         set_option(conf, "INPUT", "tail", "Port", "1")
 
@@ -42,10 +43,23 @@ def test_aggregator_uses_the_topologys_ingest_and_elasticsearch_ports(tmp_path: 
     topo = Topology.model_validate(data)
     hosts = hosts_for(topo)
     conf = aggregator_conf(topo, hosts, hosts[1])
-    assert "    Port              8088" in conf  # Kong's http-log posts here
+    # Kong's http-log posts to the ingest port (8088), where nginx checks the log token and
+    # passes it on to Fluent Bit's HTTP input on loopback
+    assert "    Listen            127.0.0.1\n    Port              9880" in conf
+    gate = log_gate_conf("log-token-0123456789abcdef", 8088)
+    assert "listen 8088;" in gate and "proxy_pass http://127.0.0.1:9880;" in gate
     assert "    Port                9299" in conf  # Elasticsearch on the same VM
     assert "    Host                127.0.0.1" in conf
     assert "Logstash_Prefix     kongstack-logs" in conf  # what the index template matches
+
+
+def test_the_ingest_port_cannot_be_the_loopback_http_inputs(tmp_path: Path) -> None:
+    data = azure_topology(tmp_path).model_dump(mode="json", by_alias=True)
+    data["vms"][1]["services"][0]["ports"]["ingest"] = 9880
+    topo = Topology.model_validate(data)
+    hosts = hosts_for(topo)
+    with pytest.raises(InstallError, match="log-forwarder.ingest must not be 9880"):
+        aggregator_conf(topo, hosts, hosts[1])
 
 
 def test_shipper_forwards_to_the_logs_vms_private_address(tmp_path: Path) -> None:
