@@ -28,6 +28,9 @@ class Target:
     weight: int = 100
     health: TargetHealth = TargetHealth.UNKNOWN
     tags: tuple[str, ...] = ()
+    owned: bool = True
+    """kongstack created it (Kong: it carries the stack's owner tags). Repairs touch only
+    owned targets; an operator's own targets in the upstream are left alone."""
 
 
 @dataclass(frozen=True)

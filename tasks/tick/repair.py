@@ -4,7 +4,9 @@ left half-done is finished or undone, so the pool converges.
     dead instance        -> replaced (stopped, a new one started, made a target)
     interrupted drain    -> finished (stopped, target removed)
     ready, not a target  -> registered
-    target, no instance  -> removed, unless it answers /ready (an operator's own backend)
+    target, no instance  -> removed, if kongstack created it (owner tags) and it does not
+                            answer /ready
+    a target kongstack did not create (an operator's own) is never touched
 
 Each repair re-reads the world first, so a Prefect retry or the next tick never duplicates
 work. ``dry_run`` reports what would be repaired and changes nothing.
@@ -47,7 +49,8 @@ def plan_repairs(instances: list[Instance], targets: list[Target]) -> list[Repai
     """What must change so that every ready instance is a live target and nothing else is.
 
     Pure. Order: dead instances first (they are replaced), then interrupted drains, then
-    unregistered instances, then targets with no instance behind them.
+    unregistered instances, then targets with no instance behind them. Only targets
+    kongstack created (``Target.owned``) can become an ``orphan_target``.
     """
     by_address = {t.address: t for t in targets}
     known = {i.address for i in instances}
@@ -66,7 +69,7 @@ def plan_repairs(instances: list[Instance], targets: list[Target]) -> list[Repai
                                   f"{inst.name} is ready but not a gateway target",
                                   inst.id, str(inst.state)))
     for target in targets:
-        if target.address not in known:
+        if target.address not in known and target.owned:
             repairs.append(Repair("orphan_target", target.address,
                                   f"target {target.address} has no instance"))
     return repairs
@@ -116,8 +119,9 @@ def _apply(config: PoolConfig, driver: InstanceDriver, gateway: Gateway,
         return "ok", f"added target {planned.address}"
     if planned.action == "orphan_target":
         if target_answers(planned.address, timeout=config.probe_timeout_seconds):
-            # Not ours, but alive: an operator's backend. Respect it.
-            return "skipped", f"kept {planned.address}: not ours but answers /ready"
+            # Ours, but alive with no instance of this driver behind it (e.g. started by
+            # another host's driver): a live backend is never cut off. Respect it.
+            return "skipped", f"kept {planned.address}: no instance here but answers /ready"
         gateway.remove_target(planned.address)
         return "ok", f"removed target {planned.address} (no instance behind it)"
     if planned.action == "finish_drain":

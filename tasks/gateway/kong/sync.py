@@ -203,8 +203,9 @@ class KongGateway:
             health = TargetHealth(raw) if raw in TargetHealth.__members__ else TargetHealth.UNKNOWN
             if weight == 0:  # Kong shows HEALTHCHECKS_OFF for a weight-0 (draining) target
                 health = TargetHealth.DRAINING
-            out.append(Target(address=t["target"], weight=weight, health=health,
-                              tags=tuple(t.get("tags") or ())))
+            tags = tuple(t.get("tags") or ())
+            out.append(Target(address=t["target"], weight=weight, health=health, tags=tags,
+                              owned=set(self.tags) <= set(tags)))
         return out
 
     def add_target(self, address: str, weight: int = 100) -> None:
