@@ -189,15 +189,24 @@ def register_kong(
                                                    private_key=private_key,
                                                    known_hosts=known_hosts))
     try:
+        # targets=None: apply leaves the upstream's targets alone. After the first deploy the
+        # autoscaler owns the target list, so a re-run only adds the instances it installed
+        # and never removes a target the autoscaler added (issue 16, item 9).
         result = gateway.apply(registration_state(
-            topo.name, api_key=api_key, targets=instance_targets(topo, hosts),
+            topo.name, api_key=api_key, targets=None,
             log_endpoint=log_endpoint(topo, hosts),
             upstream_secret=(SecretStr(secrets.instance_secret)
                              if secrets.instance_secret else None),
             log_token=SecretStr(secrets.log_token) if secrets.log_token else None))
+        changes = [f"kong: {op.describe()}" for op in result.operations]
+        present = {t.address for t in gateway.list_targets()}
+        for address in instance_targets(topo, hosts):
+            if address not in present:
+                gateway.add_target(address)
+                changes.append(f"kong: add target {address}")
     finally:
         gateway.close()
-    return [f"kong: {op.describe()}" for op in result.operations]
+    return changes
 
 
 def kong_admin_url(topo: Topology) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kongstack.core.errors import SetupError, StackError
 from kongstack.core.extras import requires_extra
@@ -32,6 +32,9 @@ from kongstack.core.topology import Host, Role, Topology
 from tasks.gateway.desired import registration_state
 from tasks.gateway.kong.model import GatewayState
 from tasks.providers.protocol import Component, Installed, Provisioned
+
+if TYPE_CHECKING:
+    from tasks.instances.base import Instance
 
 LogFn = Callable[[str], None]
 SUBSTITUTES = {
@@ -242,7 +245,7 @@ class LocalStack:
         from tasks.instances.base import InstanceState
 
         driver = self.driver()
-        wanted = self.topo.local.instances
+        wanted = self.redeploy_count(driver.list())
         for inst in driver.list():
             if inst.state in (InstanceState.EXITED, InstanceState.UNHEALTHY):
                 driver.stop(inst.id, grace=5.0)
@@ -253,11 +256,21 @@ class LocalStack:
         ready = [driver.wait_ready(i, timeout=60.0) for i in alive + started]
         for inst in started:
             changes.append(f"started stock API instance {inst.name} at {inst.address}")
-        if len(alive) > wanted:
-            self.log(f"{len(alive)} instances run (> {wanted}): left to the autoscaler")
+        if wanted != self.topo.local.instances:
+            self.log(f"keeping the pool's {wanted} instance(s) (the autoscaler's count; the "
+                     f"stack file's {self.topo.local.instances} is for a first deploy)")
         new = {i.id for i in started}
         return [Component(i.name, "stock-api", "started" if i.id in new else "running",
                           f"http://{i.address}") for i in ready]
+
+    def redeploy_count(self, instances: list[Instance]) -> int:
+        """How many instances install ensures: the stack file's count on a first deploy;
+        after that the autoscaler owns the count, so a redeploy keeps the pool's size (a dead
+        instance counts: it is replaced) instead of resetting it (issue 16, item 9)."""
+        from tasks.instances.base import InstanceState
+
+        present = [i for i in instances if i.state is not InstanceState.DRAINING]
+        return len(present) if present else self.topo.local.instances
 
     # -- register: the gateway's desired state plus the instances as targets ---------------------
     def api_key(self) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from kongstack.core.topology import Host, Role, Topology, load_topology
@@ -68,6 +69,17 @@ def test_register_puts_instances_consumer_and_log_endpoint_in_kong(
                        for c in changes)
         # unchanged second run: nothing to do
         assert register_kong(topo, hosts, **options) == []  # type: ignore[arg-type]
+        # the autoscaler added a target: a redeploy keeps it (the autoscaler owns the list),
+        # and puts back an installed instance's target that went missing
+        admin = httpx.Client(base_url=kong.url, timeout=2.0)
+        admin.post("/upstreams/stock-api-upstream/targets", json={
+            "target": "10.20.1.4:3024", "tags": ["kongstack", "kongstack-kongstack"]})
+        admin.delete("/upstreams/stock-api-upstream/targets/10.20.1.4:3021")
+        admin.close()
+        assert register_kong(topo, hosts, **options) == [  # type: ignore[arg-type]
+            "kong: add target 10.20.1.4:3021"]
+        assert sorted(r["target"] for r in kong.rows("targets")) == [
+            "10.20.1.4:3021", "10.20.1.4:3022", "10.20.1.4:3023", "10.20.1.4:3024"]
         # the tunnel refuses a Kong VM whose host key is not pinned
         known_hosts.write_text("")
         with pytest.raises(Exception, match="not in known_hosts"):
