@@ -19,24 +19,35 @@ StrategyName = Literal["proportional", "threshold"]
 VictimSelector = Literal["newest", "oldest", "least_loaded"]
 
 
+# Upper bounds on every count, rate and duration (a typo such as ``max_instances: 1e9`` or
+# ``cooldown_seconds: .inf`` is refused naming the field, not obeyed). HARD_MAX_INSTANCES is
+# also the ceiling of ``kongstack scale``, even with --force.
+HARD_MAX_INSTANCES = 100
+MAX_RPS = 1_000_000.0
+MAX_LATENCY_MS = 3_600_000.0
+MAX_SECONDS = 86_400.0
+_POOL = f"at most {HARD_MAX_INSTANCES}"
+_DAY = f"at most {MAX_SECONDS:g} s"
+
+
 class AutoscalePolicy(BaseModel):
     """Autoscaling configuration. Unknown keys are rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     strategy: StrategyName = "proportional"
-    min_instances: int = Field(default=3, ge=1)
-    max_instances: int = Field(default=6, ge=1)
+    min_instances: int = Field(default=3, ge=1, le=HARD_MAX_INSTANCES, description=_POOL)
+    max_instances: int = Field(default=6, ge=1, le=HARD_MAX_INSTANCES, description=_POOL)
 
     # Seed thresholds (the `threshold` strategy uses them exactly; `proportional` uses the
     # scale-up threshold as the flapping-check ceiling for CPU/memory).
     scale_up_threshold: float = Field(default=80.0, gt=0, le=100)
     scale_down_threshold: float = Field(default=30.0, ge=0, lt=100)
-    scale_up_rps: float = Field(default=150.0, gt=0)
-    scale_down_rps: float = Field(default=50.0, ge=0)
-    response_time_threshold_ms: float = Field(default=1000.0, gt=0)
-    check_interval_seconds: float = Field(default=30.0, gt=0)
-    cooldown_seconds: float = Field(default=300.0, ge=0)
+    scale_up_rps: float = Field(default=150.0, gt=0, le=MAX_RPS)
+    scale_down_rps: float = Field(default=50.0, ge=0, le=MAX_RPS)
+    response_time_threshold_ms: float = Field(default=1000.0, gt=0, le=MAX_LATENCY_MS)
+    check_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    cooldown_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS, description=_DAY)
 
     # Proportional targets: desired = ceil(current x value / target), the max over metrics.
     # 68 %: inside the 60-70 % the anchors suggest for an 80 % alarm; with the 0.1 up band a
@@ -44,7 +55,7 @@ class AutoscalePolicy(BaseModel):
     # instance-seconds in the replay benchmark for 5 % fewer violation seconds).
     target_cpu_percent: float | None = Field(default=68.0, gt=0, le=100)
     target_memory_percent: float | None = Field(default=70.0, gt=0, le=100)
-    target_rps_per_instance: float | None = Field(default=None, gt=0)
+    target_rps_per_instance: float | None = Field(default=None, gt=0, le=MAX_RPS)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     scale_up_tolerance: float | None = Field(default=None, ge=0, lt=1)
     # A wider band downwards (Azure's "out at 80, in at 60" margin): scale in only below
@@ -72,14 +83,14 @@ class AutoscalePolicy(BaseModel):
     error_rate_threshold: float | None = Field(default=None, gt=0, le=1)
 
     # Safety rules (proportional).
-    scale_up_limit_instances: int = Field(default=4, ge=1)
-    scale_up_limit_percent: float = Field(default=100.0, gt=0)
+    scale_up_limit_instances: int = Field(default=4, ge=1, le=HARD_MAX_INSTANCES)
+    scale_up_limit_percent: float = Field(default=100.0, gt=0, le=1000)
     scale_up_period_seconds: float = Field(default=30.0, gt=0, le=1800)
-    scale_down_limit_instances: int | None = Field(default=None, ge=1)
+    scale_down_limit_instances: int | None = Field(default=None, ge=1, le=HARD_MAX_INSTANCES)
     scale_down_stabilization_seconds: float = Field(default=300.0, ge=0, le=3600)
     scale_up_stabilization_seconds: float = Field(default=0.0, ge=0, le=3600)
-    scale_up_cooldown_seconds: float = Field(default=0.0, ge=0)
-    scale_down_cooldown_seconds: float | None = Field(default=300.0, ge=0)
+    scale_up_cooldown_seconds: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
+    scale_down_cooldown_seconds: float | None = Field(default=300.0, ge=0, le=MAX_SECONDS)
     """No scale-in within this long of any scaling action ("out fast, in gradually"; the
     seed's 300 s: with the peak window, longer only costs). None or 0: no down cooldown (the
     stabilisation window alone). Scale-up has its own ``scale_up_cooldown_seconds`` (0 s: the
@@ -90,8 +101,8 @@ class AutoscalePolicy(BaseModel):
     p95 latency crossed its trigger; scale-in must keep the projected rate below it."""
     scale_down_latency_ratio: float = Field(default=0.6, gt=0, le=1)
     """With the flapping check: no scale-in while p95 > this x response_time_threshold_ms."""
-    warmup_seconds: float = Field(default=60.0, ge=0)
-    metric_max_age_seconds: float = Field(default=90.0, gt=0)
+    warmup_seconds: float = Field(default=60.0, ge=0, le=3600)
+    metric_max_age_seconds: float = Field(default=90.0, gt=0, le=3600)
 
     victim_selection: VictimSelector = "newest"
     dry_run: bool = False

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from autoscaler.config import AutoscalePolicy
+from autoscaler.config import MAX_LATENCY_MS, MAX_RPS, AutoscalePolicy
 from autoscaler.service_model import ServiceModel
 
-_OFF = 1e12
+_OFF = MAX_RPS  # a threshold no trace reaches: the rule is off
 
 
 def default_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
@@ -55,7 +55,7 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         scale_up_limit_percent=100,
         flapping_check=False,
         warmup_seconds=30,
-        response_time_threshold_ms=_OFF,
+        response_time_threshold_ms=MAX_LATENCY_MS,
         forecast_seconds=0,
         scale_down_cooldown_seconds=0,
         scale_down_peak_window_seconds=0,  # (it has no rps target; explicit all the same)

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import typer
 
+from autoscaler.errors import PolicyError
 from kongstack.cli.localprefect import use_local_server_if_running
+from kongstack.core.errors import ConfigError
 from kongstack.core.settings import LocalSettings
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The CLI; a configuration error anywhere ends it with the message and exit code 2
+    (bad input), never a traceback with exit code 1."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (ConfigError, PolicyError) as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise SystemExit(2) from None
+
+
+app = _App(
     name="kongstack",
     help=(
         "Deploy and autoscale a Kong-fronted stock-quote API with Prefect.\n\n"

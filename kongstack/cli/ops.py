@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autoscaler.config import HARD_MAX_INSTANCES
 from kongstack.cli.views import StackOptions, active, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
@@ -138,8 +139,11 @@ def print_policy(loaded: LoadedConfig) -> None:
     console.print(table)
 
 
-def scale(count: Annotated[int, typer.Argument(min=0, help="Target number of instances.")],
-          force: Annotated[bool, typer.Option(help="Ignore the policy's min/max.")] = False,
+def scale(count: Annotated[int, typer.Argument(
+              min=0, max=HARD_MAX_INSTANCES,
+              help=f"Target number of instances (never above {HARD_MAX_INSTANCES}).")],
+          force: Annotated[bool, typer.Option(
+              help="Ignore the policy's min/max (the hard cap still holds).")] = False,
           dry_run: Annotated[bool, typer.Option(help="Say what would happen only.")] = False,
           stack: StackOpt = None, driver: DriverOpt = None,
           gateway: GatewayOpt = None, config: ConfigOpt = None,

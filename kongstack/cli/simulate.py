@@ -91,7 +91,8 @@ def simulate_command(
         int, typer.Option(help="Metrics average over this window, seconds.")
     ] = 60,
     tick: Annotated[
-        float | None, typer.Option(help="Decision interval, seconds (default: each policy's).")
+        float | None, typer.Option(min=1, max=3600, help=(
+            "Decision interval, 1..3600 s (default: each policy's)."))
     ] = None,
     base_p95_ms: Annotated[float, typer.Option(help="p95 latency of an idle instance.")] = 100.0,
     slo_p95_ms: Annotated[float, typer.Option(help="SLO: p95 latency limit, ms.")] = 500.0,

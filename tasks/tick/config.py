@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autoscaler import AutoscalePolicy
 from autoscaler.errors import PolicyError
@@ -53,7 +53,18 @@ class AutoscaleConfig(BaseModel):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
     memory_block: str = Field(default=DEFAULT_BLOCK_NAME, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    lock_path: Path | None = Field(default=None, description="default: <home>/run/autoscale.lock")
+    lock_path: Path | None = Field(
+        default=None, description="default: <home>/run/autoscale.lock; must lie inside the "
+        "stack's home (pool.local.home), so a config cannot point the tick at a system file")
+
+    @model_validator(mode="after")
+    def _lock_inside_home(self) -> AutoscaleConfig:
+        if self.lock_path is not None:
+            home = self.pool.settings().home.resolve()
+            if not self.lock_path.resolve().is_relative_to(home):
+                raise ValueError(f"lock_path: {self.lock_path} is outside the stack's home "
+                                 f"{home}")
+        return self
 
     def lock_file(self) -> Path:
         return self.lock_path or self.pool.settings().run_dir / f"autoscale-{self.pool.stack}.lock"
@@ -158,8 +169,9 @@ def _from_mapping(data: Mapping[str, Any], *, source: str) -> AutoscaleConfig:
     try:
         return AutoscaleConfig.model_validate({**data, "policy": policy})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                             for err in exc.errors())
+        problems = "; ".join(
+            (f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "")
+            + str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
 
 

@@ -81,12 +81,41 @@ def test_the_shipped_file_is_the_default_and_loads() -> None:
         ("policy: [1, 2]\n", r"bad.yaml: policy: expected a mapping"),
         ("- just\n- a list\n", r"bad.yaml: autoscale config must be a mapping"),
         ("policy: {min_instances: [\n", r"bad.yaml: autoscale config is not valid YAML"),
+        # issue 16: configs that cannot hurt
+        ("policy: {max_instances: 1000000000}\n",
+         r"bad.yaml: policy: max_instances: Input should be less than or equal to 100"),
+        ("policy: {cooldown_seconds: .inf}\n",
+         r"bad.yaml: autoscale config: policy.cooldown_seconds: numbers must be finite"),
+        ("policy: {cooldown_seconds: 1.0e9}\n",
+         r"bad.yaml: policy: cooldown_seconds: Input should be less than or equal to 86400"),
+        ("policy: {scale_up_rps: 1.0e12}\n",
+         r"bad.yaml: policy: scale_up_rps: Input should be less than or equal to 1000000"),
+        ("lock_path: /etc/passwd\n", r"bad.yaml: lock_path: /etc/passwd is outside the stack's "
+                                       "home"),
+        ("", r"bad.yaml: autoscale config is empty"),
+        ("policy: {min_instances: 2}\npolicy: {min_instances: 3}\n",
+         r"bad.yaml: autoscale config refused: duplicate key 'policy'"),
     ],
 )
 def test_file_errors_name_the_file_and_the_field(tmp_path: Path, text: str,
                                                  message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_autoscale_config(file=write(tmp_path, text, "bad.yaml"), environ={})
+
+
+def test_a_directory_or_utf16_as_the_config_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="autoscale config is a directory"):
+        load_autoscale_config(file=tmp_path, environ={})
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes("policy: {min_instances: 2}\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match="utf16.yaml: autoscale config is not UTF-8"):
+        load_autoscale_config(file=utf16, environ={})
+
+
+def test_a_lock_inside_the_home_is_accepted(tmp_path: Path) -> None:
+    text = f"pool: {{local: {{home: {tmp_path}}}}}\nlock_path: {tmp_path}/run/tick.lock\n"
+    loaded = load_autoscale_config(file=write(tmp_path, text, "ok.yaml"), environ={})
+    assert loaded.config.lock_file() == tmp_path / "run" / "tick.lock"
 
 
 def test_missing_file_environment_and_parameter_errors(tmp_path: Path) -> None:
