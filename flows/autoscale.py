@@ -1,4 +1,5 @@
-"""The ``autoscale`` flow: one tick = repair -> observe -> decide -> act -> record.
+"""The ``autoscale`` flow: one tick = repair -> recover intents -> observe -> decide -> act
+(written ahead) -> record.
 
 Scheduled every 30 s (prefect.yaml, deployment concurrency 1 with CANCEL_NEW) and run at once
 by the Alertmanager fast path (kongstack.cli.fastpath). The tick lock makes ticks exclusive
@@ -16,11 +17,13 @@ from prefect import flow
 from tasks.tick.act import act
 from tasks.tick.config import AutoscaleConfig, resolve_config
 from tasks.tick.decide import decide_tick
+from tasks.tick.intent import recover_intents
 from tasks.tick.lock import tick_lock
 from tasks.tick.memory import load_memory
 from tasks.tick.observe import observe
 from tasks.tick.repair import repair
 from tasks.tick.run import TickRun, skipped
+from tasks.tick.scaling_log import ScalingLog
 
 
 @flow(name="autoscale", description="One autoscaling tick: observe, decide, act, record.",
@@ -39,7 +42,9 @@ async def autoscale(
         with TickRun(config, trigger) as tick:
             memory = load_memory(config.memory_block)
             view = repair(config.pool, dry_run=config.policy.dry_run)
+            view = recover_intents(config.record, view, dry_run=config.policy.dry_run)
             seen = observe(config.prometheus, config.pool, view, config.policy)
             plan = decide_tick(config.policy, memory, view, seen)
-            action = act(config.pool, config.policy, plan.decision, seen.observation)
+            action = act(config.pool, config.policy, plan.decision, seen.observation,
+                         intents=ScalingLog(config.record.scaling_log_path))
             return tick.record(memory, view, seen, plan, action)

@@ -20,31 +20,44 @@ from prefect import task
 from autoscaler import AutoscalePolicy, Decision, InstanceView, Observation, select_victims
 from kongstack.core.errors import InstanceError
 from tasks.instances.base import Instance, InstanceState
+from tasks.tick.intent import begin, carried_out
 from tasks.tick.pool import ACTIVE, POOL_CHANGING_TASK, PoolConfig, pool_clients
 from tasks.tick.record import ActionRecord
+from tasks.tick.scaling_log import ScalingLog
 
 
 def act(pool: PoolConfig, policy: AutoscalePolicy, decision: Decision,
-        observation: Observation) -> ActionRecord | None:
-    """Carry out ``decision`` (None when it keeps the size)."""
+        observation: Observation, *, intents: ScalingLog | None = None) -> ActionRecord | None:
+    """Carry out ``decision`` (None when it keeps the size). The intent is written to
+    ``intents`` (the scaling log) before the pool is touched (tasks/tick/intent.py)."""
     return resize(pool, policy, observation.active, decision.desired,
-                  current=decision.current, dry_run=decision.dry_run)
+                  current=decision.current, dry_run=decision.dry_run, intents=intents,
+                  reason=decision.reason)
 
 
 def resize(pool: PoolConfig, policy: AutoscalePolicy, active: Sequence[InstanceView],
            to_count: int, *, current: int | None = None, dry_run: bool = False,
-           as_tasks: bool = True) -> ActionRecord | None:
+           as_tasks: bool = True, intents: ScalingLog | None = None,
+           reason: str = "") -> ActionRecord | None:
     """Grow or shrink the pool from ``current`` (default: the ``active`` instances) to
     ``to_count``; the victims of a scale-in are the policy's ``victim_selection`` among
     ``active``. The tick's act and ``kongstack scale`` both come through here; the CLI passes
-    ``as_tasks=False`` (the same steps, run in-process without a Prefect API)."""
+    ``as_tasks=False`` (the same steps, run in-process without a Prefect API). With
+    ``intents`` (the tick's), the intent is committed before acting and the returned record
+    carries its id, so recording the action closes it."""
     current = len(active) if current is None else current
     up, down = (scale_up, scale_down) if as_tasks else (scale_up.fn, scale_down.fn)
+    log = None if dry_run else intents
     if to_count > current:
-        return up(pool, to_count=to_count, dry_run=dry_run)
+        intent = begin(log, kind="scale_up", from_count=current, to_count=to_count,
+                       reason=reason)
+        return carried_out(up(pool, to_count=to_count, dry_run=dry_run), intent)
     if to_count < current:
         victims = select_victims(policy, active, current - to_count)
-        return down(pool, victim_ids=[v.id for v in victims], dry_run=dry_run)
+        intent = begin(log, kind="scale_down", from_count=current, to_count=to_count,
+                       reason=reason, instances=[v.id for v in victims])
+        return carried_out(down(pool, victim_ids=[v.id for v in victims], dry_run=dry_run),
+                           intent)
     return None
 
 

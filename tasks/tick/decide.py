@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from autoscaler import AutoscalePolicy, Decision, ScalingHistory, decide
 from autoscaler.manual import detect_manual_change, respect_manual_change
 from tasks.runlog import run_logger
+from tasks.tick.intent import remember_recovered
 from tasks.tick.memory import TickMemory
 from tasks.tick.observe import Seen
 from tasks.tick.pool import PoolView
@@ -33,9 +34,10 @@ def decide_tick(policy: AutoscalePolicy, memory: TickMemory, view: PoolView,
     if memory.is_default:
         log.warning("tick memory: %s; using the safe default (no scale-in for one window)",
                     memory.default_reason)
-    history = memory.seeded(seen.active, seen.at)
+    history = remember_recovered(memory.seeded(seen.active, seen.at), view.recovered)
+    # An interrupted action recovered this tick explains a size change as much as a repair.
     change = detect_manual_change(memory.last_pool_size, seen.active,
-                                  repaired=bool(view.repairs))
+                                  repaired=bool(view.repairs or view.recovered))
     manual = None
     if change is not None:
         history = respect_manual_change(history, change, seen.at)

@@ -26,6 +26,7 @@ from kongstack.core.settings import LocalSettings
 from tasks.gateway.protocol import Gateway, Target
 from tasks.instances.base import Instance, InstanceDriver, InstanceState
 from tasks.tick.record import ActionRecord
+from tasks.tick.scaling_log import Intent
 
 ACTIVE = (InstanceState.STARTING, InstanceState.READY)
 """Instance states that count toward the pool size."""
@@ -121,6 +122,8 @@ class PoolView:
     targets: list[Target]
     repairs: list[ActionRecord] = field(default_factory=list)
     """What this tick repaired (tasks.tick.repair)."""
+    recovered: list[tuple[Intent, ActionRecord]] = field(default_factory=list)
+    """Intents an earlier tick wrote and never recorded, as recorded now (tasks.tick.intent)."""
 
     @property
     def active(self) -> list[Instance]:

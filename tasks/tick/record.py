@@ -62,6 +62,8 @@ class ActionRecord:
     outcome: str  # ok | failed | partial | dry_run
     duration_s: float = 0.0
     details: list[str] = field(default_factory=list)
+    intent_id: int | None = None
+    """The write-ahead intent this action carries out; recording the action closes it."""
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,13 @@ def record_manual(config: RecordConfig, action: ActionRecord, *, at: datetime, r
 def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
     """Write the tick everywhere; returns the Prefect event names emitted.
 
-    No task retries: the history append is not idempotent. The history and the textfile are
-    local and must succeed; an artifact or event the API refuses is logged, not fatal."""
-    ScalingLog(config.scaling_log_path).append_many(history_events(tick))
+    No task retries: the history append is not idempotent (a failure leaves the actions'
+    intents open; the next tick records them, tasks/tick/intent.py). The history and the
+    textfile are local and must succeed; an artifact or event the API refuses is logged,
+    not fatal."""
+    ScalingLog(config.scaling_log_path).append_many(
+        history_events(tick),
+        close_intents=[a.intent_id for a in tick.actions if a.intent_id is not None])
     write_textfile(config.textfile_path, tick)
     emitted: list[str] = []
     resource = {

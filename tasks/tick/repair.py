@@ -75,6 +75,17 @@ def plan_repairs(instances: list[Instance], targets: list[Target]) -> list[Repai
     return repairs
 
 
+def size_change(planned: Repair) -> int:
+    """How a carried-out repair changes the active count (the history row's from -> to): a
+    replacement adds a live instance for a dead one (which no longer counted), finishing a
+    drain removes the instance if it still counted as active."""
+    if planned.action == "replace":
+        return 1
+    if planned.action == "finish_drain" and planned.state in {str(s) for s in ACTIVE}:
+        return -1
+    return 0
+
+
 def target_answers(address: str, *, timeout: float) -> bool:
     try:
         return httpx.get(f"http://{address}/ready", timeout=timeout).status_code == 200
@@ -94,6 +105,7 @@ def repair(config: PoolConfig, *, dry_run: bool = False) -> PoolView:
         if not repairs:
             return PoolView(instances, targets, actions)
         log = run_logger("kongstack.autoscale")
+        active = sum(1 for i in instances if i.state in ACTIVE)
         for planned in repairs:
             started = time.monotonic()
             if dry_run:
@@ -103,10 +115,11 @@ def repair(config: PoolConfig, *, dry_run: bool = False) -> PoolView:
             log.info("repair: %s -> %s", planned.describe(), note)
             if outcome == "skipped":
                 continue
-            active = sum(1 for i in instances if i.state in ACTIVE)
+            after = active + size_change(planned)
             actions.append(ActionRecord(
-                kind="repair", from_count=active, to_count=active, reason=planned.reason,
+                kind="repair", from_count=active, to_count=after, reason=planned.reason,
                 outcome=outcome, duration_s=time.monotonic() - started, details=[note]))
+            active = after
         if dry_run:
             return PoolView(instances, targets, actions)
         return PoolView(driver.list(), gateway.list_targets(), actions)

@@ -62,8 +62,8 @@ class TickRun:
         """Remember the decision, publish the pool to Prometheus, record the tick; returns
         the tick's summary (the flow run's result)."""
         config, policy, decision = self.config, self.config.policy, plan.decision
-        actions = [*view.repairs, *([plan.manual] if plan.manual else []),
-                   *([action] if action else [])]
+        actions = [*view.repairs, *(a for _, a in view.recovered),
+                   *([plan.manual] if plan.manual else []), *([action] if action else [])]
         acted = action is not None and action.outcome in ("ok", "partial")
         history = plan.history.record(decision, acted=acted)
         after = action.to_count if acted and action is not None else seen.active

@@ -36,6 +36,19 @@ CREATE TABLE IF NOT EXISTS scaling_events (
     source      TEXT    NOT NULL DEFAULT 'autoscale'  -- autoscale | cli | maintenance
 );
 CREATE INDEX IF NOT EXISTS scaling_events_ts ON scaling_events (ts);
+-- Write-ahead scaling records: an intent is written (committed) before the tick acts and
+-- closed in the same transaction as the history rows that record the act. One still open
+-- at the next tick means the last one died in between (tasks/tick/intent.py).
+CREATE TABLE IF NOT EXISTS scaling_intents (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts          REAL    NOT NULL,
+    kind        TEXT    NOT NULL,          -- scale_up | scale_down
+    from_count  INTEGER NOT NULL,
+    to_count    INTEGER NOT NULL,
+    reason      TEXT    NOT NULL,
+    instances   TEXT    NOT NULL DEFAULT '[]',  -- JSON: the victims of a scale-down
+    closed_ts   REAL                       -- NULL while open
+);
 """
 
 
@@ -62,6 +75,19 @@ class ScalingLogEntry:
             raise ValueError("ts: must be timezone-aware (UTC)")
 
 
+@dataclass(frozen=True)
+class Intent:
+    """What a tick was about to do, written before it acted."""
+
+    id: int
+    ts: datetime
+    kind: str
+    from_count: int
+    to_count: int
+    reason: str
+    instances: tuple[str, ...] = ()
+
+
 class ScalingLog:
     """Append-only scaling log in SQLite at ``path``."""
 
@@ -84,9 +110,35 @@ class ScalingLog:
     def append(self, event: ScalingLogEntry) -> int:
         return self.append_many([event])[0]
 
-    def append_many(self, events: Iterable[ScalingLogEntry]) -> list[int]:
+    def open_intent(self, *, kind: str, from_count: int, to_count: int, reason: str,
+                    instances: Iterable[str] = (), now: datetime | None = None) -> int:
+        """Write (and commit) an intent before acting; returns its id."""
+        at = now or datetime.now(UTC)
+        with self._connect() as conn:
+            cur = conn.execute(
+                "INSERT INTO scaling_intents (ts, kind, from_count, to_count, reason, instances)"
+                " VALUES (?,?,?,?,?,?)",
+                (at.timestamp(), kind, from_count, to_count, reason, json.dumps(list(instances))))
+            return int(cur.lastrowid or 0)
+
+    def open_intents(self) -> list[Intent]:
+        """Intents never closed, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, ts, kind, from_count, to_count, reason, instances FROM "
+                "scaling_intents WHERE closed_ts IS NULL ORDER BY id").fetchall()
+        return [Intent(id=r[0], ts=datetime.fromtimestamp(r[1], tz=UTC), kind=r[2],
+                       from_count=r[3], to_count=r[4], reason=r[5],
+                       instances=tuple(json.loads(r[6] or "[]"))) for r in rows]
+
+    def append_many(self, events: Iterable[ScalingLogEntry],
+                    close_intents: Iterable[int] = ()) -> list[int]:
+        """Append ``events`` and close ``close_intents`` in one transaction: an intent is
+        closed exactly when the rows recording its outcome are written."""
         ids: list[int] = []
         with self._connect() as conn:
+            conn.executemany("UPDATE scaling_intents SET closed_ts = ? WHERE id = ?",
+                             [(datetime.now(UTC).timestamp(), i) for i in close_intents])
             for e in events:
                 cur = conn.execute(
                     "INSERT INTO scaling_events (ts, kind, from_count, to_count, reason, metric,"

@@ -177,6 +177,46 @@ def test_tick_killed_mid_scale_up_is_repaired_by_the_next(process_stack: Stack,
     assert len(s.driver().list()) == 3  # repaired, not duplicated
 
 
+def test_tick_killed_between_acting_and_recording_is_recorded_by_the_next(
+        process_stack: Stack, tmp_path: Path) -> None:
+    """Write-ahead records: the scale-up is done, the tick is killed before it records
+    anything; the next tick records it truthfully as a scale-up (not "manual") and closes
+    its intent."""
+    from prefect.settings import PREFECT_API_URL
+
+    s = process_stack
+    bootstrap(s)
+    grow = s.with_policy(min_instances=3)
+    cfg = tmp_path / "tick-config.json"
+    cfg.write_text(grow.model_dump_json())
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    log = ScalingLog(s.config.record.scaling_log_path)
+    rows_before = log.count()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.tick.doomed_tick", str(cfg),
+                             "recording"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "acted", "the doomed tick never acted"
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert len(s.ready()) == 3 and s.targets() == s.ready()  # acted...
+    assert log.count() == rows_before  # ...and recorded nothing
+    [intent] = log.open_intents()
+    assert (intent.kind, intent.from_count, intent.to_count) == ("scale_up", 2, 3)
+
+    after = s.tick(config=grow)
+    assert after["actions"] == ["scale_up 2->3 ok"], after
+    assert log.open_intents() == []
+    row = next(e for e in log.recent(10) if e.kind == "scale_up")
+    assert (row.from_count, row.to_count, row.outcome) == (2, 3, "ok")
+    assert "written ahead" in row.reason
+    assert not any(e.kind == "manual" for e in log.recent(10))
+    assert s.tick(config=grow)["actions"] == []  # recorded once, nothing left open
+
+
 def test_interrupted_scale_in_is_finished_by_the_next_tick(process_stack: Stack) -> None:
     s = process_stack
     bootstrap(s)
