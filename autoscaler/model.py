@@ -22,6 +22,9 @@ class InstanceState(StrEnum):
 
     STARTING = "starting"
     READY = "ready"
+    DEGRADED = "degraded"
+    """Alive (``/live`` answers) but not ready (a shared dependency, e.g. the store, is
+    down): it stays in the pool and is never replaced for it; it is not made a new target."""
     DRAINING = "draining"
     EXITED = "exited"
     UNHEALTHY = "unhealthy"
@@ -86,9 +89,10 @@ class Observation(BaseModel):
 
     @property
     def active(self) -> tuple[InstanceView, ...]:
-        """Instances that count toward the pool size: starting or ready, not draining."""
-        return tuple(i for i in self.instances
-                     if i.state in (InstanceState.STARTING, InstanceState.READY))
+        """Instances that count toward the pool size: starting, ready or degraded, not
+        draining."""
+        return tuple(i for i in self.instances if i.state in (
+            InstanceState.STARTING, InstanceState.READY, InstanceState.DEGRADED))
 
 
 class LimitApplied(BaseModel):

@@ -53,7 +53,8 @@ class InstanceSettings(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="extra instance environment")
     probe_timeout: float = Field(default=1.0, gt=0, le=30)
     startup_grace: float = Field(
-        default=60.0, gt=0, description="a live instance not ready after this is UNHEALTHY"
+        default=60.0, gt=0, le=3600, description="after this an instance that is not ready is "
+        "DEGRADED if /live answers (kept), else UNHEALTHY (replaced)"
     )
 
     def owner_labels(self, port: int) -> dict[str, str]:
@@ -144,14 +145,28 @@ def probe_ready(address: str, timeout: float) -> bool:
         return False
 
 
+def probe_live(address: str, timeout: float) -> bool:
+    try:
+        return httpx.get(f"http://{address}/live", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def live_state(
     address: str, started_at: datetime, settings: InstanceSettings
 ) -> InstanceState:
-    """State of a running instance from its readiness probe and its age."""
+    """State of a running instance from its probes and its age. Readiness (may take traffic)
+    and liveness (must be restarted) are separate signals, as in Kubernetes: past the start-up
+    grace an instance that is not ready but alive has lost a shared dependency (the store):
+    DEGRADED, kept; only one that does not answer /live at all is UNHEALTHY (replaced)."""
     if probe_ready(address, settings.probe_timeout):
         return InstanceState.READY
     age = (datetime.now(UTC) - started_at).total_seconds()
-    return InstanceState.STARTING if age < settings.startup_grace else InstanceState.UNHEALTHY
+    if age < settings.startup_grace:
+        return InstanceState.STARTING
+    if probe_live(address, settings.probe_timeout):
+        return InstanceState.DEGRADED
+    return InstanceState.UNHEALTHY
 
 
 def poll_ready(

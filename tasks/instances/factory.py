@@ -35,6 +35,7 @@ def make_driver(
     memory: str | None = None,
     docker_host: str | None = None,
     image: str | None = None,
+    startup_grace: float | None = None,
 ) -> InstanceDriver:
     """The driver for ``kind``; "auto" = docker when the engine answers with the image.
 
@@ -55,6 +56,7 @@ def make_driver(
         redis_url=redis_url or f"redis://{local.host}:{local.redis_port}/0",
         data_dir=data_dir,
         env=env or {},
+        **({} if startup_grace is None else {"startup_grace": startup_grace}),
     ).model_dump()
     if kind == "auto":
         reason = engine_usable(base_url, image)

@@ -78,7 +78,8 @@ def uses_utilisation(policy: AutoscalePolicy) -> bool:
     return policy.strategy == "threshold" or bool({"cpu", "memory"} & set(policy.target_metrics))
 
 
-LIVE = (InstanceState.STARTING, InstanceState.READY, InstanceState.DRAINING)
+LIVE = (InstanceState.STARTING, InstanceState.READY, InstanceState.DEGRADED,
+        InstanceState.DRAINING)
 """What the decision core is shown; exited and unhealthy instances are the repair's."""
 
 

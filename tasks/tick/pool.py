@@ -28,8 +28,8 @@ from tasks.instances.base import Instance, InstanceDriver, InstanceState
 from tasks.tick.record import ActionRecord
 from tasks.tick.scaling_log import Intent
 
-ACTIVE = (InstanceState.STARTING, InstanceState.READY)
-"""Instance states that count toward the pool size."""
+ACTIVE = (InstanceState.STARTING, InstanceState.READY, InstanceState.DEGRADED)
+"""Instance states that count toward the pool size (a degraded instance is alive: it stays)."""
 
 POOL_CHANGING_TASK: dict[str, Any] = {
     "retries": 2,
@@ -66,6 +66,13 @@ class PoolConfig(BaseModel):
     drain_min_seconds: float = Field(default=1.0, ge=0, description="gateway switch-over time")
     stop_grace_seconds: float = Field(default=10.0, ge=0, le=600)
     probe_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    startup_grace_seconds: float | None = Field(
+        default=None, gt=0, le=3600,
+        description="not ready after this: degraded if alive, else unhealthy (default 60 s)")
+    max_replacements_per_tick: int = Field(
+        default=2, ge=1, le=100,
+        description="dead instances replaced per tick at most: a shared cause (a bad image, an "
+        "outage) never turns into replacing the whole pool at once")
     file_sd_path: Path | None = Field(
         default=None, description="Prometheus file_sd JSON (default under the local home)"
     )
@@ -98,6 +105,7 @@ def build_driver(config: PoolConfig) -> InstanceDriver:
         base_port=config.base_port,
         cpus=config.cpus,
         memory=config.memory,
+        startup_grace=config.startup_grace_seconds,
     )
 
 
@@ -130,8 +138,10 @@ class PoolView:
         return [i for i in self.instances if i.state in ACTIVE]
 
     @property
-    def ready_addresses(self) -> list[str]:
-        return [i.address for i in self.instances if i.state is InstanceState.READY]
+    def scraped_addresses(self) -> list[str]:
+        """Ready and degraded instances: what Prometheus scrapes."""
+        return [i.address for i in self.instances
+                if i.state in (InstanceState.READY, InstanceState.DEGRADED)]
 
 
 # -- one set of clients per tick ------------------------------------------------------------

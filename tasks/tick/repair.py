@@ -1,7 +1,10 @@
 """Repair: every tick, before deciding, whatever an earlier tick (or a crash, or an operator)
 left half-done is finished or undone, so the pool converges.
 
-    dead instance        -> replaced (stopped, a new one started, made a target)
+    dead instance        -> replaced (stopped, a new one started, made a target), at most
+                            ``max_replacements_per_tick`` per tick
+    degraded instance    -> kept as it is (alive, a shared dependency is down: replacing it
+                            would not help; it is not made a new target either)
     interrupted drain    -> finished (stopped, target removed)
     ready, not a target  -> registered
     target, no instance  -> removed, if kongstack created it (owner tags) and it does not
@@ -45,12 +48,14 @@ def drained(target: Target) -> bool:
     return target.weight == 0 or target.health is TargetHealth.DRAINING
 
 
-def plan_repairs(instances: list[Instance], targets: list[Target]) -> list[Repair]:
+def plan_repairs(instances: list[Instance], targets: list[Target], *,
+                 max_replacements: int | None = None) -> list[Repair]:
     """What must change so that every ready instance is a live target and nothing else is.
 
     Pure. Order: dead instances first (they are replaced), then interrupted drains, then
     unregistered instances, then targets with no instance behind them. Only targets
-    kongstack created (``Target.owned``) can become an ``orphan_target``.
+    kongstack created (``Target.owned``) can become an ``orphan_target``. At most
+    ``max_replacements`` dead instances are replaced; the rest wait for the next tick.
     """
     by_address = {t.address: t for t in targets}
     known = {i.address for i in instances}
@@ -68,6 +73,10 @@ def plan_repairs(instances: list[Instance], targets: list[Target]) -> list[Repai
             repairs.append(Repair("register", inst.address,
                                   f"{inst.name} is ready but not a gateway target",
                                   inst.id, str(inst.state)))
+    replacing = [r for r in repairs if r.action == "replace"]
+    if max_replacements is not None and len(replacing) > max_replacements:
+        deferred = {id(r) for r in replacing[max_replacements:]}
+        repairs = [r for r in repairs if id(r) not in deferred]
     for target in targets:
         if target.address not in known and target.owned:
             repairs.append(Repair("orphan_target", target.address,
@@ -100,7 +109,8 @@ def repair(config: PoolConfig, *, dry_run: bool = False) -> PoolView:
         driver, gateway = clients.driver, clients.gateway
         instances = driver.list()
         targets = gateway.list_targets()
-        repairs = plan_repairs(instances, targets)
+        repairs = plan_repairs(instances, targets,
+                               max_replacements=config.max_replacements_per_tick)
         actions: list[ActionRecord] = []
         if not repairs:
             return PoolView(instances, targets, actions)

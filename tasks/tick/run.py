@@ -69,7 +69,7 @@ class TickRun:
         after = action.to_count if acted and action is not None else seen.active
         if not policy.dry_run:
             # Unchanged pool: the repaired view is current (usually a no-op file compare).
-            publish_scrape_targets(config.pool, None if actions else view.ready_addresses)
+            publish_scrape_targets(config.pool, None if actions else view.scraped_addresses)
             save_memory(config.memory_block, history, generation=memory.generation,
                        pool_size=after, document_id=memory.document_id)
         record_tick(config.record, TickRecord(

@@ -48,6 +48,11 @@ def target(port: int, weight: int = 100, *, owned: bool = True) -> Target:
         pytest.param([inst(1, InstanceState.EXITED), inst(2)], [target(2), target(3)],
                      [("replace", 1), ("orphan_target", 3)],
                      id="dead instances first, then stray targets"),
+        pytest.param([inst(1, InstanceState.DEGRADED), inst(2, InstanceState.DEGRADED)],
+                     [target(1), target(2)], [],
+                     id="degraded (alive, a dependency down): kept, never replaced"),
+        pytest.param([inst(1), inst(2, InstanceState.DEGRADED)], [target(1)], [],
+                     id="a degraded instance is not made a new target"),
         pytest.param([inst(1)], [target(1), target(2, owned=False)], [],
                      id="an operator's own target (no owner tags) is never touched"),
         pytest.param([inst(1)], [target(1), target(2, weight=0, owned=False)], [],
@@ -60,6 +65,13 @@ def test_plan_repairs(
     plan = plan_repairs(instances, targets)
     assert [(r.action, int(r.address.rsplit(":", 1)[1])) for r in plan] == expected
     assert all(r.reason for r in plan)
+
+
+def test_replacements_per_tick_are_bounded() -> None:
+    dead = [inst(p, InstanceState.EXITED) for p in (1, 2, 3, 4)]
+    plan = plan_repairs(dead, [target(p) for p in (1, 2, 3, 4)], max_replacements=2)
+    assert [(r.action, r.address[-1]) for r in plan] == [("replace", "1"), ("replace", "2")]
+    assert len(plan_repairs(dead, [], max_replacements=None)) == 4
 
 
 def test_pool_config_rejects_unknown_settings() -> None:

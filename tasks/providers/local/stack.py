@@ -251,7 +251,8 @@ class LocalStack:
                 driver.stop(inst.id, grace=5.0)
                 changes.append(f"removed {inst.state.value} instance {inst.name}")
         alive = [i for i in driver.list()
-                 if i.state in (InstanceState.READY, InstanceState.STARTING)]
+                 if i.state in (InstanceState.READY, InstanceState.STARTING,
+                                InstanceState.DEGRADED)]
         started = [driver.start() for _ in range(max(0, wanted - len(alive)))]
         ready = [driver.wait_ready(i, timeout=60.0) for i in alive + started]
         for inst in started:
