@@ -127,8 +127,8 @@ class SSHSettings(_Strict):
         description="pinned host keys (OpenSSH format); default var/deploy/<stack>/known_hosts, "
         "filled from each VM over the authenticated ARM Run Command channel",
     )
-    connect_timeout_s: float = Field(default=15.0, gt=0)
-    script_timeout_s: float = Field(default=900.0, gt=0)
+    connect_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    script_timeout_s: float = Field(default=900.0, gt=0, le=7200)
     retries: int = Field(default=4, ge=0, le=20)
 
 
@@ -142,7 +142,8 @@ class AzureSettings(_Strict):
     resource_group: str = "kongstack-rg"
     vnet_cidr: str = "10.20.0.0/16"
     subnet_cidr: str = "10.20.1.0/24"
-    polling_interval_s: float = Field(default=5.0, ge=0, description="LRO status poll period")
+    polling_interval_s: float = Field(default=5.0, ge=0, le=300,
+                                      description="LRO status poll period")
     max_parallel: int = Field(default=8, ge=1, le=32, description="VMs created at once")
 
     @field_validator("vnet_cidr", "subnet_cidr")

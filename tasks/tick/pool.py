@@ -57,13 +57,14 @@ class PoolConfig(BaseModel):
     redis_url: str | None = None
     data_dir: Path | None = None
     base_port: int | None = Field(default=None, ge=1024, le=65000)
-    cpus: float | None = Field(default=None, gt=0, description="CPU limit per container")
+    cpus: float | None = Field(default=None, gt=0, le=256, description="CPU limit per container")
     memory: str | None = Field(default=None, description="memory limit per container, e.g. 256m")
     instance_env: dict[str, str] = Field(default_factory=dict)
     gateway_options: dict[str, Any] = Field(default_factory=dict)
     ready_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     drain_seconds: float = Field(default=10.0, ge=0, le=3600, description="max drain period")
-    drain_min_seconds: float = Field(default=1.0, ge=0, description="gateway switch-over time")
+    drain_min_seconds: float = Field(default=1.0, ge=0, le=600,
+                                     description="gateway switch-over time")
     stop_grace_seconds: float = Field(default=10.0, ge=0, le=600)
     probe_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     startup_grace_seconds: float | None = Field(

@@ -91,7 +91,8 @@ class PrometheusConfig(BaseModel):
         default='time() - max(timestamp(up{job="stock_api"} == 1))',
         description="seconds since the newest successful scrape of the backends",
     )
-    max_age_seconds: float = Field(default=60.0, gt=0, description="older data counts as stale")
+    max_age_seconds: float = Field(default=60.0, gt=0, le=3600,
+                                   description="older data counts as stale")
 
 
 @dataclass(frozen=True)

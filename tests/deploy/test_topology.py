@@ -105,6 +105,13 @@ def test_default_stack_is_the_seed_topology() -> None:
                          provider="azure"),
                      "azure.subnet_cidr: 10.20.1.0/30 has room for 0 VMs' static addresses",
                      id="subnet-too-small"),
+        # Upper bounds (issue 16): a typo is refused naming the field, not obeyed.
+        pytest.param(lambda d: d.setdefault("ssh", {}).update(connect_timeout_s=1e9),
+                     "ssh.connect_timeout_s: Input should be less than or equal to 300",
+                     id="ssh-timeout-bound"),
+        pytest.param(lambda d: d["azure"].update(polling_interval_s=86400),
+                     "azure.polling_interval_s: Input should be less than or equal to 300",
+                     id="poll-interval-bound"),
     ],
 )
 def test_invalid_configuration_is_rejected_naming_the_field(mutate: Any, expected: str) -> None:
