@@ -19,7 +19,7 @@ from kongstack.core.settings import REPO_ROOT
 ALL = ",".join(EXTRAS)
 # The modules that are the extra's own code: without the extra they raise MissingExtra.
 NEEDS: dict[str, set[str]] = {
-    "azure": {"tasks.providers.ssh", "tasks.providers.azure.clients",
+    "azure": {"tasks.providers.ssh", "tasks.providers.ssh_tunnel", "tasks.providers.azure.clients",
               "tasks.providers.azure.provision", "tasks.providers.azure.teardown",
               "tasks.providers.azure.staging",
               "tasks.providers.azure.remote"},
@@ -140,7 +140,8 @@ def test_what_needs_an_extra_says_which_before_doing_anything(tmp_path: Path) ->
             print("process:", exc)
         data = yaml.safe_load(open("deployments/stack.yaml"))
         data.update(provider="azure", allowed_admin_cidr="198.51.100.0/24",
-                    api_key_secret="api-key")
+                    api_key_secret="api-key", instance_secret="instance-secret",
+                    log_token_secret="log-token")
         topo = parse_topology(data)
         provider = provider_for(topo, LocalSettings(home=home), log=print)
         print("plan:", len(provider.plan().actions("provision")))
