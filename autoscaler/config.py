@@ -56,6 +56,13 @@ class AutoscalePolicy(BaseModel):
     target_cpu_percent: float | None = Field(default=68.0, gt=0, le=100)
     target_memory_percent: float | None = Field(default=70.0, gt=0, le=100)
     target_rps_per_instance: float | None = Field(default=None, gt=0, le=MAX_RPS)
+    learn_capacity: bool = True
+    """Without ``target_rps_per_instance``: learn one instance's capacity from each tick's
+    request rate, CPU and p95 (``autoscaler.capacity``) and, once confident, aim at the rate
+    it serves at ``target_cpu_percent``. Until then the policy scales on CPU alone."""
+    capacity_confidence: float = Field(default=0.5, gt=0, le=1)
+    """Use the learned capacity from this confidence on (0.5: a relative standard error of
+    10 %)."""
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     scale_up_tolerance: float | None = Field(default=None, ge=0, lt=1)
     # A wider band downwards (Azure's "out at 80, in at 60" margin): scale in only below

@@ -110,7 +110,7 @@ def _projected_loads(
     loads: dict[str, tuple[float, float]] = {}
     rps = result.values.get("rps")
     if rps is not None and policy.scale_down_peak_window_seconds > 0:
-        rps = recent_peak_rps(history, now, rps, policy)
+        rps = recent_peak_rps(history, now, rps, policy)[0]
     slow = [
         s.rps
         for s in history.slow_loads
@@ -118,7 +118,7 @@ def _projected_loads(
     ]
     if rps is not None and slow and result.current:
         loads["rps at which latency was slow"] = (rps / result.current, min(slow))
-    for name, target in policy.target_metrics.items():
+    for name, target in result.targets.items():
         value = result.values.get(name)
         if value is None:
             continue

@@ -12,6 +12,9 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoscaler.capacity import CapacityEstimate
+from autoscaler.forecast import LoadProfile
+
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -86,6 +89,9 @@ class Observation(BaseModel):
 
     instances: tuple[InstanceView, ...] = ()
     aggregate: Metrics = Field(default_factory=Metrics)
+    version: str | None = None
+    """The service's version (image id) the ready instances run: a new one resets the
+    learned capacity (``autoscaler.capacity``)."""
 
     @property
     def active(self) -> tuple[InstanceView, ...]:
@@ -207,6 +213,11 @@ class ScalingHistory(BaseModel):
     """Per-instance request rates at which p95 latency crossed the trigger (learned limits)."""
     latencies: tuple[LatencySample, ...] = ()
     """Recent p95 latencies, one per decision (the latency trigger's persistence check)."""
+    capacity: CapacityEstimate = Field(default_factory=CapacityEstimate)
+    """One instance's learned capacity (``autoscaler.learning.learn`` updates it each tick)."""
+    profile: LoadProfile | None = None
+    """The seasonal load profile precomputed from the scaling history (by maintenance);
+    None = no seasonal forecast."""
 
     @property
     def last_scale_at(self) -> datetime | None:
@@ -255,4 +266,6 @@ class ScalingHistory(BaseModel):
             rates=rates,
             slow_loads=slow,
             latencies=latencies,
+            capacity=self.capacity,
+            profile=self.profile,
         )

@@ -1,9 +1,10 @@
 """Named configurations for replays and the benchmark.
 
-* ``default``   – ``AutoscalePolicy()`` (proportional, 30 s ticks) with the pool bounds of the
-  replay and a request-rate target derived from the service model: ``capacity x
-  target_cpu_percent`` (what an operator sets after one load test), so the CPU and rps targets
-  agree. Everything else is the shipped default.
+* ``default``   – ``AutoscalePolicy()`` with only the pool bounds of the replay: no tuning, no
+  request-rate target (it learns one instance's capacity from the scraped rate, CPU and p95,
+  as it does live).
+* ``tuned``     – the same with ``target_rps_per_instance`` set from the service model
+  (``capacity x target_cpu_percent``: what an operator sets after one load test).
 * ``threshold`` – the seed's rules (80/30 %, one 5 min cooldown, 30 s checks). The seed's
   absolute request-rate limits (150/50 per s) mean nothing at a replay's scale, so they are
   switched off (up never fires on rps, down never waits for it).
@@ -17,20 +18,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from autoscaler.config import MAX_LATENCY_MS, MAX_RPS, AutoscalePolicy
+from autoscaler.learning import DEFAULT_CPU_TARGET
 from autoscaler.service_model import ServiceModel
 
 _OFF = MAX_RPS  # a threshold no trace reaches: the rule is off
 
 
 def default_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
+    return AutoscalePolicy(min_instances=lo, max_instances=hi)
+
+
+def tuned_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
     base = AutoscalePolicy(min_instances=lo, max_instances=hi)
-    cpu = base.target_cpu_percent or 68.0
+    cpu = base.target_cpu_percent or DEFAULT_CPU_TARGET
     return base.with_overrides({"target_rps_per_instance": model.capacity_rps * cpu / 100})
 
 
 def threshold_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
     return AutoscalePolicy(
         strategy="threshold",
+        learn_capacity=False,
         min_instances=lo,
         max_instances=hi,
         scale_up_rps=_OFF,
@@ -44,6 +51,7 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         max_instances=hi,
         target_cpu_percent=70.0,
         target_memory_percent=None,
+        learn_capacity=False,
         tolerance=0.1,
         # The HPA's one tolerance applies both ways (the default's wider down band is ours).
         scale_up_tolerance=None,
@@ -64,6 +72,7 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
 
 PRESETS: dict[str, Callable[[ServiceModel, int, int], AutoscalePolicy]] = {
     "default": default_policy,
+    "tuned": tuned_policy,
     "threshold": threshold_policy,
     "hpa": hpa_policy,
 }

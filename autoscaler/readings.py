@@ -39,7 +39,10 @@ def is_warm(instance: InstanceView, policy: AutoscalePolicy, now: datetime) -> b
     return (now - instance.started_at).total_seconds() >= policy.warmup_seconds
 
 
-def _fresh(metrics: Metrics | None, policy: AutoscalePolicy, now: datetime) -> Metrics | None:
+def fresh_metrics(
+    metrics: Metrics | None, policy: AutoscalePolicy, now: datetime
+) -> Metrics | None:
+    """``metrics`` if present and not older than ``metric_max_age_seconds``, else None."""
     if metrics is None or not metrics.is_fresh(now, policy.metric_max_age_seconds):
         return None
     return metrics
@@ -62,14 +65,14 @@ def utilisation(
         if not is_warm(inst, policy, now):
             warming += 1
             continue
-        fresh = _fresh(inst.metrics, policy, now)
+        fresh = fresh_metrics(inst.metrics, policy, now)
         value = pick(fresh) if fresh is not None else None
         if value is None:
             missing += 1
         else:
             values.append(value)
     if not values:
-        agg = _fresh(observation.aggregate, policy, now)
+        agg = fresh_metrics(observation.aggregate, policy, now)
         value = pick(agg) if agg is not None else None
         warm = missing
         if value is None or warm == 0:
@@ -82,13 +85,13 @@ def utilisation(
 def total_rps(observation: Observation, policy: AutoscalePolicy, now: datetime) -> float | None:
     """Requests per second offered to the pool: the gateway's count (it sees every request,
     also those the pool fails), else the sum over instances if every warm one reported."""
-    agg = _fresh(observation.aggregate, policy, now)
+    agg = fresh_metrics(observation.aggregate, policy, now)
     if agg is not None and agg.rps is not None:
         return agg.rps
     total = 0.0
     seen = False
     for inst in observation.active:
-        fresh = _fresh(inst.metrics, policy, now)
+        fresh = fresh_metrics(inst.metrics, policy, now)
         if fresh is not None and fresh.rps is not None:
             total += fresh.rps
             seen = True
@@ -103,14 +106,14 @@ def _pool_max(
     now: datetime,
     pick: Callable[[Metrics], float | None],
 ) -> float | None:
-    agg = _fresh(observation.aggregate, policy, now)
+    agg = fresh_metrics(observation.aggregate, policy, now)
     if agg is not None and pick(agg) is not None:
         return pick(agg)
     seen = [
         v
         for inst in observation.active
         if is_warm(inst, policy, now)
-        and (fresh := _fresh(inst.metrics, policy, now)) is not None
+        and (fresh := fresh_metrics(inst.metrics, policy, now)) is not None
         and (v := pick(fresh)) is not None
     ]
     return max(seen) if seen else None

@@ -1,9 +1,13 @@
 """Replay a request-rate trace through ``decide`` and the service model, second by second.
 
 ``simulate(policy, demand, model)`` runs the real decision core every ``tick`` seconds on the
-metrics the model would have scraped, starts/drains instances as decided, and scores the run.
+metrics the model would have scraped, exactly as the autoscale tick does: ``learn`` (the
+capacity estimate learns from the scraped rate, CPU and p95), ``decide``, ``record``; it
+rebuilds the seasonal profile from the rates seen so far at every simulated midnight (as the
+maintenance flow would), starts/drains instances as decided, and scores the run.
 ``oracle(demand, model, lo, hi)`` is the foresight limit: each second exactly the instances
-that second needs, ready in advance. Pure: the trace comes in as a list of per-second rates.
+that second needs, ready in advance (``block`` > 1: changing the pool at most once per
+block). Pure: the trace comes in as a list of per-second rates.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from typing import Any
 
 from autoscaler.config import AutoscalePolicy
 from autoscaler.decide import decide
+from autoscaler.forecast import build_profile
+from autoscaler.learning import learn
 from autoscaler.model import InstanceState, InstanceView, Metrics, Observation, ScalingHistory
 from autoscaler.service_model import ServiceModel, minute_means
 from autoscaler.victims import select_victims
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_DAY = 86_400
 REACTION_HORIZON = 1800
 """A step not met within this many seconds counts as "no reaction"."""
 _TIMEOUT_MS = 60_000.0  # what a saturated pool's p95 looks like to a scraper
@@ -42,6 +49,17 @@ class ReplayResult:
     active: list[int] = field(default_factory=list, repr=False)
     """Instances costing money each second (starting + ready + draining)."""
     ready: list[int] = field(default_factory=list, repr=False)
+    learned: list[tuple[int, float | None, float]] = field(default_factory=list, repr=False)
+    """(second, learned capacity rps at 100 % CPU or None, confidence) after each tick."""
+
+    def learned_at(self, second: int) -> tuple[float | None, float]:
+        """The capacity estimate and its confidence as of ``second``."""
+        best: tuple[float | None, float] = (None, 0.0)
+        for t, capacity, confidence in self.learned:
+            if t > second:
+                break
+            best = (capacity, confidence)
+        return best
 
     @property
     def dropped_percent(self) -> float:
@@ -139,19 +157,30 @@ def simulate(
     next_id = policy.min_instances
     draining: list[int] = []  # drain end times
     cum_d = [0.0] * (total + 1)
-    cum_cpu = [0.0] * (total + 1)
+    cum_u = [0.0] * (total + 1)  # served utilisation, for the CPU a scrape reports
     util = [0.0] * total  # per-second utilisation (offered/capacity), for the window p95
     active_series = [0] * total
     ready_series = [0] * total
+    learned: list[tuple[int, float | None, float]] = []
+    rates: list[tuple[datetime, float]] = []  # what maintenance would find in the history
     history = ScalingHistory()
     counter = _Counter()
     dropped = cost = 0.0
     violations = 0
     for t in range(total):
         if t and t % tick == 0:
-            obs = _observe(t, starting, ready, demand, cum_d, cum_cpu, util, scrape, window, model)
-            decision = decide(policy, obs, history, EPOCH + timedelta(seconds=t))
+            now = EPOCH + timedelta(seconds=t)
+            if t % _DAY < tick and policy.strategy == "proportional":
+                # Midnight: the maintenance flow refreshes the seasonal profile.
+                history = history.model_copy(update={"profile": build_profile(rates, at=now)})
+            obs = _observe(t, starting, ready, demand, cum_d, cum_u, util, scrape, window, model)
+            history = learn(policy, obs, history, now)
+            decision = decide(policy, obs, history, now)
             history = history.record(decision)
+            if obs.aggregate.rps is not None:
+                rates.append((now, obs.aggregate.rps))
+            estimate = history.capacity
+            learned.append((t, estimate.capacity_rps, estimate.confidence))
             change = decision.desired - decision.current
             counter.add(change)
             if change > 0:
@@ -178,7 +207,7 @@ def simulate(
             violations += 1
         cost += n + len(starting) + len(draining)
         cum_d[t + 1] = cum_d[t] + d
-        cum_cpu[t + 1] = cum_cpu[t] + (100.0 * served / capacity if capacity else 0.0)
+        cum_u[t + 1] = cum_u[t] + (served / capacity if capacity else 0.0)
         util[t] = u
         ready_series[t] = n
         active_series[t] = n + len(starting) + len(draining)
@@ -196,6 +225,7 @@ def simulate(
         reaction_seconds=reactions(demand, ready_series, model, policy),
         active=active_series,
         ready=ready_series,
+        learned=learned,
     )
 
 
@@ -205,7 +235,7 @@ def _observe(
     ready: list[_Instance],
     demand: Sequence[float],
     cum_d: list[float],
-    cum_cpu: list[float],
+    cum_u: list[float],
     util: list[float],
     scrape: int,
     window: int,
@@ -233,9 +263,10 @@ def _observe(
         )
         return Observation.model_construct(instances=views, aggregate=empty)
     rps = (cum_d[s] - cum_d[lo]) / span
-    cpu = (cum_cpu[s] - cum_cpu[lo]) / span
+    served = (cum_u[s] - cum_u[lo]) / span
+    cpu = model.cpu_percent(served, s // scrape)
     p95 = _window_p95(model, demand[lo:s], util[lo:s])
-    memory = model.memory_base_percent + model.memory_load_percent * min(cpu, 100.0) / 100.0
+    memory = model.memory_base_percent + model.memory_load_percent * min(served, 1.0)
     aggregate = Metrics.model_construct(
         cpu_percent=cpu,
         memory_percent=memory,

@@ -2,8 +2,12 @@
 
 Service model (every parameter is an option of ``kongstack simulate``):
 
-* each ready instance serves ``capacity_rps`` requests/s at 100 % CPU; CPU % = served/capacity;
-  memory % = ``memory_base_percent`` + ``memory_load_percent`` x utilisation;
+* each ready instance serves ``capacity_rps`` requests/s at 100 % CPU. The CPU % a scrape
+  reports is ``idle_cpu_percent`` + the rest in proportion to the load served, plus the
+  jitter of a real reading (``cpu_noise_percent``, deterministic) and, once in
+  ``1 / cpu_outlier_rate`` readings, a spike from something else on the host: what the
+  capacity learner sees live. Memory % = ``memory_base_percent`` + ``memory_load_percent``
+  x utilisation;
 * an added instance is ``starting`` for ``startup_seconds`` (costs, serves nothing), a removed
   one drains for ``drain_seconds`` (costs, serves nothing);
 * Kong spreads the offered load evenly over ready instances; utilisation u = demand/capacity;
@@ -29,13 +33,16 @@ class ServiceModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     capacity_rps: float = Field(default=100.0, gt=0)
-    startup_seconds: int = Field(default=30, ge=0)
+    startup_seconds: int = Field(default=20, ge=0)
     drain_seconds: int = Field(default=10, ge=0)
     scrape_interval_seconds: int = Field(default=15, ge=1)
     rate_window_seconds: int = Field(default=60, ge=1)
     base_p95_ms: float = Field(default=100.0, gt=0)
     slo_p95_ms: float = Field(default=500.0, gt=0)
-    slo_utilisation: float | None = Field(default=None, gt=0, le=1)
+    slo_utilisation: float | None = Field(default=0.9, gt=0, le=1)
+    idle_cpu_percent: float = Field(default=3.0, ge=0, lt=100)
+    cpu_noise_percent: float = Field(default=3.0, ge=0, le=50)
+    cpu_outlier_rate: float = Field(default=0.02, ge=0, le=1)
     memory_base_percent: float = Field(default=20.0, ge=0, le=100)
     memory_load_percent: float = Field(default=25.0, ge=0, le=100)
 
@@ -59,10 +66,32 @@ class ServiceModel(BaseModel):
             return math.inf
         return self.base_p95_ms / (1.0 - utilisation)
 
+    def cpu_percent(self, utilisation: float, reading: int) -> float:
+        """The CPU % the ``reading``-th scrape reports at the served ``utilisation`` (0..1)."""
+        u = min(max(utilisation, 0.0), 1.0)
+        cpu = self.idle_cpu_percent + (100.0 - self.idle_cpu_percent) * u
+        # Two uniform draws: a roughly bell-shaped jitter of +- cpu_noise_percent.
+        cpu += self.cpu_noise_percent * (_unit(reading, 1) + _unit(reading, 2) - 1.0)
+        if _unit(reading, 3) < self.cpu_outlier_rate:
+            cpu += 25.0 + 25.0 * _unit(reading, 4)
+        return min(max(cpu, 0.0), 100.0)
+
     def needed(self, demand: float, lo: int, hi: int) -> int:
         """Fewest ready instances that meet the SLO at ``demand``, clamped to [lo, hi]."""
         n = math.ceil(round(demand / (self.capacity_rps * self.max_utilisation), 9))
         return min(max(n, lo), hi)
+
+
+def _unit(n: int, salt: int) -> float:
+    """A deterministic pseudo-random number in [0, 1) for reading ``n`` (a 32-bit mix, so
+    the replay stays pure and repeatable)."""
+    x = (n * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x / 4294967296.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +141,7 @@ class Trace:
 
 
 def minute_means(demand: Sequence[float]) -> list[float]:
-    return [sum(demand[i : i + 60]) / len(demand[i : i + 60]) for i in range(0, len(demand), 60)]
+    return window_means(demand, 60)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -126,12 +155,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def window_means(demand: Sequence[float], window: int) -> list[float]:
+    """Means over consecutive ``window``-second spans (the last may be shorter)."""
+    if window <= 1:
+        return list(demand)
+    return [
+        sum(demand[i : i + window]) / len(demand[i : i + window])
+        for i in range(0, len(demand), window)
+    ]
+
+
 def fit_factor(
-    demand: Sequence[float], model: ServiceModel, instances: int, q: float = 99
+    demand: Sequence[float],
+    model: ServiceModel,
+    instances: int,
+    q: float = 99,
+    *,
+    window: int = 60,
 ) -> float:
-    """The factor that maps the trace's q-th percentile per-second rate to what ``instances``
-    serve at the SLO's utilisation (so a 1..N pool is exercised over its whole range)."""
-    level = percentile(demand, q)
+    """The factor that maps the q-th percentile of the trace's ``window``-second means to
+    what ``instances`` serve at the SLO's utilisation (so the pool is exercised over its
+    range; ``window`` 1 = per-second rates)."""
+    level = percentile(window_means(demand, window), q)
     if level <= 0:
         raise ValueError(f"the trace's p{q:g} rate is 0; it cannot be fitted to a pool")
     return instances * model.capacity_rps * model.max_utilisation / level

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from autoscaler.config import AutoscalePolicy
+from autoscaler.forecast import forecast
+from autoscaler.learning import rps_target
 from autoscaler.model import Observation, ScalingHistory
 from autoscaler.readings import (
     UtilisationReading,
@@ -36,6 +38,9 @@ class StrategyResult:
     missing: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)
     """Target metrics some warm instances did not report (handled cautiously)."""
+    targets: dict[str, float] = field(default_factory=dict)
+    """The targets in force this tick (the policy's, plus a learned request-rate target)."""
+    rps_source: str | None = None
 
     @property
     def recommendation(self) -> int:
@@ -77,42 +82,33 @@ def _utilisation_recommendation(
     return rec, f"{label}: fewer suffice"
 
 
-def rps_trend(history: ScalingHistory, now: datetime, rps: float, window: float) -> float:
-    """Least-squares slope (rps per second) of the recent pool request rate, or 0."""
-    points = [(0.0, rps)]
-    for sample in reversed(history.rates):  # newest first; stop at the window's start
-        age = (now - sample.at).total_seconds()
-        if age > window:
-            break
-        if age > 0:
-            points.append((-age, sample.rps))
-    if len(points) < 3:
-        return 0.0
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_r = sum(r for _, r in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
-    if var == 0:
-        return 0.0
-    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
-
-
 def recent_peak_rps(
     history: ScalingHistory, now: datetime, rps: float, policy: AutoscalePolicy
-) -> float:
-    """The highest pool request rate within ``scale_down_peak_window_seconds`` (``rps`` is
-    now's). If the rates of the last ``trend_window_seconds`` are steady (max within
+) -> tuple[float, str | None]:
+    """The rate scale-in must still carry: the highest pool request rate within
+    ``scale_down_peak_window_seconds`` (``rps`` is now's), each past rate first carried to
+    this time of day by the seasonal profile (a fall the profile expects does not hold the
+    pool). If the rates of the last ``trend_window_seconds`` are steady (max within
     ``scale_down_steady_spread`` of min), the load has settled at a new level: only they
-    count (a step down is followed in minutes; bursty load keeps the long peak)."""
+    count (a step down is followed in minutes; bursty load keeps the long peak).
+    Returns the rate and, if the profile lowered it, why."""
     window = policy.scale_down_peak_window_seconds
     short = min(window, policy.trend_window_seconds)
-    peak = recent_max = recent_min = rps
+    profile = history.profile
+    now_level = profile.expected(now) if profile is not None else None
+    peak = raw_peak = recent_max = recent_min = rps
     recent = 0
     for sample in reversed(history.rates):  # newest first
         age = (now - sample.at).total_seconds()
         if age > window:
             break
-        peak = max(peak, sample.rps)
+        value = sample.rps
+        raw_peak = max(raw_peak, value)
+        if profile is not None and now_level is not None:
+            then = profile.expected(sample.at)
+            if then is not None and then > now_level > 0:
+                value *= now_level / then  # what that rate means at this time of day
+        peak = max(peak, value)
         if age <= short:
             recent += 1
             recent_max = max(recent_max, sample.rps)
@@ -120,8 +116,12 @@ def recent_peak_rps(
     spread = policy.scale_down_steady_spread
     # "Steady" needs a few samples: one rate alone says nothing about the spread.
     if spread is not None and recent >= 2 and recent_max <= (1 + spread) * recent_min:
-        return recent_max
-    return peak
+        return recent_max, None
+    if peak < raw_peak:
+        return peak, (
+            f"seasonal profile expects the fall: peak {raw_peak:.1f}/s counts as {peak:.1f}/s"
+        )
+    return peak, None
 
 
 def proportional(
@@ -129,7 +129,12 @@ def proportional(
 ) -> StrategyResult:
     current = len(observation.active)
     result = StrategyResult(current=current)
-    for name, target in policy.target_metrics.items():
+    result.targets = dict(policy.target_metrics)
+    learned = rps_target(policy, history.capacity)
+    if learned is not None:
+        result.targets["rps"] = learned.rps
+        result.rps_source = learned.why
+    for name, target in result.targets.items():
         if name == "rps":
             _rps_recommendation(result, policy, observation, history, now, target)
             continue
@@ -162,11 +167,21 @@ def _rps_recommendation(
     result.values["rps"] = rps
     current = result.current
     expected = rps
-    if policy.forecast_seconds > 0:
-        slope = rps_trend(history, now, rps, policy.trend_window_seconds)
-        expected = rps + max(0.0, slope) * policy.forecast_seconds  # never forecast a fall
-    label = f"rps {rps:.1f}/s" + (f" (expected {expected:.1f}/s)" if expected > rps else "")
-    label += f" vs {target:g}/s per instance"
+    outlook = forecast(
+        history.profile,
+        history.rates,
+        now,
+        rps,
+        policy.forecast_seconds,
+        trend_window=policy.trend_window_seconds,
+    )
+    label = f"rps {rps:.1f}/s"
+    if outlook is not None and outlook.rising:
+        expected = outlook.expected_rps
+        label += f" ({outlook.describe()})"
+    label += f" vs {target:.3g}/s per instance"
+    if result.rps_source and result.rps_source != "set in the policy":
+        label += f" ({result.rps_source})"
     ratio = expected / (target * current) if current else math.inf
     if 1 - policy.down_tolerance <= ratio <= 1 + policy.up_tolerance:
         result.recommendations["rps"] = current
@@ -174,7 +189,9 @@ def _rps_recommendation(
         return
     if ratio < 1 and policy.scale_down_peak_window_seconds > 0:
         # Scale-in is sized by the recent peak, and only if even that is below the band.
-        peak = recent_peak_rps(history, now, rps, policy)
+        peak, seasonal = recent_peak_rps(history, now, rps, policy)
+        if seasonal is not None:
+            label += f"; {seasonal}"
         if peak > expected:
             window = f"{policy.scale_down_peak_window_seconds:g}s"
             label += f"; peak {peak:.1f}/s in the last {window}"

@@ -1,0 +1,240 @@
+"""Load forecasts: a seasonal profile from the scaling history, plus the recent trend (pure).
+
+* :class:`LoadProfile` is the load by slot of the day (and of the week, once whole weeks of
+  history exist), built by :func:`build_profile` from ``(time, request rate)`` samples. The
+  maintenance flow computes it from the history it already analyses; the tick only reads it
+  (``ScalingHistory.profile``), so the forecast costs nothing on the tick's hot path.
+  A slot's value is a **low quantile across days** (the lowest day while there are fewer than
+  four): a rise is forecast only if it happened on (nearly) every day seen, so a one-off
+  burst is never repeated. Less than ``min_days`` of history, or no value for the slots
+  involved: no seasonal forecast.
+* :func:`forecast` gives the load expected ``horizon`` seconds ahead: the current rate x the
+  profile's ratio between then and now (so a day that runs higher or lower than usual keeps
+  its level), plus a rising trend of the recent rates. The seasonal peak over a longer span
+  (``peak_ratio``) lets scale-in wait for a recurring rise that is minutes away and follow a
+  recurring fall instead of holding a burst-sized pool.
+
+Every forecast explains itself (``Forecast.describe``) so a decision it drives names it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+_DAY = 86_400
+_WEEK = 7 * _DAY
+
+
+class _Rate(Protocol):
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def rps(self) -> float: ...
+
+
+class LoadProfile(BaseModel):
+    """Typical request rate (requests/s) by slot of the day and, with enough history, of the
+    week. Times are UTC; a slot's value holds for the slot's middle and is interpolated
+    linearly in between."""
+
+    model_config = _FROZEN
+
+    slot_seconds: int = Field(default=900, ge=60, le=3600)
+    day: tuple[float | None, ...]
+    """One value per slot of the day (``86400 / slot_seconds`` of them)."""
+    week: tuple[float | None, ...] = ()
+    """One value per slot of the week (Monday 00:00 first), or empty."""
+    days: float = Field(ge=0)
+    """How much history (days) the profile was built from."""
+    built_at: datetime | None = None
+
+    def expected(self, at: datetime) -> float | None:
+        """The profile's rate at ``at`` (interpolated between slot middles), or None. A week
+        slot without data falls back to the day's profile."""
+        if self.week:
+            value = _lookup(self.week, _WEEK, self.slot_seconds, at)
+            if value is not None:
+                return value
+        return _lookup(self.day, _DAY, self.slot_seconds, at)
+
+    def ratio(self, start: datetime, end: datetime) -> float | None:
+        """Profile at ``end`` over profile at ``start`` (None if unknown or near zero)."""
+        a, b = self.expected(start), self.expected(end)
+        if a is None or b is None or a <= 1e-9:
+            return None
+        return b / a
+
+    def peak_ratio(self, start: datetime, seconds: float) -> float | None:
+        """The highest profile value over ``[start, start + seconds]`` relative to ``start``'s
+        (checked at each slot boundary and at the end)."""
+        base = self.expected(start)
+        if base is None or base <= 1e-9:
+            return None
+        best = base
+        step = self.slot_seconds / 2
+        offset = step
+        while offset < seconds + step:
+            value = self.expected(start + timedelta(seconds=min(offset, seconds)))
+            if value is not None:
+                best = max(best, value)
+            offset += step
+        return best / base
+
+
+def _lookup(
+    table: tuple[float | None, ...], period: int, slot_seconds: int, at: datetime
+) -> float | None:
+    pos = (_seconds(at) % period) / slot_seconds - 0.5
+    lower = math.floor(pos)
+    a = table[lower % len(table)]
+    b = table[(lower + 1) % len(table)]
+    if a is None or b is None:
+        return None
+    return a + (b - a) * (pos - lower)
+
+
+def _seconds(at: datetime) -> float:
+    """Seconds since Monday 1970-01-05 00:00 UTC (so ``% _WEEK`` starts the week on Monday)."""
+    return at.astimezone(UTC).timestamp() - 4 * _DAY
+
+
+def build_profile(
+    samples: Iterable[tuple[datetime, float]],
+    *,
+    slot_seconds: int = 900,
+    min_days: float = 2.0,
+    at: datetime | None = None,
+) -> LoadProfile | None:
+    """The seasonal profile of ``(time, rate)`` samples; None with less than ``min_days`` of
+    history (one day cannot tell a daily rise from a one-off burst)."""
+    if _DAY % slot_seconds:
+        raise ValueError(f"slot_seconds: {slot_seconds} does not divide a day")
+    per_day = _DAY // slot_seconds
+    # (day number, slot) -> [sum, count]
+    cells: dict[tuple[int, int], list[float]] = {}
+    first = last = None
+    for when, rate in samples:
+        if not math.isfinite(rate) or rate < 0:
+            continue
+        t = _seconds(when)
+        first = t if first is None else min(first, t)
+        last = t if last is None else max(last, t)
+        key = (int(t // _DAY), int(t % _DAY) // slot_seconds)
+        cell = cells.setdefault(key, [0.0, 0.0])
+        cell[0] += rate
+        cell[1] += 1
+    if first is None or last is None:
+        return None
+    days = (last - first) / _DAY
+    if days < min_days:
+        return None
+    by_slot: dict[int, list[float]] = {}
+    by_week_slot: dict[int, list[float]] = {}
+    for (day, slot), (total, count) in cells.items():
+        mean = total / count
+        by_slot.setdefault(slot, []).append(mean)
+        by_week_slot.setdefault((day % 7) * per_day + slot, []).append(mean)
+    day_table = tuple(_low_quantile(by_slot.get(s)) for s in range(per_day))
+    week_table: tuple[float | None, ...] = ()
+    if days >= 14:  # two of each weekday before the weekday matters
+        week_table = tuple(_low_quantile(by_week_slot.get(s)) for s in range(7 * per_day))
+    return LoadProfile(
+        slot_seconds=slot_seconds, day=day_table, week=week_table, days=round(days, 3), built_at=at
+    )
+
+
+def _low_quantile(values: list[float] | None) -> float | None:
+    """The days' values at a slot, summarised so that only what recurs counts: the lowest
+    while fewer than 4 days, else the 25th percentile (nearest rank). A single day: None."""
+    if not values or len(values) < 2:
+        return None
+    ordered = sorted(values)
+    return ordered[0] if len(ordered) < 4 else ordered[(len(ordered) - 1) // 4]
+
+
+class Forecast(BaseModel):
+    """The load expected ``horizon_seconds`` ahead, and what it rests on."""
+
+    model_config = _FROZEN
+
+    now_rps: float
+    horizon_seconds: float
+    expected_rps: float
+    seasonal_ratio: float | None = None
+    trend_rps_per_second: float = 0.0
+
+    @property
+    def rising(self) -> bool:
+        return self.expected_rps > self.now_rps * (1 + 1e-9)
+
+    def describe(self) -> str:
+        parts = []
+        if self.seasonal_ratio is not None and abs(self.seasonal_ratio - 1) > 0.005:
+            parts.append(f"seasonal x{self.seasonal_ratio:.2f}")
+        if self.trend_rps_per_second > 0:
+            parts.append(f"trend +{self.trend_rps_per_second:.2f}/s per s")
+        why = ", ".join(parts) if parts else "flat"
+        return (
+            f"forecast {self.expected_rps:.1f}/s in {self.horizon_seconds:g}s ({why})"
+        )
+
+
+def rate_trend(recent: Sequence[_Rate], now: datetime, rps: float, window: float) -> float:
+    """Least-squares slope (rps per second) of the rates of the last ``window`` seconds and
+    now's, or 0 with fewer than three points."""
+    points = [(0.0, rps)]
+    for sample in reversed(recent):  # newest first; stop at the window's start
+        age = (now - sample.at).total_seconds()
+        if age > window:
+            break
+        if age > 0:
+            points.append((-age, sample.rps))
+    if len(points) < 3:
+        return 0.0
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((t - mean_t) * (r - mean_r) for t, r in points) / var
+
+
+def forecast(
+    profile: LoadProfile | None,
+    recent: Sequence[_Rate],
+    now: datetime,
+    rps: float,
+    horizon: float,
+    *,
+    trend_window: float = 300.0,
+) -> Forecast | None:
+    """The load expected ``horizon`` seconds after ``now`` (``rps`` is now's rate).
+
+    Seasonal ratio from ``profile`` (if it knows both times), times now's rate, plus the
+    recent upward trend (a fall is never extrapolated: scale-in has its own guards). None when
+    there is neither a profile value nor a trend to go on (missing history = no forecast)."""
+    if horizon <= 0:
+        return None
+    ratio = profile.ratio(now, now + timedelta(seconds=horizon)) if profile else None
+    slope = max(0.0, rate_trend(recent, now, rps, trend_window))
+    if ratio is None and slope == 0.0:
+        return None
+    base = rps * (ratio if ratio is not None else 1.0)
+    # The trend is the rise of the recent minutes; the profile may already explain it, so
+    # take the larger of the two, not their sum.
+    expected = max(base, rps + slope * horizon)
+    return Forecast(
+        now_rps=rps,
+        horizon_seconds=horizon,
+        expected_rps=expected,
+        seasonal_ratio=ratio,
+        trend_rps_per_second=slope,
+    )
