@@ -50,12 +50,15 @@ class LearnerSettings(BaseModel):
     min_points: int = Field(default=10, ge=3)
     saturated_cpu_percent: float = Field(default=90.0, gt=0, le=100)
     """CPU at or above this is queueing, not the linear part: not fitted."""
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    """A tick with more failed requests than this was overloaded (the gateway counted
+    requests no instance served): not fitted."""
     outlier_sigmas: float = Field(default=4.0, gt=0)
     min_noise_cpu_percent: float = Field(default=2.0, gt=0)
     """Floor of the residual scale (a perfect line would otherwise reject everything)."""
     change_after_outliers: int = Field(default=8, ge=2)
     """This many outliers in a row that agree with each other: the service changed; reset."""
-    min_relative_spread: float = Field(default=0.25, ge=0)
+    min_relative_spread: float = Field(default=0.1, ge=0)
     """The fitted loads must span at least this fraction of the capacity (else the slope is
     a guess)."""
     confident_relative_error: float = Field(default=0.1, gt=0, lt=1)
@@ -77,6 +80,7 @@ class CapacitySample(BaseModel):
     cpu_percent: float | None = Field(default=None, ge=0)
     slow: bool | None = None
     """p95 latency above its threshold (``None``: no latency reading)."""
+    error_rate: float | None = Field(default=None, ge=0, le=1)
     serving: int = Field(ge=1)
     version: str | None = None
     warm: bool = True
@@ -124,6 +128,12 @@ class CapacityEstimate(BaseModel):
     confidence: float = 0.0
     slo_rps: float | None = None
     """Lowest per-instance rate at which p95 was above its threshold (recent, settled)."""
+
+    def slow_rate(self, now: datetime, memory_seconds: float) -> float | None:
+        """The lowest per-instance rate at which p95 was over its threshold within
+        ``memory_seconds`` before ``now`` (a load this pool has shown it cannot carry)."""
+        rates = [s.rps for s in self.slow if (now - s.at).total_seconds() <= memory_seconds]
+        return min(rates) if rates else None
 
     def confident(self, threshold: float) -> bool:
         return self.capacity_rps is not None and self.confidence >= threshold
@@ -178,7 +188,13 @@ def observe(
     slow = _remember_slow(estimate.slow, sample, settings)
     points, outliers, rejected, reset = estimate.points, estimate.outliers, estimate.rejected, 0
     cpu = sample.cpu_percent
-    if cpu is not None and cpu < settings.saturated_cpu_percent:
+    linear = (
+        cpu is not None
+        and cpu < settings.saturated_cpu_percent
+        and not sample.slow
+        and (sample.error_rate is None or sample.error_rate <= settings.max_error_rate)
+    )
+    if cpu is not None and linear:
         point = CapacityPoint(at=sample.at, rps=sample.rps_per_instance, cpu=cpu)
         if _is_outlier(estimate, point, settings):
             outliers, rejected = (*outliers, point)[-settings.change_after_outliers :], rejected + 1
@@ -280,6 +296,22 @@ def _weighted_line(data: Sequence[tuple[float, float, float]]) -> tuple[float, f
     return my - b * mx, b
 
 
+def _theil_sen(data: Sequence[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """The median of the pairwise slopes and the median intercept: a line half the points
+    could not drag (least squares follows one far-off point at a high load)."""
+    slopes = sorted(
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1, _) in enumerate(data)
+        for x2, y2, _ in data[i + 1 :]
+        if abs(x2 - x1) > 1e-9
+    )
+    if not slopes:
+        return None
+    slope = slopes[len(slopes) // 2]
+    intercepts = sorted(y - slope * x for x, y, _ in data)
+    return intercepts[len(intercepts) // 2], slope
+
+
 def _fit(
     points: Sequence[CapacityPoint], now: datetime, settings: LearnerSettings
 ) -> dict[str, float | int | None]:
@@ -296,10 +328,10 @@ def _fit(
         (p.rps, p.cpu, 0.5 ** (max(0.0, (now - p.at).total_seconds()) / settings.half_life_seconds))
         for p in points
     ]
-    line = _weighted_line(data)
+    line = _theil_sen(data)
     if line is None:
         return empty
-    # Trim: drop points beyond 3 robust sigmas of the first line, fit again.
+    # Trim: drop points beyond 3 robust sigmas of the robust line, then least squares.
     idle, slope = line
     residuals = [abs(y - idle - slope * x) for x, y, _ in data]
     scale = max(1.4826 * sorted(residuals)[len(residuals) // 2], settings.min_noise_cpu_percent)

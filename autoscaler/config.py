@@ -53,8 +53,10 @@ class AutoscalePolicy(BaseModel):
     # 68 %: inside the 60-70 % the anchors suggest for an 80 % alarm; with the 0.1 up band a
     # scale-up starts at 74.8 %, before the seed's 80 % threshold (65 % cost 3 % more
     # instance-seconds in the replay benchmark for 5 % fewer violation seconds).
-    target_cpu_percent: float | None = Field(default=68.0, gt=0, le=100)
-    target_memory_percent: float | None = Field(default=70.0, gt=0, le=100)
+    target_cpu_percent: float | None = Field(default=72.0, gt=0, le=100)
+    target_memory_percent: float | None = Field(default=None, gt=0, le=100)
+    """Off by default: a service's memory has a large part that does not follow the load
+    (a 20 % base would hold 30 % of any pool on the memory target alone)."""
     target_rps_per_instance: float | None = Field(default=None, gt=0, le=MAX_RPS)
     learn_capacity: bool = True
     """Without ``target_rps_per_instance``: learn one instance's capacity from each tick's
@@ -69,6 +71,10 @@ class AutoscalePolicy(BaseModel):
     # 47.6 % on a 68 % target; fewer direction reversals on noisy traffic
     # (docs/benchmarks.md, "Autoscaler").
     scale_down_tolerance: float | None = Field(default=0.3, ge=0, lt=1)
+    seasonal_forecast: bool = True
+    """Use the seasonal profile the maintenance flow precomputes (``ScalingHistory.profile``):
+    scale out before a recurring rise, follow a recurring fall, no scale-in just before a
+    rise. Without a profile (less than two days of history) there is no seasonal forecast."""
     forecast_seconds: float = Field(default=60.0, ge=0, le=3600)
     """Look this far ahead on the recent upward request-rate trend (rps target only; 0 = off).
     60 s covers a start-up plus a scrape; a falling trend is never extrapolated."""
@@ -78,16 +84,23 @@ class AutoscalePolicy(BaseModel):
     one), in the rps recommendation and the flapping check: a dip between bursts does not
     remove instances the next burst needs (cut direction reversals by 2/3 in the replay
     benchmark). 0 = the current rate."""
+    scale_down_peak_quantile: float = Field(default=1.0, gt=0, le=1)
     scale_down_steady_spread: float | None = Field(default=0.25, ge=0, le=10)
     """...unless the load has settled: if the rates of the last ``trend_window_seconds`` lie
     within this fraction of each other (max <= (1 + spread) x min), only they size the
     scale-in, so a step down is followed in minutes while bursty load keeps the long peak.
     None = always the long peak."""
+    scale_down_steady_seconds: float = Field(default=300.0, gt=0, le=3600)
+    """How long the rates must lie within ``scale_down_steady_spread`` of each other for the
+    load to count as settled."""
     latency_trigger_ticks: int = Field(default=3, ge=1, le=8)
     """The latency trigger adds an instance only when p95 exceeded
     ``response_time_threshold_ms`` at this many consecutive decisions (1 = at once): a burst
     shorter than a tick is noise that is gone before a new instance would be ready."""
     error_rate_threshold: float | None = Field(default=None, gt=0, le=1)
+    count_failed_requests: bool = True
+    """When CPU is saturated (>= 90 %) and requests fail, size the CPU recommendation for the
+    load including the failed ones (CPU stops at 100 %; the failures show what is missing)."""
 
     # Safety rules (proportional).
     scale_up_limit_instances: int = Field(default=4, ge=1, le=HARD_MAX_INSTANCES)

@@ -54,7 +54,10 @@ def decide(
                 policy.scale_down_latency_ratio,
             )
             chain.apply("latency_guard", slow)
-        chain.apply("stabilization", rules.stabilize(chain.value, current, history, now, policy))
+        # A settled load was already sized by the max of its recent rates (the same hold).
+        hold = 0.0 if result.steady else policy.scale_down_stabilization_seconds
+        stable = rules.stabilize(chain.value, current, history, now, policy, down_window=hold)
+        chain.apply("stabilization", stable)
         cool = rules.cooldown(
             chain.value,
             current,
@@ -110,14 +113,11 @@ def _projected_loads(
     loads: dict[str, tuple[float, float]] = {}
     rps = result.values.get("rps")
     if rps is not None and policy.scale_down_peak_window_seconds > 0:
-        rps = recent_peak_rps(history, now, rps, policy)[0]
-    slow = [
-        s.rps
-        for s in history.slow_loads
-        if (now - s.at).total_seconds() <= policy.slow_load_memory_seconds
-    ]
-    if rps is not None and slow and result.current:
-        loads["rps at which latency was slow"] = (rps / result.current, min(slow))
+        profile = history.profile if policy.seasonal_forecast else None
+        rps = recent_peak_rps(history, now, rps, policy, profile).rps
+    slow = history.capacity.slow_rate(now, policy.slow_load_memory_seconds)
+    if rps is not None and slow is not None and result.current:
+        loads["rps at which latency was slow"] = (rps / result.current, slow)
     for name, target in result.targets.items():
         value = result.values.get(name)
         if value is None:

@@ -65,6 +65,7 @@ def capacity_sample(
         rps_per_instance=agg.rps / len(ready),
         cpu_percent=cpu,
         slow=None if p95 is None else p95 > policy.response_time_threshold_ms,
+        error_rate=agg.error_rate,
         serving=len(ready),
         version=observation.version,
         warm=len(warm) == len(ready) and not draining,

@@ -209,8 +209,6 @@ class ScalingHistory(BaseModel):
     recommendations: tuple[Recommendation, ...] = ()
     events: tuple[ScaleEvent, ...] = ()
     rates: tuple[RateSample, ...] = ()
-    slow_loads: tuple[RateSample, ...] = ()
-    """Per-instance request rates at which p95 latency crossed the trigger (learned limits)."""
     latencies: tuple[LatencySample, ...] = ()
     """Recent p95 latencies, one per decision (the latency trigger's persistence check)."""
     capacity: CapacityEstimate = Field(default_factory=CapacityEstimate)
@@ -241,14 +239,11 @@ class ScalingHistory(BaseModel):
         rate = decision.metric_values.get("rps")
         if rate is not None:
             rates = _since(rates, horizon) + (RateSample(at=at, rps=rate),)
-        slow = _since(self.slow_loads, horizon)
         latencies = self.latencies
         p95 = decision.metric_values.get("latency")
         if p95 is not None:
             # Only the last few matter (persistence over consecutive ticks).
             latencies = latencies[-7:] + (LatencySample(at=at, p95_ms=p95),)
-        if "latency" in decision.metric_recommendations and rate is not None and decision.current:
-            slow += (RateSample(at=at, rps=rate / decision.current),)
         did_act = (decision.changes and not decision.dry_run) if acted is None else acted
         events = _since(self.events, horizon)
         up_at, down_at = self.last_scale_up_at, self.last_scale_down_at
@@ -264,7 +259,6 @@ class ScalingHistory(BaseModel):
             recommendations=recs,
             events=events,
             rates=rates,
-            slow_loads=slow,
             latencies=latencies,
             capacity=self.capacity,
             profile=self.profile,

@@ -38,6 +38,7 @@ def threshold_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
     return AutoscalePolicy(
         strategy="threshold",
         learn_capacity=False,
+        count_failed_requests=False,
         min_instances=lo,
         max_instances=hi,
         scale_up_rps=_OFF,
@@ -52,6 +53,7 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         target_cpu_percent=70.0,
         target_memory_percent=None,
         learn_capacity=False,
+        count_failed_requests=False,
         tolerance=0.1,
         # The HPA's one tolerance applies both ways (the default's wider down band is ours).
         scale_up_tolerance=None,

@@ -158,6 +158,7 @@ def simulate(
     draining: list[int] = []  # drain end times
     cum_d = [0.0] * (total + 1)
     cum_u = [0.0] * (total + 1)  # served utilisation, for the CPU a scrape reports
+    cum_lost = [0.0] * (total + 1)  # dropped requests, the gateway's error count
     util = [0.0] * total  # per-second utilisation (offered/capacity), for the window p95
     active_series = [0] * total
     ready_series = [0] * total
@@ -173,7 +174,9 @@ def simulate(
             if t % _DAY < tick and policy.strategy == "proportional":
                 # Midnight: the maintenance flow refreshes the seasonal profile.
                 history = history.model_copy(update={"profile": build_profile(rates, at=now)})
-            obs = _observe(t, starting, ready, demand, cum_d, cum_u, util, scrape, window, model)
+            obs = _observe(
+                t, starting, ready, demand, (cum_d, cum_u, cum_lost), util, scrape, window, model
+            )
             history = learn(policy, obs, history, now)
             decision = decide(policy, obs, history, now)
             history = history.record(decision)
@@ -208,6 +211,7 @@ def simulate(
         cost += n + len(starting) + len(draining)
         cum_d[t + 1] = cum_d[t] + d
         cum_u[t + 1] = cum_u[t] + (served / capacity if capacity else 0.0)
+        cum_lost[t + 1] = cum_lost[t] + lost
         util[t] = u
         ready_series[t] = n
         active_series[t] = n + len(starting) + len(draining)
@@ -234,8 +238,7 @@ def _observe(
     starting: list[_Instance],
     ready: list[_Instance],
     demand: Sequence[float],
-    cum_d: list[float],
-    cum_u: list[float],
+    sums: tuple[list[float], list[float], list[float]],
     util: list[float],
     scrape: int,
     window: int,
@@ -262,9 +265,12 @@ def _observe(
             sampled_at=at,
         )
         return Observation.model_construct(instances=views, aggregate=empty)
+    cum_d, cum_u, cum_lost = sums
     rps = (cum_d[s] - cum_d[lo]) / span
     served = (cum_u[s] - cum_u[lo]) / span
-    cpu = model.cpu_percent(served, s // scrape)
+    offered = cum_d[s] - cum_d[lo]
+    errors = (cum_lost[s] - cum_lost[lo]) / offered if offered > 0 else 0.0
+    cpu = model.cpu_percent(served, s // scrape, sum(1 for v in views if v.state is InstanceState.READY))
     p95 = _window_p95(model, demand[lo:s], util[lo:s])
     memory = model.memory_base_percent + model.memory_load_percent * min(served, 1.0)
     aggregate = Metrics.model_construct(
@@ -272,7 +278,7 @@ def _observe(
         memory_percent=memory,
         rps=rps,
         p95_latency_ms=p95,
-        error_rate=None,
+        error_rate=min(1.0, errors),
         sampled_at=at,
     )
     return Observation.model_construct(instances=views, aggregate=aggregate)

@@ -85,16 +85,19 @@ def stabilize(
     history: ScalingHistory,
     now: datetime,
     policy: AutoscalePolicy,
+    *,
+    down_window: float | None = None,
 ) -> RuleResult:
     """Scale down to the highest recommendation in the down window; scale up to the lowest in
-    the up window (0 s by default, so up is immediate). ``desired`` is this tick's raw one."""
-    if desired < current and policy.scale_down_stabilization_seconds > 0:
-        recent = _recent(history, now, policy.scale_down_stabilization_seconds)
+    the up window (0 s by default, so up is immediate). ``desired`` is this tick's raw one.
+    ``down_window`` overrides ``scale_down_stabilization_seconds``."""
+    window = policy.scale_down_stabilization_seconds if down_window is None else down_window
+    if desired < current and window > 0:
+        recent = _recent(history, now, window)
         highest = min(max([desired, *recent]), current)
         if highest > desired:
             return highest, (
-                f"stabilisation: highest recommendation in the last "
-                f"{policy.scale_down_stabilization_seconds:g}s is {highest}"
+                f"stabilisation: highest recommendation in the last {window:g}s is {highest}"
             )
     if desired > current and policy.scale_up_stabilization_seconds > 0:
         recent = _recent(history, now, policy.scale_up_stabilization_seconds)

@@ -66,14 +66,18 @@ class ServiceModel(BaseModel):
             return math.inf
         return self.base_p95_ms / (1.0 - utilisation)
 
-    def cpu_percent(self, utilisation: float, reading: int) -> float:
-        """The CPU % the ``reading``-th scrape reports at the served ``utilisation`` (0..1)."""
+    def cpu_percent(self, utilisation: float, reading: int, instances: int = 1) -> float:
+        """The mean CPU % over ``instances`` that the ``reading``-th scrape reports at the
+        served ``utilisation`` (0..1). Each instance's jitter is its own, so the mean's is
+        smaller by sqrt(instances); a spike hits one instance, so it adds 1/instances."""
         u = min(max(utilisation, 0.0), 1.0)
         cpu = self.idle_cpu_percent + (100.0 - self.idle_cpu_percent) * u
+        n = max(instances, 1)
         # Two uniform draws: a roughly bell-shaped jitter of +- cpu_noise_percent.
-        cpu += self.cpu_noise_percent * (_unit(reading, 1) + _unit(reading, 2) - 1.0)
+        jitter = _unit(reading, 1) + _unit(reading, 2) - 1.0
+        cpu += self.cpu_noise_percent * jitter / math.sqrt(n)
         if _unit(reading, 3) < self.cpu_outlier_rate:
-            cpu += 25.0 + 25.0 * _unit(reading, 4)
+            cpu += (25.0 + 25.0 * _unit(reading, 4)) / n
         return min(max(cpu, 0.0), 100.0)
 
     def needed(self, demand: float, lo: int, hi: int) -> int:

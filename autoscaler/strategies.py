@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from autoscaler.config import AutoscalePolicy
-from autoscaler.forecast import forecast
+from autoscaler.forecast import LoadProfile, forecast
 from autoscaler.learning import rps_target
-from autoscaler.model import Observation, ScalingHistory
+from autoscaler.model import InstanceState, Observation, ScalingHistory
 from autoscaler.readings import (
     UtilisationReading,
     error_rate,
+    is_warm,
     p95_latency_ms,
     total_rps,
     utilisation,
@@ -41,6 +42,8 @@ class StrategyResult:
     targets: dict[str, float] = field(default_factory=dict)
     """The targets in force this tick (the policy's, plus a learned request-rate target)."""
     rps_source: str | None = None
+    steady: bool = False
+    """The request rate has settled (scale-in needs no further stabilisation)."""
 
     @property
     def recommendation(self) -> int:
@@ -59,8 +62,18 @@ def _ceil(x: float) -> int:
     return math.ceil(round(x, 9))
 
 
+SATURATED_CPU_PERCENT = 90.0
+"""From this CPU on, an instance is saturated: its CPU no longer shows how much more load
+there is (the failed requests do)."""
+
+
 def _utilisation_recommendation(
-    name: str, reading: UtilisationReading, target: float, current: int, policy: AutoscalePolicy
+    name: str,
+    reading: UtilisationReading,
+    target: float,
+    current: int,
+    policy: AutoscalePolicy,
+    overload: float = 0.0,
 ) -> tuple[int, str]:
     avg = reading.average
     ratio = avg / target
@@ -72,7 +85,13 @@ def _utilisation_recommendation(
         cautious = sum(reading.values) / (target * max(current, 1))
         if cautious <= 1 + policy.up_tolerance:
             return current, f"{label}: within tolerance once warming instances count as 0%"
-        return max(current, _ceil(sum(reading.values) / target)), f"{label}: needs more"
+        total = sum(reading.values)
+        if name == "cpu" and overload > 0 and avg >= SATURATED_CPU_PERCENT:
+            # CPU stops at 100 %: the requests the pool failed are the load it could not
+            # show (half of them failing means twice the capacity is needed).
+            total /= 1.0 - min(overload, 0.9)
+            label += f", {overload:.0%} of requests failing"
+        return max(current, _ceil(total / target)), f"{label}: needs more"
     # Scale-down: silent instances count as 100 % of target; warming ones are kept.
     load = sum(reading.values) + target * reading.missing
     cautious = load / (target * (len(reading.values) + reading.missing))
@@ -82,22 +101,40 @@ def _utilisation_recommendation(
     return rec, f"{label}: fewer suffice"
 
 
+@dataclass(frozen=True)
+class Peak:
+    """The rate scale-in must still carry, and why."""
+
+    rps: float
+    why: str | None = None
+    steady: bool = False
+    """The load has settled (flat or falling steadily): no further stabilisation needed."""
+
+
 def recent_peak_rps(
-    history: ScalingHistory, now: datetime, rps: float, policy: AutoscalePolicy
-) -> tuple[float, str | None]:
-    """The rate scale-in must still carry: the highest pool request rate within
-    ``scale_down_peak_window_seconds`` (``rps`` is now's), each past rate first carried to
-    this time of day by the seasonal profile (a fall the profile expects does not hold the
-    pool). If the rates of the last ``trend_window_seconds`` are steady (max within
-    ``scale_down_steady_spread`` of min), the load has settled at a new level: only they
-    count (a step down is followed in minutes; bursty load keeps the long peak).
-    Returns the rate and, if the profile lowered it, why."""
+    history: ScalingHistory,
+    now: datetime,
+    rps: float,
+    policy: AutoscalePolicy,
+    profile: LoadProfile | None = None,
+) -> Peak:
+    """The rate scale-in must still carry (``rps`` is now's).
+
+    * The highest pool rate within ``scale_down_peak_window_seconds``, each past rate first
+      carried to this time of day by the seasonal ``profile`` (a fall the profile expects
+      does not hold the pool): a lull between bursts does not remove what the next burst
+      needs.
+    * Unless the load has *settled*: if the rates of the last ``scale_down_steady_seconds``
+      lie on a flat or falling line to within ``scale_down_steady_spread`` of their mean,
+      that line is the forecast and only it counts, so a step down or a steady fall is
+      followed in minutes while noisy or bursty load keeps the long peak.
+    * Never below what the profile expects within the stabilisation window plus the
+      forecast horizon: no scale-in just before a recurring rise."""
     window = policy.scale_down_peak_window_seconds
-    short = min(window, policy.trend_window_seconds)
-    profile = history.profile
+    short = min(window, policy.scale_down_steady_seconds)
     now_level = profile.expected(now) if profile is not None else None
-    peak = raw_peak = recent_max = recent_min = rps
-    recent = 0
+    peak = raw_peak = rps
+    recent: list[tuple[float, float]] = [(0.0, rps)]
     for sample in reversed(history.rates):  # newest first
         age = (now - sample.at).total_seconds()
         if age > window:
@@ -109,19 +146,57 @@ def recent_peak_rps(
             if then is not None and then > now_level > 0:
                 value *= now_level / then  # what that rate means at this time of day
         peak = max(peak, value)
-        if age <= short:
-            recent += 1
-            recent_max = max(recent_max, sample.rps)
-            recent_min = min(recent_min, sample.rps)
-    spread = policy.scale_down_steady_spread
-    # "Steady" needs a few samples: one rate alone says nothing about the spread.
-    if spread is not None and recent >= 2 and recent_max <= (1 + spread) * recent_min:
-        return recent_max, None
-    if peak < raw_peak:
-        return peak, (
-            f"seasonal profile expects the fall: peak {raw_peak:.1f}/s counts as {peak:.1f}/s"
+        if 0 < age <= short:
+            recent.append((-age, sample.rps))
+    held = Peak(peak)
+    settled = _settled(recent, policy.scale_down_steady_spread)
+    if settled is not None:
+        kind, level = settled
+        held = Peak(max(level, rps), f"{kind} for {short:g}s", steady=True)
+    elif peak < raw_peak:
+        held = Peak(
+            peak,
+            f"seasonal profile expects the fall: the {window:g}s peak {raw_peak:.1f}/s "
+            f"counts as {peak:.1f}/s",
         )
-    return peak, None
+    if profile is not None:
+        ahead = policy.scale_down_stabilization_seconds + policy.forecast_seconds
+        rise = profile.peak_ratio(now, ahead)
+        if rise is not None and rps * rise > held.rps:
+            return Peak(
+                rps * rise,
+                f"seasonal profile expects x{rise:.2f} within {ahead:g}s",
+            )
+    return held
+
+
+def _settled(
+    points: list[tuple[float, float]], spread: float | None
+) -> tuple[str, float] | None:
+    """Whether (age, rate) points lie on a flat or falling line within ``spread`` x their
+    mean (a band: max minus min residual). Returns "steady" with the highest rate, or
+    "falling steadily" with the line's value now plus its band (the fall is the forecast);
+    None otherwise."""
+    if spread is None or len(points) < 3:
+        return None  # one or two rates say nothing about the spread
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    if mean_r <= 0:
+        return None
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    slope = sum((t - mean_t) * (r - mean_r) for t, r in points) / var if var else 0.0
+    residuals = [r - mean_r - slope * (t - mean_t) for t, r in points]
+    band = max(residuals) - min(residuals)
+    if band > spread * mean_r:
+        return None
+    span = -min(t for t, _ in points)
+    change = slope * span  # how much the line rose (+) or fell (-) over the window
+    if change < -spread * mean_r / 2:
+        return "falling steadily", mean_r - slope * mean_t + band
+    if change > spread * mean_r / 2:
+        return None  # rising: not a time to scale in
+    return "steady", max(r for _, r in points)
 
 
 def proportional(
@@ -134,6 +209,11 @@ def proportional(
     if learned is not None:
         result.targets["rps"] = learned.rps
         result.rps_source = learned.why
+        if learned.source == "learned" and total_rps(observation, policy, now) is not None:
+            # The CPU target now speaks through the rate target (the rate one instance serves
+            # at that CPU). The gateway's rate counts every request; CPU jitters, spikes with
+            # a neighbour and stops at 100 %: it keeps teaching the learner instead.
+            result.targets.pop("cpu", None)
     for name, target in result.targets.items():
         if name == "rps":
             _rps_recommendation(result, policy, observation, history, now, target)
@@ -145,7 +225,8 @@ def proportional(
         if reading.missing:
             result.partial.append(name)
         result.values[name] = reading.average
-        rec, why = _utilisation_recommendation(name, reading, target, current, policy)
+        failing = (error_rate(observation, policy, now) or 0.0) if policy.count_failed_requests else 0.0
+        rec, why = _utilisation_recommendation(name, reading, target, current, policy, failing)
         result.recommendations[name] = rec
         result.explanations[name] = why
     _add_triggers(result, policy, observation, history, now)
@@ -160,21 +241,24 @@ def _rps_recommendation(
     now: datetime,
     target: float,
 ) -> None:
+    """``ceil(rate / target)`` with the dead band: scale-out on the rate expected one
+    forecast horizon ahead, scale-in on the rate the pool must still carry."""
     rps = total_rps(observation, policy, now)
     if rps is None:
         result.missing.append("rps")
         return
     result.values["rps"] = rps
     current = result.current
-    expected = rps
+    profile = history.profile if policy.seasonal_forecast else None
     outlook = forecast(
-        history.profile,
+        profile,
         history.rates,
         now,
         rps,
         policy.forecast_seconds,
         trend_window=policy.trend_window_seconds,
     )
+    expected = rps
     label = f"rps {rps:.1f}/s"
     if outlook is not None and outlook.rising:
         expected = outlook.expected_rps
@@ -183,23 +267,20 @@ def _rps_recommendation(
     if result.rps_source and result.rps_source != "set in the policy":
         label += f" ({result.rps_source})"
     ratio = expected / (target * current) if current else math.inf
+    if ratio < 1 - policy.down_tolerance and policy.scale_down_peak_window_seconds > 0:
+        held = recent_peak_rps(history, now, rps, policy, profile)
+        result.steady = held.steady
+        if held.rps > expected:
+            label += f"; carry {held.rps:.1f}/s"
+            expected = held.rps
+        if held.why is not None:
+            label += f" ({held.why})"
+        # What the pool must carry can hold it, never grow it.
+        ratio = min(expected / (target * current), 1.0)
     if 1 - policy.down_tolerance <= ratio <= 1 + policy.up_tolerance:
         result.recommendations["rps"] = current
         result.explanations["rps"] = f"{label}: within tolerance"
         return
-    if ratio < 1 and policy.scale_down_peak_window_seconds > 0:
-        # Scale-in is sized by the recent peak, and only if even that is below the band.
-        peak, seasonal = recent_peak_rps(history, now, rps, policy)
-        if seasonal is not None:
-            label += f"; {seasonal}"
-        if peak > expected:
-            window = f"{policy.scale_down_peak_window_seconds:g}s"
-            label += f"; peak {peak:.1f}/s in the last {window}"
-            expected = peak
-            if expected / (target * current) >= 1 - policy.down_tolerance:
-                result.recommendations["rps"] = current
-                result.explanations["rps"] = f"{label}: within tolerance at the peak"
-                return
     rec = max(1, _ceil(expected / target))
     result.recommendations["rps"] = rec
     result.explanations["rps"] = f"{label}: {rec} needed"
@@ -234,9 +315,16 @@ def _add_triggers(
 ) -> None:
     """Latency and error rate can add one instance; they never recommend fewer."""
     p95 = p95_latency_ms(observation, policy, now)
+    growing = any(
+        i.state is not InstanceState.DRAINING and not is_warm(i, policy, now)
+        for i in observation.instances
+    )
     if p95 is not None:
         result.values["latency"] = p95
-        if p95 > policy.response_time_threshold_ms and _latency_persists(policy, history, now):
+        # While added instances start and warm up the pool is still growing: slow requests
+        # now are the wait for them (the window still holds it), not a need for even more.
+        slow = p95 > policy.response_time_threshold_ms
+        if slow and not growing and _latency_persists(policy, history, now):
             result.recommendations["latency"] = result.current + 1
             result.explanations["latency"] = (
                 f"p95 latency {p95:.0f} ms > {policy.response_time_threshold_ms:g} ms: one more"
