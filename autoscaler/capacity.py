@@ -188,10 +188,11 @@ def observe(
     slow = _remember_slow(estimate.slow, sample, settings)
     points, outliers, rejected, reset = estimate.points, estimate.outliers, estimate.rejected, 0
     cpu = sample.cpu_percent
+    # Slow p95 alone does not bend the line (bursts inside the window do that); failed
+    # requests and a saturated CPU do.
     linear = (
         cpu is not None
         and cpu < settings.saturated_cpu_percent
-        and not sample.slow
         and (sample.error_rate is None or sample.error_rate <= settings.max_error_rate)
     )
     if cpu is not None and linear:

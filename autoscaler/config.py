@@ -84,7 +84,6 @@ class AutoscalePolicy(BaseModel):
     one), in the rps recommendation and the flapping check: a dip between bursts does not
     remove instances the next burst needs (cut direction reversals by 2/3 in the replay
     benchmark). 0 = the current rate."""
-    scale_down_peak_quantile: float = Field(default=1.0, gt=0, le=1)
     scale_down_steady_spread: float | None = Field(default=0.25, ge=0, le=10)
     """...unless the load has settled: if the rates of the last ``trend_window_seconds`` lie
     within this fraction of each other (max <= (1 + spread) x min), only they size the
@@ -93,6 +92,12 @@ class AutoscalePolicy(BaseModel):
     scale_down_steady_seconds: float = Field(default=300.0, gt=0, le=3600)
     """How long the rates must lie within ``scale_down_steady_spread`` of each other for the
     load to count as settled."""
+    short_burst_seconds: float = Field(default=150.0, ge=0, le=3600)
+    """On/off load: when the last 15 minutes held at least 3 bursts above twice the median
+    rate lasting this long or less on average, size the pool for the sustained rate (the
+    upper quartile), not the bursts: an instance added for a short burst starts when it is
+    over, one held for the bursts idles between them (``autoscaler.forecast.bursts``).
+    0 = off."""
     latency_trigger_ticks: int = Field(default=3, ge=1, le=8)
     """The latency trigger adds an instance only when p95 exceeded
     ``response_time_threshold_ms`` at this many consecutive decisions (1 = at once): a burst

@@ -46,14 +46,15 @@ def decide(
         if policy.flapping_check:
             loads = _projected_loads(policy, result, history, now)
             chain.apply("flapping_check", rules.flapping_check(chain.value, current, loads))
-            slow = rules.hold_while_slow(
-                chain.value,
-                current,
-                result.values.get("latency"),
-                policy.response_time_threshold_ms,
-                policy.scale_down_latency_ratio,
-            )
-            chain.apply("latency_guard", slow)
+            if not result.short_bursts:  # the bursts' latency is not the pool's to fix
+                slow = rules.hold_while_slow(
+                    chain.value,
+                    current,
+                    result.values.get("latency"),
+                    policy.response_time_threshold_ms,
+                    policy.scale_down_latency_ratio,
+                )
+                chain.apply("latency_guard", slow)
         # A settled load was already sized by the max of its recent rates (the same hold).
         hold = 0.0 if result.steady else policy.scale_down_stabilization_seconds
         stable = rules.stabilize(chain.value, current, history, now, policy, down_window=hold)
@@ -112,10 +113,14 @@ def _projected_loads(
     trigger (a load the pool has shown it cannot carry within the latency limit)."""
     loads: dict[str, tuple[float, float]] = {}
     rps = result.values.get("rps")
-    if rps is not None and policy.scale_down_peak_window_seconds > 0:
+    if result.sustained_rps is not None:
+        rps = result.sustained_rps
+    elif rps is not None and policy.scale_down_peak_window_seconds > 0:
         profile = history.profile if policy.seasonal_forecast else None
         rps = recent_peak_rps(history, now, rps, policy, profile).rps
     slow = history.capacity.slow_rate(now, policy.slow_load_memory_seconds)
+    if result.short_bursts:
+        slow = None  # slow in the bursts, not at the sustained rate
     if rps is not None and slow is not None and result.current:
         loads["rps at which latency was slow"] = (rps / result.current, slow)
     for name, target in result.targets.items():

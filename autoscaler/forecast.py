@@ -238,3 +238,85 @@ def forecast(
         seasonal_ratio=ratio,
         trend_rps_per_second=slope,
     )
+
+
+class Bursts(BaseModel):
+    """The shape of the recent load: bursts above twice its median, and how long they last.
+
+    When bursts come often and end within ``short_seconds`` (on/off traffic, such as an LLM
+    service's), the forecast is that the next one will be short too: capacity added for it
+    starts when it is over, and capacity held for it idles between bursts. The policy then
+    sizes the pool for the *sustained* load (``sustained_rps``: the rate the load stays at
+    or above a quarter of the time) instead."""
+
+    model_config = _FROZEN
+
+    count: int
+    mean_seconds: float
+    median_rps: float
+    sustained_rps: float
+    window_seconds: float
+
+    @property
+    def short(self) -> bool:
+        return self.count >= _MIN_BURSTS and self.mean_seconds <= self.short_limit
+
+    short_limit: float = 150.0
+
+    def describe(self) -> str:
+        return (
+            f"short bursts ({self.count} in {self.window_seconds:g}s, "
+            f"~{self.mean_seconds:.0f}s each): sized for the sustained {self.sustained_rps:.1f}/s"
+        )
+
+
+_MIN_BURSTS = 3
+_BURST_FACTOR = 2.0
+
+
+def bursts(
+    recent: Sequence[_Rate],
+    now: datetime,
+    rps: float,
+    *,
+    window: float = 900.0,
+    short_seconds: float = 150.0,
+) -> Bursts | None:
+    """Bursts in the rates of the last ``window`` seconds (and now's); None with fewer than
+    ten rates or no load."""
+    samples: list[tuple[float, float]] = [(0.0, rps)]
+    for sample in reversed(recent):
+        age = (now - sample.at).total_seconds()
+        if age > window:
+            break
+        if age > 0:
+            samples.append((age, sample.rps))
+    if len(samples) < 10:
+        return None
+    samples.reverse()  # oldest first
+    rates = sorted(r for _, r in samples)
+    median = rates[len(rates) // 2]
+    if rates[-1] <= 0:
+        return None
+    threshold = _BURST_FACTOR * median
+    durations: list[float] = []
+    start: float | None = None
+    step = window / max(len(samples) - 1, 1)
+    for age, rate in samples:
+        if rate > threshold and rate > 0:
+            if start is None:
+                start = age
+        elif start is not None:
+            durations.append(start - age)
+            start = None
+    if start is not None:
+        durations.append(start + step)  # still bursting now
+    mean = sum(durations) / len(durations) if durations else 0.0
+    return Bursts(
+        count=len(durations),
+        mean_seconds=mean,
+        median_rps=median,
+        sustained_rps=rates[(3 * (len(rates) - 1)) // 4],
+        window_seconds=window,
+        short_limit=short_seconds,
+    )

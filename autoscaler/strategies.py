@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from autoscaler.config import AutoscalePolicy
-from autoscaler.forecast import LoadProfile, forecast
+from autoscaler.forecast import LoadProfile, bursts, forecast
 from autoscaler.learning import rps_target
 from autoscaler.model import InstanceState, Observation, ScalingHistory
 from autoscaler.readings import (
@@ -44,6 +44,11 @@ class StrategyResult:
     rps_source: str | None = None
     steady: bool = False
     """The request rate has settled (scale-in needs no further stabilisation)."""
+    short_bursts: bool = False
+    """On/off load with short bursts: sized for the sustained rate; latency from the bursts
+    neither adds instances nor holds them."""
+    sustained_rps: float | None = None
+    burst_note: str = ""
 
     @property
     def recommendation(self) -> int:
@@ -214,6 +219,17 @@ def proportional(
             # at that CPU). The gateway's rate counts every request; CPU jitters, spikes with
             # a neighbour and stops at 100 %: it keeps teaching the learner instead.
             result.targets.pop("cpu", None)
+    rps = total_rps(observation, policy, now)
+    if rps is not None:
+        result.values["rps"] = rps  # remembered for the trend, peaks and bursts either way
+    if rps is not None and policy.short_burst_seconds > 0:
+        shape = bursts(history.rates, now, rps, short_seconds=policy.short_burst_seconds)
+        if shape is not None and shape.short:
+            # On/off load: instances added for a burst start when it is over, and instances
+            # held for bursts idle between them; size for the load that lasts.
+            result.short_bursts = True
+            result.sustained_rps = shape.sustained_rps
+            result.burst_note = shape.describe()
     for name, target in result.targets.items():
         if name == "rps":
             _rps_recommendation(result, policy, observation, history, now, target)
@@ -222,11 +238,17 @@ def proportional(
         if reading is None:
             result.missing.append(name)
             continue
+        if name == "cpu" and result.sustained_rps is not None and rps:
+            # The same for CPU: what the sustained rate would use of it.
+            share = result.sustained_rps / rps
+            reading = replace(reading, values=tuple(v * share for v in reading.values))
         if reading.missing:
             result.partial.append(name)
         result.values[name] = reading.average
         failing = (error_rate(observation, policy, now) or 0.0) if policy.count_failed_requests else 0.0
         rec, why = _utilisation_recommendation(name, reading, target, current, policy, failing)
+        if name == "cpu" and result.short_bursts:
+            why += f" ({result.burst_note})"
         result.recommendations[name] = rec
         result.explanations[name] = why
     _add_triggers(result, policy, observation, history, now)
@@ -260,6 +282,10 @@ def _rps_recommendation(
     )
     expected = rps
     label = f"rps {rps:.1f}/s"
+    if result.sustained_rps is not None:
+        expected = result.sustained_rps
+        label += f" ({result.burst_note})"
+        outlook = None
     if outlook is not None and outlook.rising:
         expected = outlook.expected_rps
         label += f" ({outlook.describe()})"
@@ -267,7 +293,11 @@ def _rps_recommendation(
     if result.rps_source and result.rps_source != "set in the policy":
         label += f" ({result.rps_source})"
     ratio = expected / (target * current) if current else math.inf
-    if ratio < 1 - policy.down_tolerance and policy.scale_down_peak_window_seconds > 0:
+    if (
+        ratio < 1 - policy.down_tolerance
+        and policy.scale_down_peak_window_seconds > 0
+        and not result.short_bursts
+    ):
         held = recent_peak_rps(history, now, rps, policy, profile)
         result.steady = held.steady
         if held.rps > expected:
@@ -323,7 +353,7 @@ def _add_triggers(
         result.values["latency"] = p95
         # While added instances start and warm up the pool is still growing: slow requests
         # now are the wait for them (the window still holds it), not a need for even more.
-        slow = p95 > policy.response_time_threshold_ms
+        slow = p95 > policy.response_time_threshold_ms and not result.short_bursts
         if slow and not growing and _latency_persists(policy, history, now):
             result.recommendations["latency"] = result.current + 1
             result.explanations["latency"] = (
