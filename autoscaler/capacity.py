@@ -1,8 +1,9 @@
 """Learned capacity: how many requests per second one instance serves, learned from what every
 tick observes (pure; no I/O, no clock).
 
-Each tick gives at most one :class:`CapacitySample` (``autoscaler.learning.capacity_sample``): the gateway's request rate divided by the
-ready instances that served it, the mean CPU % of those instances and the pool's p95 latency.
+Each tick gives at most one :class:`CapacitySample` (``autoscaler.learning.capacity_sample``):
+the gateway's request rate divided by the ready instances that served it, the mean CPU % of
+those instances and whether the pool's p95 latency was over its threshold.
 :func:`observe` folds it into a :class:`CapacityEstimate`:
 
 * **CPU fit.** A weighted, trimmed least-squares line ``cpu = idle + slope x rps`` over the

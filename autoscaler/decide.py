@@ -16,7 +16,8 @@ from datetime import datetime
 from autoscaler import rules
 from autoscaler.config import AutoscalePolicy
 from autoscaler.model import Decision, Direction, LimitApplied, Observation, ScalingHistory
-from autoscaler.strategies import STRATEGIES, StrategyResult, recent_peak_rps
+from autoscaler.rate import StrategyResult, recent_peak_rps
+from autoscaler.strategies import STRATEGIES
 
 
 class _Chain:

@@ -270,7 +270,8 @@ def _observe(
     served = (cum_u[s] - cum_u[lo]) / span
     offered = cum_d[s] - cum_d[lo]
     errors = (cum_lost[s] - cum_lost[lo]) / offered if offered > 0 else 0.0
-    cpu = model.cpu_percent(served, s // scrape, sum(1 for v in views if v.state is InstanceState.READY))
+    serving = sum(1 for v in views if v.state is InstanceState.READY)
+    cpu = model.cpu_percent(served, s // scrape, serving)
     p95 = _window_p95(model, demand[lo:s], util[lo:s])
     memory = model.memory_base_percent + model.memory_load_percent * min(served, 1.0)
     aggregate = Metrics.model_construct(
