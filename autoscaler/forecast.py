@@ -41,8 +41,8 @@ class _Rate(Protocol):
 
 class LoadProfile(BaseModel):
     """Typical request rate (requests/s) by slot of the day and, with enough history, of the
-    week. Times are UTC; a slot's value holds for the slot's middle and is interpolated
-    linearly in between."""
+    week. Times are UTC; a slot's value holds for the whole slot (a rise at 18:00 shows as
+    soon as the forecast horizon reaches 18:00)."""
 
     model_config = _FROZEN
 
@@ -51,13 +51,13 @@ class LoadProfile(BaseModel):
     """One value per slot of the day (``86400 / slot_seconds`` of them)."""
     week: tuple[float | None, ...] = ()
     """One value per slot of the week (Monday 00:00 first), or empty."""
-    days: float = Field(ge=0)
-    """How much history (days) the profile was built from."""
+    days: int = Field(ge=0)
+    """On how many days (UTC) the history it was built from has samples."""
     built_at: datetime | None = None
 
     def expected(self, at: datetime) -> float | None:
-        """The profile's rate at ``at`` (interpolated between slot middles), or None. A week
-        slot without data falls back to the day's profile."""
+        """The profile's rate for the slot holding ``at``, or None. A week slot without data
+        falls back to the day's profile."""
         if self.week:
             value = _lookup(self.week, _WEEK, self.slot_seconds, at)
             if value is not None:
@@ -72,32 +72,25 @@ class LoadProfile(BaseModel):
         return b / a
 
     def peak_ratio(self, start: datetime, seconds: float) -> float | None:
-        """The highest profile value over ``[start, start + seconds]`` relative to ``start``'s
-        (checked at each slot boundary and at the end)."""
+        """The highest profile value over ``[start, start + seconds]`` relative to
+        ``start``'s (each slot the span touches)."""
         base = self.expected(start)
         if base is None or base <= 1e-9:
             return None
         best = base
-        step = self.slot_seconds / 2
-        offset = step
-        while offset < seconds + step:
-            value = self.expected(start + timedelta(seconds=min(offset, seconds)))
+        offset = 0.0
+        while offset < seconds:
+            offset = min(offset + self.slot_seconds, seconds)
+            value = self.expected(start + timedelta(seconds=offset))
             if value is not None:
                 best = max(best, value)
-            offset += step
         return best / base
 
 
 def _lookup(
     table: tuple[float | None, ...], period: int, slot_seconds: int, at: datetime
 ) -> float | None:
-    pos = (_seconds(at) % period) / slot_seconds - 0.5
-    lower = math.floor(pos)
-    a = table[lower % len(table)]
-    b = table[(lower + 1) % len(table)]
-    if a is None or b is None:
-        return None
-    return a + (b - a) * (pos - lower)
+    return table[int(_seconds(at) % period) // slot_seconds % len(table)]
 
 
 def _seconds(at: datetime) -> float:
@@ -109,30 +102,25 @@ def build_profile(
     samples: Iterable[tuple[datetime, float]],
     *,
     slot_seconds: int = 900,
-    min_days: float = 2.0,
+    min_days: int = 2,
     at: datetime | None = None,
 ) -> LoadProfile | None:
-    """The seasonal profile of ``(time, rate)`` samples; None with less than ``min_days`` of
-    history (one day cannot tell a daily rise from a one-off burst)."""
+    """The seasonal profile of ``(time, rate)`` samples; None with samples on fewer than
+    ``min_days`` days (one day cannot tell a daily rise from a one-off burst)."""
     if _DAY % slot_seconds:
         raise ValueError(f"slot_seconds: {slot_seconds} does not divide a day")
     per_day = _DAY // slot_seconds
     # (day number, slot) -> [sum, count]
     cells: dict[tuple[int, int], list[float]] = {}
-    first = last = None
     for when, rate in samples:
         if not math.isfinite(rate) or rate < 0:
             continue
         t = _seconds(when)
-        first = t if first is None else min(first, t)
-        last = t if last is None else max(last, t)
         key = (int(t // _DAY), int(t % _DAY) // slot_seconds)
         cell = cells.setdefault(key, [0.0, 0.0])
         cell[0] += rate
         cell[1] += 1
-    if first is None or last is None:
-        return None
-    days = (last - first) / _DAY
+    days = len({day for day, _ in cells})
     if days < min_days:
         return None
     by_slot: dict[int, list[float]] = {}
@@ -146,7 +134,7 @@ def build_profile(
     if days >= 14:  # two of each weekday before the weekday matters
         week_table = tuple(_low_quantile(by_week_slot.get(s)) for s in range(7 * per_day))
     return LoadProfile(
-        slot_seconds=slot_seconds, day=day_table, week=week_table, days=round(days, 3), built_at=at
+        slot_seconds=slot_seconds, day=day_table, week=week_table, days=days, built_at=at
     )
 
 

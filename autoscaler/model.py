@@ -217,6 +217,11 @@ class ScalingHistory(BaseModel):
     """The seasonal load profile precomputed from the scaling history (by maintenance);
     None = no seasonal forecast."""
 
+    def with_profile(self, profile: LoadProfile | None) -> ScalingHistory:
+        """This history with the seasonal profile the maintenance flow computed (None: no
+        seasonal forecast)."""
+        return self.model_copy(update={"profile": profile})
+
     @property
     def last_scale_at(self) -> datetime | None:
         times = [t for t in (self.last_scale_up_at, self.last_scale_down_at) if t is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from autoscaler import InstanceState, InstanceView, Metrics, Observation
+from autoscaler.capacity import CapacityEstimate, SloPoint
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LONG_AGO = NOW - timedelta(hours=1)
@@ -52,3 +53,8 @@ def pool(
         )
     aggregate = Metrics(rps=rps, p95_latency_ms=p95_ms, sampled_at=sampled_at)
     return Observation(instances=tuple(instances), aggregate=aggregate)
+
+
+def slow_at(rps: float, at: datetime) -> CapacityEstimate:
+    """A learned estimate that saw p95 over its threshold at ``rps`` per instance at ``at``."""
+    return CapacityEstimate(slow=(SloPoint(at=at, rps=rps),))

@@ -18,9 +18,10 @@ from autoscaler import (
     ScaleEvent,
     ScalingHistory,
     decide,
+    learn,
 )
 
-from .builders import NOW, ago, pool
+from .builders import NOW, ago, pool, slow_at
 
 
 @dataclass
@@ -171,7 +172,7 @@ CASES = [
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         4,
         policy={"min_instances": 1, "target_rps_per_instance": 50},
-        history=ScalingHistory(slow_loads=(RateSample(at=ago(600), rps=40),)),
+        history=ScalingHistory(capacity=slow_at(40, ago(600))),
         limits=("flapping_check",),
     ),
     Case(
@@ -179,7 +180,7 @@ CASES = [
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         3,
         policy={"min_instances": 1, "target_rps_per_instance": 50},
-        history=ScalingHistory(slow_loads=(RateSample(at=ago(4000), rps=40),)),
+        history=ScalingHistory(capacity=slow_at(40, ago(4000))),
     ),
     Case(
         "a latency spike seen at one tick only is noise when the trigger needs 3 ticks",
@@ -346,7 +347,7 @@ CASES = [
         },
         history=ScalingHistory(
             rates=(RateSample(at=ago(600), rps=140),),
-            slow_loads=(RateSample(at=ago(600), rps=40),),
+            capacity=slow_at(40, ago(600)),
         ),
         limits=("flapping_check",),
     ),
@@ -457,8 +458,12 @@ def test_failed_action_is_not_remembered_as_scaling() -> None:
 
 
 def test_slow_latency_is_remembered_per_instance_rate() -> None:
+    # A settled pool of 3 (warm, unchanged for longer than the learner's settle time) whose
+    # p95 is over the trigger at 90/s: the learner remembers 30/s per instance.
     policy = AutoscalePolicy.build({**BASE, "target_rps_per_instance": 50})
-    decision = decide(policy, pool(50, 50, 50, rps=90, p95_ms=1500), ScalingHistory(), NOW)
-    assert decision.driving_metric == "latency" and decision.desired == 4
-    history = ScalingHistory().record(decision)
-    assert [s.rps for s in history.slow_loads] == [30.0]
+    history = ScalingHistory()
+    for k in range(5):
+        observation = pool(50, 50, 50, rps=90, p95_ms=1500 if k == 4 else 200)
+        history = learn(policy, observation, history, ago(30 * (4 - k)))
+    assert [s.rps for s in history.capacity.slow] == [30.0]
+    assert history.capacity.slow_rate(NOW, 3600) == 30.0

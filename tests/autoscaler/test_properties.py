@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from autoscaler import (
     AutoscalePolicy,
+    CapacityEstimate,
     InstanceView,
     LatencySample,
+    LoadProfile,
     Metrics,
     Observation,
     RateSample,
@@ -39,6 +41,9 @@ def policies(draw: st.DrawFn) -> AutoscalePolicy:
         target_rps_per_instance=draw(st.one_of(st.none(), st.floats(1, 200))),
         forecast_seconds=draw(st.sampled_from([0.0, 60.0])),
         flapping_check=draw(st.booleans()),
+        learn_capacity=draw(st.booleans()),
+        seasonal_forecast=draw(st.booleans()),
+        short_burst_seconds=draw(st.sampled_from([0.0, 150.0])),
     )
 
 
@@ -62,19 +67,51 @@ def observations(draw: st.DrawFn, count: st.SearchStrategy[int] | None = None) -
     return Observation(instances=tuple(instances), aggregate=aggregate)
 
 
+@st.composite
+def histories(draw: st.DrawFn) -> ScalingHistory:
+    """Memories a tick may start from: a learned capacity (confident or not), a seasonal
+    profile, recent rates and latencies."""
+    capacity = CapacityEstimate()
+    if draw(st.booleans()):
+        capacity = CapacityEstimate(
+            capacity_rps=draw(st.floats(1, 1000)),
+            idle_cpu_percent=draw(st.floats(0, 30)),
+            samples=draw(st.integers(0, 64)),
+            confidence=draw(st.floats(0, 1)),
+        )
+    profile = None
+    if draw(st.booleans()):
+        values = draw(st.lists(st.one_of(st.none(), st.floats(0, 2000)), min_size=96, max_size=96))
+        profile = LoadProfile(day=tuple(values), days=3)
+    ages = draw(st.lists(st.integers(1, 3600), max_size=30, unique=True))
+    rates = tuple(
+        RateSample(at=ago(age), rps=draw(st.floats(0, 2000))) for age in sorted(ages, reverse=True)
+    )
+    latencies = tuple(
+        LatencySample(at=ago(30 * k), p95_ms=draw(st.floats(0, 60_000)))
+        for k in range(draw(st.integers(0, 3)), 0, -1)
+    )
+    return ScalingHistory(capacity=capacity, profile=profile, rates=rates, latencies=latencies)
+
+
 @SETTINGS
-@given(policy=policies(), observation=observations())
+@given(policy=policies(), observation=observations(), history=histories())
 def test_desired_always_within_min_and_max(
-    policy: AutoscalePolicy, observation: Observation
+    policy: AutoscalePolicy, observation: Observation, history: ScalingHistory
 ) -> None:
-    decision = decide(policy, observation, ScalingHistory(), NOW)
+    decision = decide(policy, observation, history, NOW)
     assert policy.min_instances <= decision.desired <= policy.max_instances
 
 
 @SETTINGS
-@given(policy=policies(), observation=observations(st.integers(1, 12)), data=st.data())
+@given(
+    policy=policies(),
+    observation=observations(st.integers(1, 12)),
+    history=histories(),
+    data=st.data(),
+)
 def test_no_scale_down_while_a_metric_is_missing(
-    policy: AutoscalePolicy, observation: Observation, data: st.DataObject
+    policy: AutoscalePolicy, observation: Observation, history: ScalingHistory, data: st.DataObject
 ) -> None:
     # Make one warm instance silent (no sample at all, or a stale one).
     stale = data.draw(st.booleans())
@@ -87,7 +124,7 @@ def test_no_scale_down_while_a_metric_is_missing(
     )
     obs = Observation(instances=(*observation.instances, silent), aggregate=Metrics())
     current = len(obs.active)
-    decision = decide(policy, obs, ScalingHistory(), NOW)
+    decision = decide(policy, obs, history, NOW)
     assert decision.missing_metrics or decision.limits or decision.desired >= current
     if current <= policy.max_instances:
         assert decision.desired >= current, decision.reason
