@@ -54,6 +54,8 @@ def hpa_policy(model: ServiceModel, lo: int, hi: int) -> AutoscalePolicy:
         target_memory_percent=None,
         learn_capacity=False,
         count_failed_requests=False,
+        seasonal_forecast=False,
+        short_burst_seconds=0,
         tolerance=0.1,
         # The HPA's one tolerance applies both ways (the default's wider down band is ours).
         scale_up_tolerance=None,

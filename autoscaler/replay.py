@@ -28,6 +28,8 @@ from autoscaler.victims import select_victims
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _DAY = 86_400
+LEARNED_AFTER = 1800
+"""The replay reports the learned capacity after this much load (and at the end)."""
 REACTION_HORIZON = 1800
 """A step not met within this many seconds counts as "no reaction"."""
 _TIMEOUT_MS = 60_000.0  # what a saturated pool's p95 looks like to a scraper
@@ -61,6 +63,18 @@ class ReplayResult:
             best = (capacity, confidence)
         return best
 
+    def _learned_summary(self) -> dict[str, float | None]:
+        if not any(capacity is not None for _, capacity, _ in self.learned):
+            return {}
+        early, early_confidence = self.learned_at(LEARNED_AFTER)
+        final, confidence = self.learned[-1][1], self.learned[-1][2]
+        return {
+            "learned_capacity_rps": None if final is None else round(final, 2),
+            "learned_confidence": round(confidence, 3),
+            f"learned_capacity_rps_at_{LEARNED_AFTER}s": None if early is None else round(early, 2),
+            f"learned_confidence_at_{LEARNED_AFTER}s": round(early_confidence, 3),
+        }
+
     @property
     def dropped_percent(self) -> float:
         return (
@@ -75,6 +89,7 @@ class ReplayResult:
             "tick_seconds": self.tick_seconds,
             "seconds": self.seconds,
             "slo_violation_seconds": self.slo_violation_seconds,
+            "offered_requests": round(self.offered_requests, 1),
             "dropped_requests": round(self.dropped_requests, 1),
             "dropped_percent": round(self.dropped_percent, 4),
             "instance_seconds": round(self.instance_seconds, 1),
@@ -85,6 +100,7 @@ class ReplayResult:
             "reaction_median_seconds": _median(met),
             "reaction_max_seconds": max(met) if met else None,
             "steps_not_met": len(self.reaction_seconds) - len(met),
+            **self._learned_summary(),
         }
 
 

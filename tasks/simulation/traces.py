@@ -50,15 +50,19 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 _COLUMNS = (
-    ("slo_violation_seconds", "SLO-violation s", "{:,}"),
+    ("slo_violation_seconds", "SLO-violation s", "{:,.0f}"),
     ("dropped_percent", "dropped %", "{:.3f}"),
     ("instance_seconds", "instance-s", "{:,.0f}"),
-    ("scale_actions", "actions", "{:,}"),
-    ("reversals", "reversals", "{:,}"),
+    ("x_oracle", "x oracle", "{:.3f}"),
+    ("x_oracle_tick", "x oracle/tick", "{:.3f}"),
+    ("scale_actions", "actions", "{:,.0f}"),
+    ("reversals", "reversals", "{:,.0f}"),
     ("load_steps", "load steps", "{:,}"),
     ("reaction_median_seconds", "reaction median s", "{:.0f}"),
     ("reaction_max_seconds", "reaction max s", "{:.0f}"),
     ("steps_not_met", f"steps not met in {1800}s", "{:,}"),
+    ("learned_capacity_rps_at_1800s", "learned capacity rps after 1800 s", "{:.1f}"),
+    ("learned_capacity_rps", "learned capacity rps at the end", "{:.1f}"),
 )
 
 
