@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoscaler.config import HARD_MAX_INSTANCES
-from kongstack.cli.views import StackOptions, active, read_cooldowns
+from kongstack.cli.views import StackOptions, active, learned_target, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
 from tasks.tick.config import CONFIG_FILE_ENV, LoadedConfig
@@ -110,8 +110,8 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
         htable.add_row(f"{e.ts:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.from_count} → {e.to_count}",
                        e.outcome, e.reason[:80])
     console.print(htable)
-    print_policy(opts.loaded)
     cd = read_cooldowns(opts.policy(), opts.loaded.config.memory_block)
+    print_policy(opts.loaded, learned_target(opts.policy(), cd.capacity))
 
     def fmt(v: float | None) -> str:
         return "none" if v is None else ("ready" if v <= 0 else f"{v:.0f}s")
@@ -126,15 +126,18 @@ HEADLINE_FIELDS = ("strategy", "min_instances", "max_instances", "target_cpu_per
 """Policy fields ``status`` always shows; any other field shows when it is not the default."""
 
 
-def print_policy(loaded: LoadedConfig) -> None:
-    """The policy in force and where each value came from (file, environment, ...)."""
+def print_policy(loaded: LoadedConfig, learned: str | None = None) -> None:
+    """The policy in force and where each value came from (file, environment, ...); with
+    ``learned``, the request-rate target the autoscaler learned (``views.learned_target``)."""
     source = f"file {loaded.file}" if loaded.file else "no config file"
     console.print(f"Autoscale policy in force ({source}):", soft_wrap=True, highlight=False)
     table = Table()
     for col in ("field", "value", "from"):
         table.add_column(col)
     for field, value, origin in loaded.provenance():
-        if field in HEADLINE_FIELDS or origin != "default":
+        if field == "target_rps_per_instance" and value is None and learned is not None:
+            table.add_row(field, learned, "learned")
+        elif field in HEADLINE_FIELDS or origin != "default":
             table.add_row(field, "-" if value is None else str(value), origin)
     console.print(table)
 

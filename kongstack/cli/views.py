@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from autoscaler import remaining_cooldowns
+from autoscaler.capacity import CapacityEstimate
 from autoscaler.config import AutoscalePolicy
+from autoscaler.learning import rps_target
 from kongstack.core.settings import LocalSettings
 from tasks.instances.base import Instance
 from tasks.tick.config import AutoscaleConfig, LoadedConfig, load_autoscale_config
@@ -75,6 +77,8 @@ class Cooldowns:
     up_remaining: float | None
     down_remaining: float | None
     note: str
+    capacity: CapacityEstimate | None = None
+    """The learned capacity the tick memory holds (None: unknown)."""
 
 
 def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldowns:
@@ -93,7 +97,20 @@ def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldow
     note = ("one cooldown after any action (threshold)" if policy.strategy == "threshold" else
             "scale-down also waits for the stabilisation window "
             f"({policy.scale_down_stabilization_seconds:g}s)")
-    return Cooldowns(up, down, note)
+    return Cooldowns(up, down, note, state.history.capacity)
+
+
+def learned_target(policy: AutoscalePolicy, capacity: CapacityEstimate | None) -> str | None:
+    """The ``target_rps_per_instance`` row of ``kongstack status`` when it is learned: the
+    rate the tick aims at and what it rests on, or why there is none yet."""
+    if policy.target_rps_per_instance is not None or not policy.learn_capacity:
+        return None
+    if capacity is None:
+        return None
+    target = rps_target(policy, capacity)
+    if target is None:
+        return f"- (CPU alone until confident: {capacity.describe()})"
+    return f"{target.rps:.1f} ({target.why})"
 
 
 # -- live per-instance metrics (scraped from each instance's /metrics) ------------------------

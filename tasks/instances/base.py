@@ -22,6 +22,9 @@ class Instance:
     state: InstanceState
     started_at: datetime
     labels: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+    """What the instance runs (the image id; None when the driver cannot tell): a new one
+    makes the autoscaler learn the capacity afresh."""
 
 
 @dataclass(frozen=True)

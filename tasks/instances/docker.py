@@ -267,7 +267,8 @@ class DockerDriver:
             else:
                 state = InstanceState.EXITED
         return Instance(id=container.id or container.name or "", name=container.name or "",
-                        address=address, state=state, started_at=started, labels=labels)
+                        address=address, state=state, started_at=started, labels=labels,
+                        version=container.attrs.get("Image") or None)
 
     def _limits(self) -> dict[str, Any]:
         """nano_cpus / mem_limit that the engine can enforce; a missing capability is logged

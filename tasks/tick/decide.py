@@ -2,6 +2,7 @@
 
     memory (a safe default seeds "keep the current size")
       -> a manual change since the last tick is kept (autoscaler.manual)
+      -> autoscaler.learning.learn (this tick refines the learned capacity)
       -> autoscaler.decide(policy, observation, history, now)
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoscaler import AutoscalePolicy, Decision, ScalingHistory, decide
+from autoscaler.learning import learn
 from autoscaler.manual import detect_manual_change, respect_manual_change
 from tasks.runlog import run_logger
 from tasks.tick.intent import remember_recovered
@@ -43,6 +45,11 @@ def decide_tick(policy: AutoscalePolicy, memory: TickMemory, view: PoolView,
         history = respect_manual_change(history, change, seen.at)
         manual = ActionRecord(kind="manual", from_count=change.from_count,
                               to_count=change.to_count, outcome="ok", reason=change.reason)
+    # Learn before deciding, as the replay does: this tick's rate, CPU and p95 per ready
+    # instance refine the capacity estimate the rate target comes from.
+    history = learn(policy, seen.observation, history, seen.at)
     decision = decide(policy, seen.observation, history, seen.at)
     log.info("decision: %s", decision.reason)
+    if policy.learn_capacity and policy.target_rps_per_instance is None:
+        log.info("capacity: %s", history.capacity.describe())
     return TickDecision(decision, history, manual)

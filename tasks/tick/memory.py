@@ -1,7 +1,8 @@
 """The tick memory: what one tick hands the next, kept in a custom Prefect block.
 
 It is the decision core's ``ScalingHistory`` (the last scale-up/down times, the
-recommendation window the stabilisation rule looks at, recent rates) plus the generation
+recommendation window the stabilisation rule looks at, recent rates and latencies, the
+learned capacity estimate, the seasonal profile maintenance precomputed) plus the generation
 counter and the pool size the last tick left behind (to notice manual changes). Read once at
 the start of a tick and written once at the end. (The record of every decision and action is
 a different thing: the scaling log, tasks/tick/scaling_log.py.)
@@ -53,6 +54,13 @@ class MemoryBlock(Block):
     )
     events: list[dict[str, Any]] = Field(default_factory=list)
     rates: list[dict[str, Any]] = Field(default_factory=list)
+    latencies: list[dict[str, Any]] = Field(default_factory=list)
+    capacity: dict[str, Any] = Field(
+        default_factory=dict, description="the learned capacity estimate and its evidence"
+    )
+    profile: dict[str, Any] | None = Field(
+        default=None, description="the seasonal load profile maintenance precomputed"
+    )
     last_pool_size: int | None = Field(
         default=None, description="active instances the last tick left (manual-change check)"
     )
@@ -66,6 +74,9 @@ class MemoryBlock(Block):
                 "recommendations": self.recommendations,
                 "events": self.events,
                 "rates": self.rates,
+                "latencies": self.latencies,
+                "capacity": self.capacity,
+                "profile": self.profile,
             }
         )
 
@@ -81,6 +92,9 @@ class MemoryBlock(Block):
             recommendations=data["recommendations"],
             events=data["events"],
             rates=data["rates"],
+            latencies=data["latencies"],
+            capacity=data["capacity"],
+            profile=data["profile"],
             last_pool_size=pool_size,
             updated_at=now,
         )

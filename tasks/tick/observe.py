@@ -101,7 +101,14 @@ def build_observation(view: PoolView, snapshot: MetricsSnapshot,
         error_rate=snapshot.value("error_rate"),
         sampled_at=snapshot.sampled_at,
     )
-    return Observation(instances=tuple(views), aggregate=aggregate)
+    return Observation(instances=tuple(views), aggregate=aggregate, version=serving_version(view))
+
+
+def serving_version(view: PoolView) -> str | None:
+    """The image the ready instances run, when they all run the same one (during a rollout,
+    or when the driver cannot tell, None: the capacity learner keeps its estimate)."""
+    versions = {i.version for i in view.instances if i.state is InstanceState.READY}
+    return versions.pop() if len(versions) == 1 else None
 
 
 @task(

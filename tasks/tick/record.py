@@ -84,6 +84,8 @@ class TickRecord:
     success: bool = True
     duration_s: float = 0.0
     dry_run: bool = False
+    capacity: str | None = None
+    """What the autoscaler has learned of one instance's capacity (None: it does not learn)."""
 
 
 def history_events(tick: TickRecord) -> list[ScalingLogEntry]:
@@ -130,7 +132,8 @@ def artifact_markdown(tick: TickRecord, action: ActionRecord) -> str:
         f"## {action.kind}: {action.from_count} → {action.to_count} ({action.outcome})\n\n"
         f"**Reason:** {action.reason}\n\n"
         f"**Decision:** {tick.reason}\n\n"
-        f"Duration {action.duration_s:.2f} s, tick started {tick.started_at.isoformat()}"
+        + (f"**Capacity:** {tick.capacity}\n\n" if tick.capacity else "")
+        + f"Duration {action.duration_s:.2f} s, tick started {tick.started_at.isoformat()}"
         f"{' (dry run)' if tick.dry_run else ''}.\n\n"
         f"### Steps\n{details}\n\n"
         f"### Metrics\n| metric | value |\n|---|---|\n{rows}\n"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from autoscaler import Decision
+from autoscaler import Decision, ScalingHistory
 from tasks.runlog import run_logger
 from tasks.tick.config import AutoscaleConfig
 from tasks.tick.decide import TickDecision
@@ -75,10 +75,11 @@ class TickRun:
         record_tick(config.record, TickRecord(
             started_at=self.started_at, current=seen.active, desired=decision.desired,
             after=after, min_instances=policy.min_instances, max_instances=policy.max_instances,
-            reason=decision.reason, metrics=seen.metrics(decision),
+            reason=decision.reason, metrics={**seen.metrics(decision), **learned(history)},
             driving_metric=decision.driving_metric, actions=actions,
             success=action is None or action.outcome != "failed",
             duration_s=self.elapsed, dry_run=policy.dry_run,
+            capacity=history.capacity.describe() if policy.learn_capacity else None,
         ))
         return self._summary(decision, seen.active, after, actions)
 
@@ -118,3 +119,13 @@ class TickRun:
                 return sum(1 for i in clients.driver.list() if i.state in ACTIVE)
         except Exception:  # the pool itself may be what failed
             return 0
+
+
+def learned(history: ScalingHistory) -> dict[str, Any]:
+    """The capacity estimate's headline, kept with each decision row (``kongstack status``
+    and the maintenance report read it there)."""
+    estimate = history.capacity
+    if estimate.capacity_rps is None:
+        return {}
+    return {"learned_capacity_rps": round(estimate.capacity_rps, 2),
+            "learned_confidence": estimate.confidence, "learned_samples": estimate.samples}

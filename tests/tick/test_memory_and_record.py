@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from autoscaler import AutoscalePolicy, Observation, decide
+from autoscaler.forecast import build_profile
+from autoscaler.learning import learn
 from autoscaler.model import InstanceView, Metrics, Recommendation, ScalingHistory
 from tasks.tick.memory import MemoryBlock, read_memory, save_memory
-from tasks.tick.record import ActionRecord, RecordConfig, TickRecord, read_counter, record_tick
+from tasks.tick.record import (
+    ActionRecord,
+    RecordConfig,
+    TickRecord,
+    artifact_markdown,
+    read_counter,
+    record_tick,
+)
+from tasks.tick.run import learned
 from tasks.tick.scaling_log import ScalingLog
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -112,3 +123,52 @@ def test_textfile_is_valid_exposition_format(tmp_path: Path) -> None:
     families = {f.name for f in text_string_to_metric_families(cfg.textfile_path.read_text())}
     assert {"kongstack_autoscaler_current_instances", "kongstack_autoscaler_tick_failures",
             "kongstack_autoscaler_last_tick_timestamp_seconds"} <= families
+
+
+def _learnt_history() -> ScalingHistory:
+    """Twenty settled ticks of 3 instances at rising loads (CPU = 5 + 0.95 x rps): the
+    estimate, the latencies and a seasonal profile, as a live tick would hold them."""
+    policy = AutoscalePolicy(min_instances=1, max_instances=6, warmup_seconds=0)
+    history = ScalingHistory()
+    for k in range(20):
+        at = NOW + timedelta(seconds=30 * k)
+        per_instance = 20.0 + 3 * k
+        cpu = 5 + 0.95 * per_instance
+        obs = Observation(
+            instances=tuple(InstanceView(id=str(i), started_at=NOW - timedelta(hours=1),
+                                         metrics=Metrics(cpu_percent=cpu, sampled_at=at))
+                            for i in range(3)),
+            aggregate=Metrics(rps=3 * per_instance, p95_latency_ms=120.0, sampled_at=at),
+            version="sha256:one",
+        )
+        history = learn(policy, obs, history, at)
+        history = history.record(decide(policy, obs, history, at))
+    day = [(NOW - timedelta(days=d, minutes=m), 50.0 + m) for d in (1, 2) for m in range(0, 60, 5)]
+    return history.with_profile(build_profile(day))
+
+
+def test_learned_capacity_latencies_and_profile_survive_restarts() -> None:
+    # What the tick learned must outlive the process: a restart that forgot the capacity
+    # would put the policy back on CPU alone for another half hour.
+    block = name()
+    history = _learnt_history()
+    assert history.capacity.capacity_rps == pytest.approx(100, rel=0.02)
+    assert history.latencies and history.profile is not None
+    save_memory.fn(block, history, generation=0, pool_size=3)
+    loaded = read_memory(block)
+    assert not loaded.is_default and loaded.history == history
+    # ...also through the in-place update path the ticks use.
+    save_memory.fn(block, history, generation=loaded.generation, pool_size=3,
+                   document_id=loaded.document_id)
+    assert read_memory(block).history.capacity == history.capacity
+
+
+def test_the_action_artifact_names_the_learned_capacity() -> None:
+    up = ActionRecord("scale_up", 3, 5, "rps 300/s vs 72/s per instance", "ok", 4.2)
+    history = _learnt_history()
+    tick = TickRecord(started_at=NOW, current=3, desired=5, after=5, min_instances=1,
+                      max_instances=6, reason="scale up 3 -> 5", metrics={**learned(history)},
+                      actions=[up], capacity=history.capacity.describe())
+    text = artifact_markdown(tick, up)
+    assert "**Capacity:** learned capacity 10" in text and "| learned_capacity_rps |" in text
+    assert "Capacity" not in artifact_markdown(replace(tick, capacity=None), up)
