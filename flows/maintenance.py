@@ -1,4 +1,4 @@
-"""Flow ``maintenance`` (daily): prune → analyse → report.
+"""Flow ``maintenance`` (daily): prune → analyse → report → precompute the forecast profile.
 
 Prune keeps the stack's stores bounded (scaling log, exported files, Prometheus series,
 the autoscale deployment's flow runs); analyse reads the scaling log the autoscale flow
@@ -19,6 +19,7 @@ from tasks.maintenance.steps import (
     POLICY_SHOWN,
     analyse_task,
     analysis_config,
+    profile_task,
     prune_files_task,
     prune_flow_runs_task,
     prune_prometheus_task,
@@ -74,6 +75,10 @@ def maintenance(
 
     analysis = analyse_task(history, now - timedelta(days=analysis_days), now, config)
     report = report_task(analysis, settings.home / "reports", config, pruned)
+    # The seasonal profile the tick forecasts with, precomputed here so the tick pays nothing.
+    profile = profile_task(history, now - timedelta(days=analysis_days), now,
+                           policy.config.memory_block, policy.config.lock_file())
+    log.info("forecast: %s", profile.describe())
     log.info("analysis: %d events, %.1f instance-hours, %d flaps, %d suggestion(s)",
              analysis.events, analysis.instance_hours, len(analysis.flaps),
              len(analysis.suggestions))
@@ -85,6 +90,7 @@ def maintenance(
         "reactions": analysis.reaction_summary,
         "suggestions": [asdict(s) for s in analysis.suggestions],
         "files": report["files"],
+        "profile": profile.describe(),
         "policy": {"file": str(policy.file) if policy.file else None,
                    **{k: getattr(policy.policy, k) for k in POLICY_SHOWN}},
     }

@@ -14,6 +14,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from autoscaler import AutoscalePolicy
 from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_scaling_log_frame
+from tasks.maintenance.profile import ProfileResult, store_profile
 from tasks.maintenance.prune import (
     PruneResult,
     prune_files,
@@ -82,3 +83,9 @@ def report_task(analysis: Analysis, out_dir: Path, config: AnalysisConfig,
         key="maintenance-pruned", description="What the maintenance run removed",
     )
     return {"markdown": report.markdown, "files": [str(p) for p in report.files]}
+
+
+@task(name="precompute-profile", cache_policy=NO_CACHE, timeout_seconds=120)
+def profile_task(scaling_log_path: Path, since: datetime, until: datetime, memory_block: str,
+                 lock_file: Path) -> ProfileResult:
+    return store_profile(scaling_log_path, since, until, memory_block, lock_file)

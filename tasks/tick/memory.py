@@ -82,7 +82,7 @@ class MemoryBlock(Block):
 
     @classmethod
     def from_history(
-        cls, history: ScalingHistory, *, generation: int, pool_size: int, now: datetime
+        cls, history: ScalingHistory, *, generation: int, pool_size: int | None, now: datetime
     ) -> MemoryBlock:
         data = history.model_dump(mode="json")
         return cls(
@@ -209,7 +209,7 @@ def save_memory(
     history: ScalingHistory,
     *,
     generation: int,
-    pool_size: int,
+    pool_size: int | None,
     document_id: UUID | None = None,
 ) -> int:
     """Write the state for the next tick; returns the new generation.
