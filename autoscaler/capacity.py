@@ -299,12 +299,15 @@ def _weighted_line(data: Sequence[tuple[float, float, float]]) -> tuple[float, f
 
 
 def _theil_sen(data: Sequence[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """The median of the pairwise slopes and the median intercept: a line half the points
-    could not drag (least squares follows one far-off point at a high load)."""
+    """Theil's line: the median slope and the median intercept, a line half the points could
+    not drag (least squares follows one far-off point at a high load). The slopes are those
+    of each point with the point half the range of loads further on (Theil's incomplete
+    method): n/2 pairs instead of all n^2/2 keep a tick's fit well under a millisecond."""
+    ordered = sorted(data)
+    half = len(ordered) // 2
     slopes = sorted(
         (y2 - y1) / (x2 - x1)
-        for i, (x1, y1, _) in enumerate(data)
-        for x2, y2, _ in data[i + 1 :]
+        for (x1, y1, _), (x2, y2, _) in zip(ordered[:half], ordered[half:], strict=False)
         if abs(x2 - x1) > 1e-9
     )
     if not slopes:

@@ -2,9 +2,13 @@
 
     .venv/bin/python benchmarks/decision.py [--instances 100] [--repeat 2000]
 
-Measures one full ``decide`` call (readings, strategy, every safety rule, the Decision model)
-and, separately, ``ScalingHistory.record``, on an observation with per-instance CPU/memory and
-gateway rps/p95, and a history holding 10 minutes of 30 s recommendations.
+Measures what a tick computes, each separately: ``learn`` (fold the tick into the capacity
+estimate: a robust line fit over up to 64 points), one full ``decide`` call (readings,
+strategy with the learned rate target, the trend and seasonal forecasts, every safety rule,
+the Decision model) and ``ScalingHistory.record``. The policy is the shipped default with
+only the pool bounds; the observation has per-instance CPU/memory and gateway rps/p95; the
+history holds an hour of 30 s ticks (rates, recommendations, a confident learned capacity)
+and a seasonal profile built from two days of rates (as maintenance stores it).
 """
 
 from __future__ import annotations
@@ -28,28 +32,39 @@ from autoscaler import (  # noqa: E402
     ScalingHistory,
     decide,
 )
+from autoscaler.forecast import build_profile  # noqa: E402
+from autoscaler.learning import learn  # noqa: E402
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def build(instances: int) -> tuple[AutoscalePolicy, Observation, ScalingHistory]:
-    policy = AutoscalePolicy(min_instances=1, max_instances=200, target_rps_per_instance=70)
+def observation(instances: int, at: datetime, load: float) -> Observation:
+    """``load`` requests/s per instance on a service that serves 100/s at 100 % CPU."""
     views = tuple(
         InstanceView(
             id=f"i{k}",
-            started_at=NOW - timedelta(seconds=3600 + k),
-            metrics=Metrics(cpu_percent=40 + k % 50, memory_percent=35, sampled_at=NOW),
+            started_at=NOW - timedelta(seconds=7200 + k),
+            metrics=Metrics(cpu_percent=3 + 0.97 * load + k % 5, memory_percent=35,
+                            sampled_at=at),
         )
         for k in range(instances)
     )
-    obs = Observation(
-        instances=views, aggregate=Metrics(rps=70.0 * instances * 0.9, p95_latency_ms=180)
-    )
-    history = ScalingHistory()
-    for k in range(20):
-        at = NOW - timedelta(seconds=30 * (20 - k))
+    aggregate = Metrics(rps=load * instances, p95_latency_ms=180, sampled_at=at)
+    return Observation(instances=views, aggregate=aggregate, version="v1")
+
+
+def build(instances: int) -> tuple[AutoscalePolicy, Observation, ScalingHistory]:
+    policy = AutoscalePolicy(min_instances=1, max_instances=200)
+    days = [(NOW - timedelta(days=d, minutes=m), 5000.0 + 20 * (m % 300))
+            for d in (1, 2) for m in range(0, 1440, 5)]
+    history = ScalingHistory(profile=build_profile(days))
+    for k in range(120):  # an hour of ticks at loads between 30 and 75/s per instance
+        at = NOW - timedelta(seconds=30 * (120 - k))
+        obs = observation(instances, at, 30 + (k * 7) % 45)
+        history = learn(policy, obs, history, at)
         history = history.record(decide(policy, obs, history, at))
-    return policy, obs, history
+    assert history.capacity.confident(policy.capacity_confidence), history.capacity.describe()
+    return policy, observation(instances, NOW, 60), history
 
 
 def timed(call: Callable[[], object], repeat: int) -> list[float]:
@@ -71,17 +86,20 @@ def main() -> None:
     timed(lambda: decide(policy, obs, history, NOW), 200)  # warm-up
     decide_us = timed(lambda: decide(policy, obs, history, NOW), args.repeat)
     record_us = timed(lambda: history.record(decision), args.repeat)
+    learn_us = timed(lambda: learn(policy, obs, history, NOW), args.repeat)
     print(
         f"decide() for {args.instances} instances, {args.repeat} calls "
         f"(python {platform.python_version()}):"
     )
-    for label, samples in (("decide", decide_us), ("history.record", record_us)):
+    rows = (("learn", learn_us), ("decide", decide_us), ("history.record", record_us))
+    for label, samples in rows:
         q = statistics.quantiles(samples, n=100)
         print(
             f"  {label:15} median {statistics.median(samples):7.1f} us   p99 {q[98]:7.1f} us"
             f"   max {max(samples):7.1f} us"
         )
     print(f"  decision: {decision.reason}")
+    print(f"  capacity: {history.capacity.describe()}")
     print(
         f"reproduce: .venv/bin/python benchmarks/decision.py --instances {args.instances} "
         f"--repeat {args.repeat}"
