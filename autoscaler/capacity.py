@@ -273,14 +273,15 @@ def _keep(
     kept = [
         p for p in points if (point.at - p.at).total_seconds() <= settings.max_age_seconds
     ] + [point]
+    bands = [_bucket(p.rps) for p in kept]
     while len(kept) > settings.max_points:
         counts: dict[int, int] = {}
-        for p in kept:
-            counts[_bucket(p.rps)] = counts.get(_bucket(p.rps), 0) + 1
+        for band in bands:
+            counts[band] = counts.get(band, 0) + 1
         crowded = max(counts.values())
         # Drop the oldest point of the most crowded band (never the newest point).
-        victim = next(p for p in kept if counts[_bucket(p.rps)] == crowded)
-        kept.remove(victim)
+        victim = next(i for i, band in enumerate(bands) if counts[band] == crowded)
+        del kept[victim], bands[victim]
     return tuple(kept)
 
 
