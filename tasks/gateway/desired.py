@@ -1,10 +1,15 @@
 """The stack's desired gateway state, built from a small typed config.
 
-One service and route for the stock API (``/api``), an upstream with active health checks
-on ``/health`` plus passive checks, key-auth and rate-limiting on the route, consumers with
-key-auth credentials, prometheus (status codes, latency, upstream health), correlation-id,
-and http-log to the log pipeline when an endpoint is configured. Kong applies it as is; the
-nginx gateway maps the same state onto its directives.
+One service for the stock API with two routes on ``/api``: reads (GET, HEAD, OPTIONS) and
+writes (POST, PUT, PATCH, DELETE). key-auth on the service (the key in a header only);
+Kong's ACL plugin on each route: reads need the ``readers`` group, writes the ``writers``
+group, so a read-only consumer gets 403 on a write. One consumer per client application,
+each with its key-auth credential, its ACL groups and its own rate limit (a rate-limiting
+plugin scoped to the consumer; the service-level one is the default for any other
+consumer). An upstream with active health checks on ``/health`` plus passive checks,
+prometheus (status codes, latency, upstream health), correlation-id, and http-log to the log
+pipeline when an endpoint is configured. Kong applies it as is; the local gateway (nginx with
+Lua) maps the same state onto its own directives and Lua modules.
 
 With ``upstream_secret`` set, a request-transformer plugin on the service removes any
 client-sent ``X-Gateway-Secret`` header and adds the secret, so instances (which require it,
@@ -17,10 +22,12 @@ http-log sends ``Authorization: Bearer <token>`` to the log forwarder's HTTP inp
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 
 from tasks.gateway.kong.model import (
+    AclSpec,
     ConsumerSpec,
     GatewayState,
     KeyAuthSpec,
@@ -36,6 +43,9 @@ from tasks.gateway.kong.model import (
 GATEWAY_SECRET_HEADER = "X-Gateway-Secret"
 GATEWAY_SECRET_ENV = "DECK_GATEWAY_SECRET"  # decK placeholder in the committed template
 LOG_TOKEN_ENV = "DECK_LOG_TOKEN"
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+MAX_RATE_PER_MINUTE = 6_000_000  # 100,000 req/s: far above what one gateway node serves
 
 
 class _Config(BaseModel):
@@ -43,33 +53,48 @@ class _Config(BaseModel):
 
 
 class ConsumerConfig(_Config):
-    username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    """One client application: its key, whether it may write, and its own rate limit."""
+
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     key: SecretStr = Field(description="the key-auth key (from a Secret block or env)")
+    access: Literal["read", "write"] = Field(
+        default="read", description="read: GET/HEAD/OPTIONS only; write: also POST/PUT/"
+        "PATCH/DELETE (member of the writers group)")
+    rate_limit_per_minute: int | None = Field(
+        default=None, ge=1, le=MAX_RATE_PER_MINUTE,
+        description="this consumer's own limit; unset: the stack's default")
 
 
 class HealthCheckConfig(_Config):
+    # Active probes every 2 s, 2 failures in a row: a dead target is unhealthy within ~4 s
+    # even without traffic (passive checks catch it sooner under load).
     path: str = "/health"
-    interval: int = Field(default=5, ge=1, description="seconds between active probes")
+    interval: int = Field(default=2, ge=1, le=300, description="seconds between active probes")
     successes: int = Field(default=2, ge=1)
-    http_failures: int = Field(default=3, ge=1)
-    tcp_failures: int = Field(default=3, ge=1)
-    timeouts: int = Field(default=3, ge=1)
+    http_failures: int = Field(default=2, ge=1)
+    tcp_failures: int = Field(default=2, ge=1)
+    timeouts: int = Field(default=2, ge=1)
     passive_successes: int = Field(default=5, ge=1)
     passive_http_failures: int = Field(default=5, ge=1)
     passive_tcp_failures: int = Field(default=3, ge=1)
     passive_timeouts: int = Field(default=3, ge=1)
-    probe_timeout: int = Field(default=2, ge=1, description="seconds")
+    probe_timeout: int = Field(default=1, ge=1, le=60, description="seconds")
 
 
 class GatewayStackConfig(_Config):
     stack: str = Field(default="kongstack", pattern=r"^[a-z0-9][a-z0-9-]*$")
     service: str = "stock-api"
-    route: str = "stock-api"
+    route: str = Field(default="stock-api", description="the read route")
+    write_route: str = "stock-api-write"
     upstream: str = "stock-api-upstream"
     route_path: str = Field(default="/api", pattern=r"^/")
     strip_path: bool = False  # the stock API itself serves /api/...
-    rate_limit_per_minute: int = Field(default=600, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=1, le=MAX_RATE_PER_MINUTE,
+                                       description="default per consumer")
     key_names: tuple[str, ...] = ("apikey",)
+    key_in_query: bool = Field(default=False, description="keys in URLs end up in logs")
+    readers_group: str = "readers"
+    writers_group: str = "writers"
     consumers: tuple[ConsumerConfig, ...] = ()
     healthchecks: HealthCheckConfig = HealthCheckConfig()
     correlation_header: str = "Kong-Request-ID"
@@ -105,16 +130,35 @@ def upstream_healthchecks(hc: HealthCheckConfig) -> dict[str, object]:
     }
 
 
+def rate_limit_config(per_minute: int) -> dict[str, object]:
+    return {"minute": per_minute, "limit_by": "consumer", "policy": "local",
+            "fault_tolerant": True, "hide_client_headers": False}
+
+
+def consumer_groups(cfg: GatewayStackConfig, consumer: ConsumerConfig) -> tuple[str, ...]:
+    if consumer.access == "write":
+        return (cfg.readers_group, cfg.writers_group)
+    return (cfg.readers_group,)
+
+
 def build_gateway_state(cfg: GatewayStackConfig,
                         targets: Iterable[str] | None = None) -> GatewayState:
     """The desired state; ``targets=None`` leaves the upstream's targets to the autoscaler."""
     plugins = [
-        PluginSpec(name="key-auth", route=cfg.route,
+        PluginSpec(name="key-auth", service=cfg.service,
                    config={"key_names": list(cfg.key_names), "hide_credentials": True,
-                           "key_in_header": True, "key_in_query": True}),
-        PluginSpec(name="rate-limiting", route=cfg.route,
-                   config={"minute": cfg.rate_limit_per_minute, "limit_by": "consumer",
-                           "policy": "local", "fault_tolerant": True}),
+                           "key_in_header": True, "key_in_query": cfg.key_in_query,
+                           "key_in_body": False}),
+        # The default for any consumer without its own limit (consumer scope wins in Kong).
+        PluginSpec(name="rate-limiting", service=cfg.service,
+                   config=rate_limit_config(cfg.rate_limit_per_minute)),
+        PluginSpec(name="acl", route=cfg.route,
+                   config={"allow": [cfg.readers_group], "hide_groups_header": False}),
+        PluginSpec(name="acl", route=cfg.write_route,
+                   config={"allow": [cfg.writers_group], "hide_groups_header": False}),
+        *[PluginSpec(name="rate-limiting", consumer=c.username,
+                     config=rate_limit_config(c.rate_limit_per_minute))
+          for c in cfg.consumers if c.rate_limit_per_minute is not None],
         PluginSpec(name="prometheus",
                    config={"per_consumer": False, "status_code_metrics": True,
                            "latency_metrics": True, "upstream_health_metrics": True,
@@ -149,10 +193,14 @@ def build_gateway_state(cfg: GatewayStackConfig,
                               read_timeout=cfg.read_timeout_ms,
                               write_timeout=cfg.write_timeout_ms),),
         routes=(RouteSpec(name=cfg.route, service=cfg.service, paths=(cfg.route_path,),
-                          strip_path=cfg.strip_path),),
+                          methods=READ_METHODS, strip_path=cfg.strip_path),
+                RouteSpec(name=cfg.write_route, service=cfg.service, paths=(cfg.route_path,),
+                          methods=WRITE_METHODS, strip_path=cfg.strip_path)),
         consumers=tuple(ConsumerSpec(username=c.username) for c in cfg.consumers),
         keyauth_credentials=tuple(KeyAuthSpec(consumer=c.username, key=c.key)
                                   for c in cfg.consumers),
+        acls=tuple(AclSpec(consumer=c.username, group=g) for c in cfg.consumers
+                   for g in consumer_groups(cfg, c)),
         plugins=tuple(plugins),
     )
 

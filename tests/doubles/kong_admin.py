@@ -18,7 +18,7 @@ from tests.doubles.kong_store import UUID_RE, Entity, KongError, Store
 Response = tuple[int, Any, dict[str, str]]
 COLLECTIONS = {"services": "services", "routes": "routes", "upstreams": "upstreams",
                "consumers": "consumers", "plugins": "plugins", "key-auths": "keyauth_credentials",
-               "targets": "targets"}
+               "acls": "acls", "targets": "targets"}
 VERBS = {"POST": "create", "PUT": "create or update", "PATCH": "update", "DELETE": "remove"}
 NOT_FOUND: Response = (404, {"message": "Not found"}, {})
 NOT_ALLOWED: Response = (405, {"message": "Method not allowed"}, {})
@@ -96,6 +96,8 @@ class KongAdmin:
             return self._targets(method, parts, path, query, body)
         if parts[0] == "consumers" and len(parts) >= 3 and parts[2] == "key-auth":
             return self._keyauth(method, parts, path, query, body)
+        if parts[0] == "consumers" and len(parts) >= 3 and parts[2] == "acls":
+            return self._acls(method, parts, path, query, body)
         coll = COLLECTIONS.get(parts[0])
         if coll is None or len(parts) > 2 or coll == "targets":
             return NOT_FOUND
@@ -175,6 +177,47 @@ class KongAdmin:
         if len(parts) == 4:
             return self._entity(method, "keyauth_credentials", parts[3], body, scope)
         return NOT_FOUND
+
+    def _acls(self, method: str, parts: list[str], path: str, query: dict[str, str],
+              body: Any) -> Response:
+        """``/consumers/{c}/acls[/{group or id}]`` (kong/plugins/acl/api.lua): a group name
+        in the URL addresses the consumer's membership of that group; PUT upserts it."""
+        consumer = self.store.find("consumers", parts[1])
+        if consumer is None:
+            return NOT_FOUND
+        scope = {"consumer": {"id": consumer["id"]}}
+        if method != "GET" and self.dbless:
+            return self._dbless_refusal(method, "acls")
+        mine = [r for r in self.store.rows["acls"].values() if r["consumer"] == scope["consumer"]]
+        if len(parts) == 3:
+            if method == "GET":
+                return self._page(mine, path, query)
+            if method == "POST":
+                return 201, self.store.insert("acls", {**self._body(body), **scope}), {}
+            return NOT_ALLOWED
+        if len(parts) != 4:
+            return NOT_FOUND
+        ref = parts[3]
+        found = next((r for r in mine if r["id"] == ref or r["group"] == ref), None)
+        if method == "GET":
+            return (200, copy.deepcopy(found), {}) if found else NOT_FOUND
+        if method == "DELETE":
+            if found is None:
+                return NOT_FOUND
+            self.store.delete("acls", found["id"])
+            return 204, None, {}
+        if method in ("PUT", "PATCH"):
+            data = self._body(body)
+            if found is None:
+                if method == "PATCH":
+                    return NOT_FOUND
+                data.setdefault("group", ref)
+                return 200, self.store.insert("acls", {**data, **scope},
+                                              entity_id=ref if UUID_RE.match(ref) else None), {}
+            merged = {"group": found["group"], "tags": found["tags"], **data, **scope}
+            return 200, self.store.insert("acls", merged, entity_id=found["id"],
+                                          created_at=found["created_at"]), {}
+        return NOT_ALLOWED
 
     def _targets(self, method: str, parts: list[str], path: str, query: dict[str, str],
                  body: Any) -> Response:

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from tests.doubles.kong_admin import KongAdmin, Response
 
 ORDER = ("services", "routes", "upstreams", "targets", "consumers", "keyauth_credentials",
-         "plugins")
+         "acls", "plugins")
 NESTED = {"services": {"routes": ("routes", "service"), "plugins": ("plugins", "service")},
           "routes": {"plugins": ("plugins", "route")},
           "consumers": {"keyauth_credentials": ("keyauth_credentials", "consumer"),
-                        "plugins": ("plugins", "consumer")},
+                        "acls": ("acls", "consumer"), "plugins": ("plugins", "consumer")},
           "upstreams": {"targets": ("targets", "upstream")}}
 NAME_OF = {"services": "name", "routes": "name", "upstreams": "name", "consumers": "username"}
 

@@ -58,13 +58,14 @@ DEFAULTS: dict[str, Entity] = {
     "targets": {"upstream": None, "target": None, "weight": 100, "tags": None},
     "consumers": {"username": None, "custom_id": None, "tags": None},
     "keyauth_credentials": {"consumer": None, "key": None, "tags": None, "ttl": None},
+    "acls": {"consumer": None, "group": None, "tags": None},
     "plugins": {"name": None, "route": None, "service": None, "consumer": None,
                 "instance_name": None, "config": {}, "protocols": ["grpc", "grpcs", "http",
                                                                   "https"],
                 "enabled": True, "tags": None, "ordering": None},
 }
 FOREIGN = {"routes": {"service": "services"}, "targets": {"upstream": "upstreams"},
-           "keyauth_credentials": {"consumer": "consumers"},
+           "keyauth_credentials": {"consumer": "consumers"}, "acls": {"consumer": "consumers"},
            "plugins": {"service": "services", "route": "routes", "consumer": "consumers"}}
 ENDPOINT_KEY = {"services": "name", "routes": "name", "upstreams": "name", "consumers": "username",
                 "targets": "target", "keyauth_credentials": "key"}
@@ -76,6 +77,10 @@ PLUGIN_DEFAULTS: dict[str, Entity] = {
                       "year": None, "limit_by": "consumer", "policy": "local",
                       "fault_tolerant": True, "hide_client_headers": False, "error_code": 429,
                       "error_message": "API rate limit exceeded", "sync_rate": -1},
+    "acl": {"allow": None, "deny": None, "hide_groups_header": False,
+            "always_use_authenticated_groups": False},
+    "request-termination": {"status_code": 503, "message": None, "content_type": None,
+                            "body": None, "echo": False, "trigger": None},
     "prometheus": {"per_consumer": False, "status_code_metrics": False,
                    "latency_metrics": False, "bandwidth_metrics": False,
                    "upstream_health_metrics": False, "ai_metrics": False,
@@ -190,6 +195,15 @@ class Store:
                     errors["config.http_endpoint"] = "required field missing"
         if coll == "keyauth_credentials" and not row["key"]:
             row["key"] = uuid.uuid4().hex
+        if coll == "acls" and not row["group"]:
+            errors["group"] = "required field missing"
+        if coll == "plugins" and row["name"] == "acl" and not errors:
+            allow, deny = row["config"]["allow"], row["config"]["deny"]
+            if bool(allow) == bool(deny):  # entity_checks only_one_of / at_least_one_of
+                errors["@entity"] = "exactly one of these fields must be non-empty: " \
+                                    "'config.allow', 'config.deny'"
+        if coll == "plugins" and row["name"] == "acl" and row["consumer"] is not None:
+            errors["consumer"] = "value must be null"  # typedefs.no_consumer
         if errors:
             raise schema_violation(errors)
         self._foreign(coll, row)
@@ -200,6 +214,7 @@ class Store:
         unique_keys: dict[str, list[tuple[str, ...]]] = {
             "services": [("name",)], "routes": [("name",)], "upstreams": [("name",)],
             "consumers": [("username",), ("custom_id",)], "keyauth_credentials": [("key",)],
+            "acls": [("consumer", "group")],
             "targets": [("upstream", "target")],
             "plugins": [("name", "service", "route", "consumer")]}
         for fields in unique_keys[coll]:
@@ -230,7 +245,8 @@ class Store:
     def delete(self, coll: str, entity_id: str) -> None:
         self.rows[coll].pop(entity_id, None)
         cascades = {"upstreams": [("targets", "upstream")],
-                    "consumers": [("keyauth_credentials", "consumer"), ("plugins", "consumer")],
+                    "consumers": [("keyauth_credentials", "consumer"), ("acls", "consumer"),
+                                  ("plugins", "consumer")],
                     "routes": [("plugins", "route")], "services": [("plugins", "service")]}
         for child, field in cascades.get(coll, []):
             for cid in [i for i, r in self.rows[child].items()

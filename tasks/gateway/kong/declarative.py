@@ -1,7 +1,7 @@
 """The desired state as a Kong declarative document (``_format_version: "3.0"``), and back.
 
 The export nests entities the way decK and Kong's ``kong.yml`` do (services → routes →
-plugins, consumers → keyauth_credentials, upstreams → targets) and uses only fields that
+plugins, consumers → keyauth_credentials and acls, upstreams → targets) and uses only fields that
 Debian's decK 1.4.0 schema accepts (kong-admin-api.md §4: no ``_transform``, no upstream
 ``use_srv_name``, no plugin ``instance_name``/``ordering``, no service ``enabled``), so
 ``deck validate -s FILE`` passes; ``_info.select_tags`` carries the owner tags. ``parse``
@@ -21,6 +21,7 @@ from kongstack.core.errors import ConfigError
 from kongstack.core.yamlfile import load_yaml
 from tasks.gateway.kong.model import (
     OWNER_TAG,
+    AclSpec,
     ConsumerSpec,
     GatewayState,
     KeyAuthSpec,
@@ -130,6 +131,10 @@ def export(state: GatewayState, *, reveal_secrets: bool = False,
                  for k in state.keyauth_credentials if k.consumer == c.username]
         if creds:
             con["keyauth_credentials"] = creds
+        groups = [{"group": a.group, "tags": tags + list(a.tags)}
+                  for a in state.acls if a.consumer == c.username]
+        if groups:
+            con["acls"] = groups
         consumers.append(con)
     for key, value in (("services", services), ("upstreams", upstreams),
                        ("consumers", consumers)):
@@ -192,6 +197,7 @@ def parse(doc: Doc) -> GatewayState:
         raise ConfigError(f"_format_version: expected {FORMAT_VERSION!r}, "
                           f"got {doc.get('_format_version')!r}")
     services, routes, plugins, upstreams, consumers, creds = [], [], [], [], [], []
+    acls: list[AclSpec] = []
     targets: list[TargetSpec] | None = None
     for s in doc.get("services") or ():
         fields = {k: s[k] for k in ("name", "protocol", "host", "port", "path", "retries",
@@ -218,11 +224,14 @@ def parse(doc: Doc) -> GatewayState:
                                       tags=_own_tags(c.get("tags"))))
         creds += [KeyAuthSpec(consumer=c["username"], key=k["key"], tags=_own_tags(k.get("tags")))
                   for k in c.get("keyauth_credentials") or ()]
+        acls += [AclSpec(consumer=c["username"], group=a["group"], tags=_own_tags(a.get("tags")))
+                 for a in c.get("acls") or ()]
     plugins += [_plugin(p) for p in doc.get("plugins") or ()]
     return GatewayState(stack=_stack_of(doc), services=tuple(services), routes=tuple(routes),
                         plugins=tuple(plugins), upstreams=tuple(upstreams),
                         targets=None if targets is None else tuple(targets),
-                        consumers=tuple(consumers), keyauth_credentials=tuple(creds))
+                        consumers=tuple(consumers), keyauth_credentials=tuple(creds),
+                        acls=tuple(acls))
 
 
 def load(path: Path) -> GatewayState:

@@ -2,11 +2,13 @@
 
 The result is a list of plain-data ``Operation``s in dependency order (decK's
 ``dependencyOrder``): deletes first, bottom-up (plugin → … → upstream), then creates and
-updates top-down (upstream → target → service → route → consumer → credential → plugin).
+updates top-down (upstream → target → service → route → consumer → credential → ACL group
+→ plugin).
 Equal entities produce nothing, so re-applying an unchanged state plans zero operations.
 
 Write methods are chosen so a retried request is harmless: name-keyed entities and
-deterministic-id plugins/credentials are upserted with ``PUT``; targets (no upsert in Kong
+deterministic-id plugins/credentials and ACL groups (``PUT /consumers/{c}/acls/{group}``, an
+upsert by group name in Kong's acl API) are upserted with ``PUT``; targets (no upsert in Kong
 3.x) are created with ``POST`` (409 = already there) and deleted with ``DELETE`` (404 = gone).
 """
 
@@ -38,6 +40,7 @@ class CurrentState:
     routes: list[Entity] = field(default_factory=list)
     consumers: list[Entity] = field(default_factory=list)
     keyauth_credentials: list[Entity] = field(default_factory=list)
+    acls: list[Entity] = field(default_factory=list)
     plugins: list[Entity] = field(default_factory=list)
 
     def names_by_id(self) -> dict[str, str]:
@@ -62,7 +65,8 @@ class CurrentState:
 
 _COLLECTION: dict[Kind, str] = {
     "upstream": "upstreams", "target": "targets", "service": "services", "route": "routes",
-    "consumer": "consumers", "keyauth_credential": "keyauth_credentials", "plugin": "plugins",
+    "consumer": "consumers", "keyauth_credential": "keyauth_credentials", "acl": "acls",
+    "plugin": "plugins",
 }
 
 
@@ -131,6 +135,12 @@ def desired_entities(state: GatewayState, kind: Kind) -> list[_Desired]:
             # The key is secret: identity and display use the consumer and derived id only.
             out.append(_Desired((k.consumer, k.key.get_secret_value()), f"{k.consumer}/{k.id}",
                                 body, ("PUT", path), ("PUT", path)))
+    elif kind == "acl":
+        for a in state.acls:
+            path = f"/consumers/{_q(a.consumer)}/acls/{_q(a.group)}"
+            out.append(_Desired((a.consumer, a.group), f"{a.consumer}/{a.group}",
+                                {"group": a.group, "tags": tags + list(a.tags)},
+                                ("PUT", path), ("PUT", path)))
     elif kind == "plugin":
         for p in state.plugins:
             body = {"name": p.name, "config": p.config, "enabled": p.enabled,
@@ -158,6 +168,8 @@ def _current_key(kind: Kind, e: Entity, names: dict[str, str]) -> tuple[str, ...
         return (str(e["username"]),)
     if kind == "keyauth_credential":
         return (_ref_name(e, "consumer", names), str(e["key"]))
+    if kind == "acl":
+        return (_ref_name(e, "consumer", names), str(e["group"]))
     if kind == "plugin":
         return (str(e["name"]), _ref_name(e, "service", names), _ref_name(e, "route", names),
                 _ref_name(e, "consumer", names))
@@ -171,7 +183,7 @@ def current_name(kind: Kind, e: Entity, names: dict[str, str]) -> str:
         scope = [f"{k}:{_ref_name(e, k, names)}" for k in ("service", "route", "consumer")
                  if _ref_name(e, k, names)]
         return f"{e['name']}@{','.join(scope) or 'global'}"
-    if kind == "target":
+    if kind in ("target", "acl"):
         return "/".join(_current_key(kind, e, names))
     return _current_key(kind, e, names)[0]
 
@@ -181,6 +193,8 @@ def _delete_path(kind: Kind, e: Entity, names: dict[str, str]) -> str:
         return f"/upstreams/{e['upstream']['id']}/targets/{e['id']}"
     if kind == "keyauth_credential":
         return f"/consumers/{e['consumer']['id']}/key-auth/{e['id']}"
+    if kind == "acl":
+        return f"/consumers/{e['consumer']['id']}/acls/{e['id']}"
     return f"/{_COLLECTION[kind]}/{e['id']}"
 
 

@@ -1,9 +1,9 @@
 """The desired gateway state in Kong's terms: flat entity specs referencing each other by name.
 
 This is decK's internal state model: services, routes, plugins, consumers with key-auth
-credentials, upstreams and targets. Both gateways consume it (Kong directly; nginx maps it
-onto its own directives). Every entity carries the owner tags so that a reconcile only ever
-sees and touches what kongstack created.
+credentials and ACL groups, upstreams and targets. Both gateways consume it (Kong directly;
+nginx maps it onto its own directives and Lua). Every entity carries the owner tags so that
+a reconcile only ever sees and touches what kongstack created.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ OWNER_TAG = "kongstack"
 ID_NAMESPACE = uuid.UUID("6f1c2f9e-5b0e-4c7a-9d43-0b6a3f1d2e55")
 
 Kind = Literal[
-    "upstream", "target", "service", "route", "consumer", "keyauth_credential", "plugin"
+    "upstream", "target", "service", "route", "consumer", "keyauth_credential", "acl", "plugin"
 ]
 # Dependency order (decK's dependencyOrder): creates top-down, deletes bottom-up.
 CREATE_ORDER: tuple[Kind, ...] = (
-    "upstream", "target", "service", "route", "consumer", "keyauth_credential", "plugin"
+    "upstream", "target", "service", "route", "consumer", "keyauth_credential", "acl", "plugin"
 )
 
 
@@ -118,6 +118,12 @@ class PluginSecret(SecretStr):
 
     def placeholder(self) -> str:
         return self.prefix + '${{ env "' + self.env + '" }}'
+class AclSpec(_Spec):
+    """A consumer's membership of an ACL group (Kong's ``acls`` entity, the ACL plugin's
+    notion of a consumer group)."""
+
+    consumer: str
+    group: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class PluginSpec(_Spec):
@@ -157,6 +163,7 @@ class GatewayState(BaseModel):
     routes: tuple[RouteSpec, ...] = ()
     consumers: tuple[ConsumerSpec, ...] = ()
     keyauth_credentials: tuple[KeyAuthSpec, ...] = ()
+    acls: tuple[AclSpec, ...] = ()
     plugins: tuple[PluginSpec, ...] = ()
 
     @property
@@ -180,6 +187,12 @@ class GatewayState(BaseModel):
         unique("consumers", consumers)
         unique("plugins", [p.scope for p in self.plugins])
         unique("targets", [(t.upstream, t.target) for t in self.targets or ()])
+        unique("acls", [(a.consumer, a.group) for a in self.acls])
+        keys = [k.key.get_secret_value() for k in self.keyauth_credentials]
+        if len(set(keys)) != len(keys):  # Kong's key is unique; never name the key itself
+            owners = sorted({k.consumer for k in self.keyauth_credentials
+                             if keys.count(k.key.get_secret_value()) > 1})
+            raise ValueError(f"keyauth_credentials: consumers {', '.join(owners)} share a key")
         for t in self.targets or ():
             if t.upstream not in upstreams:
                 raise ValueError(f"targets: {t.target} references unknown upstream {t.upstream!r}")
@@ -189,6 +202,9 @@ class GatewayState(BaseModel):
         for k in self.keyauth_credentials:
             if k.consumer not in consumers:
                 raise ValueError(f"keyauth_credentials: unknown consumer {k.consumer!r}")
+        for a in self.acls:
+            if a.consumer not in consumers:
+                raise ValueError(f"acls: unknown consumer {a.consumer!r}")
         for p in self.plugins:
             for ref, known in ((p.service, services), (p.route, routes),
                                (p.consumer, consumers)):
@@ -207,6 +223,7 @@ class GatewayState(BaseModel):
             "consumers": tuple(sorted(self.consumers, key=lambda c: c.username)),
             "keyauth_credentials": tuple(sorted(self.keyauth_credentials,
                                                 key=lambda k: (k.consumer, k.id))),
+            "acls": tuple(sorted(self.acls, key=lambda a: (a.consumer, a.group))),
             "plugins": tuple(sorted(self.plugins, key=lambda p: p.scope)),
         })
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import SecretStr
+
 from kongstack.core.errors import GatewayError
 from tasks.gateway.kong import dbless
 from tasks.gateway.kong.client import DBLessError, KongAdminClient
@@ -79,16 +81,17 @@ class KongGateway:
         state = CurrentState(
             upstreams=owned("/upstreams"), services=owned("/services"), routes=owned("/routes"),
             consumers=owned("/consumers"), keyauth_credentials=owned("/key-auths"),
-            plugins=owned("/plugins"))
+            acls=owned("/acls"), plugins=owned("/plugins"))
         for upstream in state.upstreams:
             path = f"/upstreams/{upstream['id']}/targets"
             state.targets += [t for t in self.client.paginate(path) if self._owned(t)]
         return state
 
     def _check_conflicts(self, operations: list[Operation], current: CurrentState) -> None:
-        """A create of a name (or plugin scope) someone else already uses would overwrite
-        or collide with their entity: refuse, naming it, before writing anything."""
+        """A create of a name, plugin scope or key-auth key someone else already uses would
+        overwrite or collide with their entity: refuse, naming it, before writing anything."""
         creates = [op for op in operations if op.action == "create"]
+        self._check_key_conflicts(creates, current)
         for op in creates:
             if op.kind not in _NAME_KEYED:
                 continue
@@ -108,6 +111,27 @@ class KongGateway:
             if label in plugin_creates:  # Kong allows one plugin of a name per scope
                 raise GatewayError(f"plugin {label} already exists in Kong without the "
                                    f"{OWNER_TAG} owner tags; remove it or tag it")
+
+    def _check_key_conflicts(self, creates: list[Operation], current: CurrentState) -> None:
+        """Kong keys are unique across all consumers: a key held by a credential that is not
+        ours would fail with 409 halfway through the writes. The credentials are listed (one
+        paginated read) rather than looked up by key, so no key appears in a URL or a log."""
+        wanted = {op.body["key"].get_secret_value(): op.name.split("/", 1)[0]
+                  for op in creates if op.kind == "keyauth_credential"
+                  and isinstance(op.body.get("key"), SecretStr)}
+        if not wanted:
+            return
+        ours = {str(c["id"]) for c in current.keyauth_credentials}
+        for credential in self.client.paginate("/key-auths"):
+            if str(credential.get("id")) in ours:
+                continue
+            consumer = wanted.get(str(credential.get("key")))
+            if consumer is not None:
+                owner = "another stack's" if OWNER_TAG in (credential.get("tags") or ()) \
+                    else "an untagged"
+                raise GatewayError(f"consumer {consumer!r}: its key-auth key is already held by "
+                                   f"{owner} credential in Kong (Kong keys are unique); rotate "
+                                   "the key in its Secret block or remove that credential")
 
     # -- apply ----------------------------------------------------------------------------
 

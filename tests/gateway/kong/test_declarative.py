@@ -69,10 +69,10 @@ def test_kong_loader_accepts_the_export(desired: GatewayState) -> None:
     doc = declarative.export(desired, reveal_secrets=True)
     assert doc.pop("_info") == {"select_tags": ["kongstack", "kongstack-kongstack"]}
     store = kong_dbless.load(doc)
-    assert len(store.rows["plugins"]) == 5
-    route = next(iter(store.rows["routes"].values()))
+    assert len(store.rows["plugins"]) == 7
     service = next(iter(store.rows["services"].values()))
-    assert route["service"] == {"id": service["id"]}
+    assert [r["service"] for r in store.rows["routes"].values()] == [{"id": service["id"]}] * 2
+    assert [a["group"] for a in store.rows["acls"].values()] == ["readers"]
 
 
 def test_parse_rejects_other_format_versions(tmp_path: Path) -> None:

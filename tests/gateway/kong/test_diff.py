@@ -11,7 +11,8 @@ from tasks.gateway.kong.model import GatewayState
 from tasks.gateway.protocol import format_plan
 from tests.gateway.kong.conftest import DEMO_KEY
 
-ORDER = ["upstream", "target", "service", "route", "consumer", "keyauth_credential", "plugin"]
+ORDER = ["upstream", "target", "service", "route", "consumer", "keyauth_credential", "acl",
+         "plugin"]
 
 
 def _as_current(state: GatewayState) -> CurrentState:
@@ -34,7 +35,8 @@ def _as_current(state: GatewayState) -> CurrentState:
     for n, r in enumerate(state.routes):
         ids[("route", r.name)] = f"r{n}"
         current.routes.append({"id": f"r{n}", "name": r.name, "paths": list(r.paths),
-                               "protocols": list(r.protocols), "methods": None,
+                               "protocols": list(r.protocols),
+                               "methods": list(r.methods) if r.methods else None,
                                "strip_path": r.strip_path, "preserve_host": r.preserve_host,
                                "service": {"id": ids[("service", r.service)]}, "tags": tags})
     for n, c in enumerate(state.consumers):
@@ -45,6 +47,9 @@ def _as_current(state: GatewayState) -> CurrentState:
         current.keyauth_credentials.append({"id": f"k{n}", "key": k.key.get_secret_value(),
                                             "consumer": {"id": ids[("consumer", k.consumer)]},
                                             "tags": tags})
+    for n, a in enumerate(state.acls):
+        current.acls.append({"id": f"a{n}", "group": a.group, "tags": tags,
+                             "consumer": {"id": ids[("consumer", a.consumer)]}})
     for n, p in enumerate(state.plugins):
         refs = {kind: ({"id": ids[(kind, ref)]} if ref else None)
                 for kind, ref in (("service", p.service), ("route", p.route),
@@ -60,7 +65,10 @@ def test_empty_gateway_plans_creates_in_dependency_order(desired: GatewayState) 
     kinds = [op.kind for op in ops]
     assert all(op.action == "create" for op in ops)
     assert kinds == sorted(kinds, key=ORDER.index), "upstream before service before plugin"
-    assert [op.kind for op in ops].count("plugin") == 5
+    # key-auth, default rate limit, an ACL per route, prometheus, correlation-id, http-log
+    assert [op.kind for op in ops].count("plugin") == 7
+    assert [(op.method, op.path) for op in ops if op.kind == "acl"] == [
+        ("PUT", "/consumers/demo/acls/readers")]
     assert {(op.method, op.path) for op in ops if op.kind == "service"} == {
         ("PUT", "/services/stock-api")}
 
@@ -75,11 +83,18 @@ def test_applied_state_plans_nothing(desired: GatewayState) -> None:
     ("change", "expected"),
     [
         pytest.param({"rate_limit_per_minute": 60}, [("update", "plugin")], id="rate-limit"),
-        pytest.param({"route_path": "/v2"}, [("update", "route")], id="route-path"),
+        pytest.param({"route_path": "/v2"}, [("update", "route")] * 2, id="route-path"),
         pytest.param({"log_endpoint": None}, [("delete", "plugin")], id="drop-http-log"),
         pytest.param({"consumers": ()},
-                     [("delete", "keyauth_credential"), ("delete", "consumer")],
-                     id="drop-consumer-credential-first"),
+                     [("delete", "acl"), ("delete", "keyauth_credential"),
+                      ("delete", "consumer")],
+                     id="drop-consumer-groups-and-credential-first"),
+        pytest.param({"consumers": (ConsumerConfig(username="demo", key=SecretStr(DEMO_KEY),
+                                                   access="write"),)},
+                     [("create", "acl")], id="reader-becomes-writer"),
+        pytest.param({"consumers": (ConsumerConfig(username="demo", key=SecretStr(DEMO_KEY),
+                                                   rate_limit_per_minute=5),)},
+                     [("create", "plugin")], id="consumer-gets-its-own-limit"),
         pytest.param({"consumers": (ConsumerConfig(username="demo", key=SecretStr("new")),)},
                      [("delete", "keyauth_credential"), ("create", "keyauth_credential")],
                      id="rotated-key-is-a-new-credential"),

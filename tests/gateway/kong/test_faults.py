@@ -41,7 +41,7 @@ def test_converges_with_20_percent_failures_and_no_duplicates(
             counts = Counter(r[key] for r in kong.rows(coll))
             assert counts and max(counts.values()) == 1, coll
         plugins = Counter(p["name"] for p in kong.rows("plugins"))
-        assert plugins == Counter({"key-auth": 1, "rate-limiting": 1, "prometheus": 1,
+        assert plugins == Counter({"key-auth": 1, "rate-limiting": 1, "acl": 2, "prometheus": 1,
                                    "correlation-id": 1, "http-log": 1})
         targets = sorted((t["target"], t["weight"]) for t in kong.rows("targets"))
         assert targets == [(a, 100) for a in ADDRESSES[3:]]
@@ -52,7 +52,7 @@ def test_latency_is_tolerated_within_timeouts(desired: GatewayState) -> None:
     with kong_double(faults=Faults(latency=0.02)) as kong:
         client = KongAdminClient(base_url=kong.url, timeout=1.0)
         result = KongGateway(client=client).apply(desired)
-        assert result.writes == len(result.operations) == 10
+        assert result.writes == len(result.operations) == 14
         client.close()
 
 
@@ -83,5 +83,5 @@ def test_write_applied_but_answer_lost_is_not_duplicated(desired: GatewayState) 
         kong.faults.scripted += [(-1, {})] * 3
         gateway.apply(GatewayState())
         gateway.apply(desired)
-        assert len(kong.rows("plugins")) == 5
+        assert len(kong.rows("plugins")) == 7
         client.close()

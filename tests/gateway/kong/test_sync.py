@@ -23,13 +23,22 @@ def test_apply_creates_the_stack_then_reapply_writes_nothing(
     gateway = make_gateway(kong)
     assert isinstance(gateway, Gateway)
     first = gateway.apply(desired)
-    assert first.changed and first.writes == len(first.operations) == 10
+    assert first.changed and first.writes == len(first.operations) == 14
     assert _names(kong, "services") == ["stock-api"]
-    assert _names(kong, "routes") == ["stock-api"]
+    assert _names(kong, "routes") == ["stock-api", "stock-api-write"]
     assert _names(kong, "plugins") == sorted(
-        ["key-auth", "rate-limiting", "prometheus", "correlation-id", "http-log"])
-    route = kong.rows("routes")[0]
-    assert route["service"] == {"id": kong.rows("services")[0]["id"]}
+        ["key-auth", "rate-limiting", "acl", "acl", "prometheus", "correlation-id", "http-log"])
+    routes = {r["name"]: r for r in kong.rows("routes")}
+    assert {r["service"]["id"] for r in routes.values()} == {kong.rows("services")[0]["id"]}
+    assert routes["stock-api"]["methods"] == ["GET", "HEAD", "OPTIONS"]
+    assert routes["stock-api-write"]["methods"] == ["POST", "PUT", "PATCH", "DELETE"]
+    acl = {p["route"]["id"]: p["config"]["allow"] for p in kong.rows("plugins")
+           if p["name"] == "acl"}
+    assert acl == {routes["stock-api"]["id"]: ["readers"],
+                   routes["stock-api-write"]["id"]: ["writers"]}
+    assert [a["group"] for a in kong.rows("acls")] == ["readers"]
+    key_auth = next(p for p in kong.rows("plugins") if p["name"] == "key-auth")
+    assert key_auth["config"]["key_in_query"] is False
     upstream = kong.rows("upstreams")[0]
     assert upstream["healthchecks"]["active"]["http_path"] == "/health"
     assert upstream["healthchecks"]["active"]["healthy"]["interval"] > 0
@@ -99,7 +108,7 @@ def test_changed_setting_updates_one_entity(
     result = gateway.apply(build_gateway_state(
         stack_config.model_copy(update={"rate_limit_per_minute": 30})))
     assert [op.describe().split(" (")[0] for op in result.operations] == [
-        "update plugin rate-limiting@route:stock-api"]
+        "update plugin rate-limiting@service:stock-api"]
     assert result.writes == 1
     limit = next(p for p in kong.rows("plugins") if p["name"] == "rate-limiting")
     assert limit["config"]["minute"] == 30
@@ -171,8 +180,8 @@ def test_dbless_kong_gets_the_whole_document_and_keeps_foreign_entities(
     assert gateway.dbless is True and result.changed
     assert ("POST", "/config") in kong_dbless.server.log
     assert _names(kong_dbless, "services") == ["billing", "stock-api"]
-    assert _names(kong_dbless, "routes") == ["billing", "stock-api"]
-    assert len(kong_dbless.rows("plugins")) == 5
+    assert _names(kong_dbless, "routes") == ["billing", "stock-api", "stock-api-write"]
+    assert len(kong_dbless.rows("plugins")) == 7
 
     gateway.add_target(A)
     gateway.add_target(A)
@@ -200,3 +209,43 @@ def test_refuses_a_plugin_scope_taken_by_an_untagged_plugin(
         make_gateway(kong).apply(desired)
     assert set(kong.requests) == {"GET"}
     assert [p["config"]["status_code_metrics"] for p in kong.rows("plugins")] == [False]
+
+
+def test_key_held_by_an_untagged_credential_is_refused_before_any_write(
+    kong: KongDouble, make_gateway: GatewayFactory, desired: GatewayState
+) -> None:
+    """Kong's 409 on the key would come only after the upstream, service, routes and
+    consumer were written: the up-front check finds it and writes nothing."""
+    with kong.admin.lock:  # an operator gave a hand-made consumer the same key
+        legacy = kong.admin.store.insert("consumers", {"username": "legacy"})
+        kong.admin.store.insert("keyauth_credentials", {"key": DEMO_KEY,
+                                                        "consumer": {"id": legacy["id"]}})
+    with pytest.raises(GatewayError, match="consumer 'demo'.*untagged credential") as err:
+        make_gateway(kong).apply(desired)
+    assert DEMO_KEY not in str(err.value)
+    assert set(kong.requests) == {"GET"}
+    assert all(DEMO_KEY not in path for _, path in kong.server.log)  # listed, not looked up
+    assert _names(kong, "consumers", "username") == ["legacy"]
+
+
+def test_acl_groups_follow_the_consumers_access(
+    kong: KongDouble, make_gateway: GatewayFactory, stack_config: object
+) -> None:
+    from pydantic import SecretStr
+
+    from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
+
+    assert isinstance(stack_config, GatewayStackConfig)
+    gateway = make_gateway(kong)
+    writer = ConsumerConfig(username="demo", key=SecretStr(DEMO_KEY), access="write",
+                            rate_limit_per_minute=1200)
+    gateway.apply(build_gateway_state(stack_config.model_copy(update={"consumers": (writer,)})))
+    assert sorted(a["group"] for a in kong.rows("acls")) == ["readers", "writers"]
+    own = [p for p in kong.rows("plugins") if p["name"] == "rate-limiting" and p["consumer"]]
+    assert [p["config"]["minute"] for p in own] == [1200]
+    reader = writer.model_copy(update={"access": "read", "rate_limit_per_minute": None})
+    result = gateway.apply(build_gateway_state(
+        stack_config.model_copy(update={"consumers": (reader,)})))
+    assert sorted(op.describe().split(" (")[0] for op in result.operations) == [
+        "delete acl demo/writers", "delete plugin rate-limiting@consumer:demo"]
+    assert [a["group"] for a in kong.rows("acls")] == ["readers"]
