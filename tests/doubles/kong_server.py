@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.doubles.kong_admin import KongAdmin
+from tests.doubles.kong_proxy import KongProxy, parse_request
 
 
 @dataclass
@@ -124,6 +125,40 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
 
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """Kong's proxy port: every method goes through ``KongProxy.handle``."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _ProxyServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = parse_request(self.command, self.path, list(self.headers.items()), body)
+        response = self.server.proxy.handle(request)
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    proxy: KongProxy
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # clients closing kept-alive connections are not errors
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -143,6 +178,8 @@ class KongDouble:
     faults: Faults
     url: str
     server: _Server
+    proxy: KongProxy | None = None
+    proxy_url: str = ""
 
     @property
     def requests(self) -> Counter[str]:
@@ -159,7 +196,10 @@ class KongDouble:
 
 @contextmanager
 def kong_double(*, dbless: bool = False, faults: Faults | None = None,
-                auth: tuple[str, str] | None = None) -> Iterator[KongDouble]:
+                auth: tuple[str, str] | None = None, proxy: bool = False
+                ) -> Iterator[KongDouble]:
+    """The Admin API on a free loopback port; with ``proxy`` also Kong's proxy port (the
+    plugins, the balancer and its health checks) on another."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.admin = KongAdmin(dbless=dbless)
     server.faults = faults or Faults()
@@ -170,9 +210,25 @@ def kong_double(*, dbless: bool = False, faults: Faults | None = None,
                               name="kong-double", daemon=True)
     thread.start()
     host, port = server.server_address[:2]
+    double = KongDouble(server.admin, server.faults, f"http://{host!s}:{port}", server)
+    proxy_server: _ProxyServer | None = None
+    proxy_thread: threading.Thread | None = None
+    if proxy:
+        proxy_server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
+        proxy_server.proxy = double.proxy = KongProxy(server.admin)
+        proxy_thread = threading.Thread(target=proxy_server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, name="kong-proxy",
+                                        daemon=True)
+        proxy_thread.start()
+        double.proxy_url = f"http://127.0.0.1:{proxy_server.server_address[1]}"
     try:
-        yield KongDouble(server.admin, server.faults, f"http://{host!s}:{port}", server)
+        yield double
     finally:
+        if proxy_server is not None and proxy_thread is not None and double.proxy:
+            proxy_server.shutdown()
+            proxy_server.server_close()
+            proxy_thread.join(timeout=5)
+            double.proxy.close()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

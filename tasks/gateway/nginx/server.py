@@ -110,16 +110,34 @@ class NginxServer:
             self._argv(self.conf), ready=lambda: self.served_generation() == generation,
             log_file=self.prefix / "logs" / "master.log", timeout=self.timeout)
 
+    def _new_errors(self, offset: int) -> str:
+        """Configuration-load failures logged since ``offset`` (``nginx -t`` does not run
+        init_by_lua, so a site file Lua rejects shows only when the master loads it)."""
+        try:
+            with open(self.prefix / "logs" / "error.log", "rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(line for line in text.splitlines()
+                         if "init_by_lua error" in line or "[emerg]" in line)
+
     def reload(self, generation: int) -> None:
         pid = self.pid()
         if pid is None:
             raise GatewayError("nginx is not running; cannot reload")
         old_workers = _children(pid)
+        error_log = self.prefix / "logs" / "error.log"
+        offset = error_log.stat().st_size if error_log.exists() else 0
         os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + self.timeout
         # Poll the real effect at a short fixed interval: a reload takes ~0.1 s.
         while not (self.served_generation() == generation
                    and all(_retiring(w) for w in old_workers)):
+            failed = self._new_errors(offset)
+            if failed:  # the master kept the previous configuration
+                raise GatewayError(f"nginx refused the configuration of generation "
+                                   f"{generation} and kept the previous one: {failed}")
             if time.monotonic() > deadline:
                 raise GatewayError(f"nginx reload to generation {generation} not effective "
                                    f"after {self.timeout:.0f}s; see "

@@ -1,23 +1,27 @@
-"""The nginx gateway with a real nginx and real loopback backends."""
+"""What is particular to the local gateway (nginx with Lua); the behaviour it shares with
+Kong is tested once for both in tests/gateway/behaviour."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
+from kongstack.core.errors import GatewayError
+from kongstack.core.procs import port_open, wait_until
 from kongstack.core.settings import REPO_ROOT
 from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
 from tasks.gateway.nginx import NginxGateway
+from tasks.gateway.nginx.server import _children
 from tasks.gateway.protocol import Gateway, TargetHealth
-from tests.gateway.nginx.backends import backends
+from tests.gateway.backends import backends
 from tests.gateway.nginx.conftest import KEY, OTHER_KEY, GatewayMaker
-from tests.gateway.nginx.load import SteadyLoad
 
 AUTH = {"apikey": KEY}
 
@@ -46,65 +50,60 @@ def test_apply_starts_own_nginx_and_reapply_changes_nothing(
 
         dry = nginx.apply(build_gateway_state(stack_config.model_copy(
             update={"rate_limit_per_minute": 10}), [backend.address]), dry_run=True)
-        assert [op.describe() for op in dry.operations] == ["update setting rate_per_minute"]
+        assert [op.describe() for op in dry.operations] == ["update setting limits"]
         assert _generation(nginx) == generation
         assert KEY not in repr(dry) + repr(nginx)
+        for private in ("state.json", "targets.json", f"site-{generation}.json"):
+            assert (nginx.prefix / private).stat().st_mode & 0o077 == 0, private
 
 
-def test_traffic_reaches_every_target(nginx: NginxGateway,
-                                      stack_config: GatewayStackConfig) -> None:
+def test_traffic_reaches_every_target_by_weight(nginx: NginxGateway,
+                                                stack_config: GatewayStackConfig) -> None:
     with backends(3) as pool:
         nginx.apply(build_gateway_state(stack_config, [b.address for b in pool]))
         with httpx.Client(base_url=nginx.url) as client:
             answers = [client.get("/api/stocks/ACME", headers=AUTH) for _ in range(12)]
-        assert {r.status_code for r in answers} == {200}
-        assert sorted(b.api_hits() for b in pool) == [4, 4, 4]  # round robin, equal weights
+            assert {r.status_code for r in answers} == {200}
+            assert sorted(b.api_hits() for b in pool) == [4, 4, 4]  # round robin
+            nginx.add_target(pool[0].address, weight=200)  # twice the others' weight
+            for _ in range(16):
+                client.get("/api/x", headers=AUTH)
+        assert [b.api_hits() - 4 for b in pool] == [8, 4, 4]
         big = httpx.get(f"{nginx.url}/api/big", headers=AUTH)  # buffered via the temp dir
         assert big.status_code == 200 and len(big.json()["pad"]) == 512 * 1024
         assert {t.address: t.health for t in nginx.list_targets()} == {
             b.address: TargetHealth.HEALTHY for b in pool}
 
 
-def test_key_auth_rate_limit_and_correlation_like_kong(
+def test_target_changes_reload_nothing_and_keep_connections(
     nginx: NginxGateway, stack_config: GatewayStackConfig
 ) -> None:
-    with backends(1) as (backend,):
-        nginx.apply(build_gateway_state(
-            stack_config.model_copy(update={"rate_limit_per_minute": 5}), [backend.address]))
-        with httpx.Client(base_url=nginx.url) as client:
-            missing = client.get("/api/x")
-            wrong = client.get("/api/x", headers={"apikey": "nope"})
-            assert (missing.status_code, missing.json()) == (
-                401, {"message": "No API key found in request"})
-            assert (wrong.status_code, wrong.json()) == (401, {"message": "Unauthorized"})
-            assert client.get("/other", headers=AUTH).status_code == 404
-
-            statuses = [client.get("/api/x", headers=AUTH).status_code for _ in range(5)]
-            limited = client.get("/api/x", headers=AUTH)
-            assert statuses == [200] * 5
-            assert (limited.status_code, limited.json()) == (
-                429, {"message": "API rate limit exceeded"})
-            # limit_by consumer: another consumer has its own budget; query-string key works.
-            assert client.get("/api/x", params={"apikey": OTHER_KEY}).status_code == 200
-
-            given = client.get("/api/y", headers={"apikey": OTHER_KEY,
-                                                  "X-Correlation-ID": "cid-123"})
-        assert given.headers["X-Correlation-ID"] == "cid-123"
-        seen = backend.hits[-1]["headers"]
-        assert seen["X-Correlation-ID"] == seen["Kong-Request-ID"] == "cid-123"
-        assert seen["X-Consumer-Username"] == "other"
-        assert "apikey" not in {k.lower() for k in seen}  # hide_credentials
-        generated = backend.hits[-2]["headers"]["X-Correlation-ID"]
-        assert len(generated) == 32
-
-    lines = (nginx.prefix / "logs" / "access.log").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    last = records[-1]
-    assert last["correlation_id"] == "cid-123" and last["status"] == 200
-    assert last["upstream_addr"] == backend.address and last["route"] == "/api"
-    assert {r["status"] for r in records} >= {200, 401, 404, 429}
-    status = httpx.get(nginx.status_url).text
-    assert status.startswith("Active connections:") and "server accepts handled requests" in status
+    with backends(2) as (a, b):
+        nginx.apply(build_gateway_state(stack_config, [a.address]))
+        master = nginx.server.pid()
+        assert master is not None
+        workers, generation = _children(master), _generation(nginx)
+        # One kept-alive connection across every change: it must never be closed.
+        with httpx.Client(base_url=nginx.url,
+                          limits=httpx.Limits(max_connections=1)) as client:
+            assert client.get("/api/x", headers=AUTH).json()["backend"] == a.port
+            nginx.add_target(b.address)
+            nginx.drain_target(a.address)
+            assert client.get("/api/x", headers=AUTH).json()["backend"] == b.port
+            nginx.remove_target(a.address)
+            nginx.add_target(a.address)
+            nginx.remove_target(b.address)
+            assert client.get("/api/x", headers=AUTH).json()["backend"] == a.port
+            assert nginx.server.pid() == master and _children(master) == workers
+            assert _generation(nginx) == generation
+            # Keys and limits are configuration: that is a (verified) reload.
+            changed = stack_config.model_copy(update={"rate_limit_per_minute": 1234})
+            result = nginx.apply(build_gateway_state(changed))
+            assert result.writes == 1 and _generation(nginx) == (generation or 0) + 1
+        assert client.is_closed
+        limited = httpx.get(f"{nginx.url}/api/x", headers={"apikey": OTHER_KEY})
+        assert limited.headers["X-RateLimit-Limit-Minute"] == "1234"
+        assert [t.address for t in nginx.list_targets()] == [a.address]  # kept by the reload
 
 
 def test_no_targets_answers_like_kong(nginx: NginxGateway,
@@ -112,10 +111,12 @@ def test_no_targets_answers_like_kong(nginx: NginxGateway,
     nginx.remove_target("127.0.0.1:9")  # absent on a never-configured gateway: done
     nginx.drain_target("127.0.0.1:9")
     assert nginx.list_targets() == [] and nginx.server.pid() is None
+    with pytest.raises(GatewayError, match="no configuration yet"):
+        nginx.add_target("127.0.0.1:9")
     nginx.apply(build_gateway_state(stack_config, []))
     response = httpx.get(f"{nginx.url}/api/x", headers=AUTH)
     assert response.status_code == 503
-    assert response.json() == {"message": "failure to get a peer from the ring-balancer"}
+    assert response.json()["message"] == "failure to get a peer from the ring-balancer"
 
 
 def test_target_state_is_shared_across_processes(
@@ -145,54 +146,92 @@ def test_target_state_is_shared_across_processes(
         assert a.api_hits() == b.api_hits() == 2
 
 
-def test_drained_target_gets_no_new_requests_while_in_flight_one_completes(
+def test_killed_nginx_comes_back_with_its_targets(
     nginx: NginxGateway, stack_config: GatewayStackConfig
 ) -> None:
     with backends(2) as (a, b):
         nginx.apply(build_gateway_state(stack_config, [a.address]))
-        started, release = a.hold("inflight")
-        outcome: dict[str, httpx.Response] = {}
-        slow = threading.Thread(target=lambda: outcome.setdefault(
-            "r", httpx.get(f"{nginx.url}/api/slow?hold=inflight", headers=AUTH, timeout=30)))
-        slow.start()
-        assert started.wait(10), "the slow request never reached backend a"
-
         nginx.add_target(b.address)
-        nginx.drain_target(a.address)
-        before = a.api_hits()
-        with httpx.Client(base_url=nginx.url) as client:
-            fresh = [client.get("/api/x", headers=AUTH) for _ in range(10)]
-        assert {r.status_code for r in fresh} == {200}
-        assert a.api_hits() == before, "a drained target got a new request"
-        assert b.api_hits() == 10
-        assert {t.address: t.health for t in nginx.list_targets()} == {
-            a.address: TargetHealth.DRAINING, b.address: TargetHealth.HEALTHY}
-
-        release.set()
-        slow.join(timeout=15)
-        assert outcome["r"].status_code == 200 and outcome["r"].json()["backend"] == a.port
-        nginx.remove_target(a.address)
-        nginx.remove_target(a.address)
-        assert [t.address for t in nginx.list_targets()] == [b.address]
+        pid = nginx.server.pid()
+        assert pid is not None
+        workers = _children(pid)
+        for process in [pid, *workers]:  # the whole gateway dies (the master first: it
+            os.kill(process, signal.SIGKILL)  # would replace a killed worker)
+        wait_until(lambda: nginx.server.pid() is None and not port_open(
+            nginx.listen.host, nginx.listen.port), timeout=10, what="nginx gone")
+        assert {t.health for t in nginx.list_targets()} == {TargetHealth.UNKNOWN}
+        nginx.drain_target(a.address)  # starts it again, from targets.json
+        assert nginx.server.pid() not in (None, pid)
+        assert {t.address: t.weight for t in nginx.list_targets()} == {a.address: 0,
+                                                                       b.address: 100}
+        assert httpx.get(f"{nginx.url}/api/x", headers=AUTH).json()["backend"] == b.port
 
 
-@pytest.mark.parametrize("keepalive", [False, True], ids=["new-connections", "keepalive"])
-def test_drain_and_scale_under_steady_load_fail_zero_requests(
-    nginx: NginxGateway, stack_config: GatewayStackConfig, keepalive: bool
+def test_target_api_is_loopback_only_and_validates(
+    nginx: NginxGateway, stack_config: GatewayStackConfig
 ) -> None:
-    with backends(3) as (a, b, c):
-        nginx.apply(build_gateway_state(stack_config, [a.address, b.address]))
-        with SteadyLoad(f"{nginx.url}/api/load", headers=AUTH, threads=4, max_requests=3000,
-                        max_seconds=40, keepalive=keepalive) as load:
-            load.wait_for(50)
-            nginx.add_target(c.address)
-            load.wait_for(load.result.total + 50)
-            nginx.drain_target(a.address)
-            drained_at = a.api_hits()
-            load.wait_for(load.result.total + 100)
-            nginx.remove_target(a.address)
-            load.wait_for(load.result.total + 50)
-        assert load.result.failed == 0, (load.result.statuses, load.result.errors[:3])
-        assert load.result.total >= 250
-        assert a.api_hits() == drained_at
-        assert c.api_hits() > 0
+    from tasks.gateway.nginx.render import Listen
+
+    assert Listen(host="0.0.0.0", port=1, status_port=2).admin_host == "127.0.0.1"
+    assert Listen(host="::1", port=1, status_port=2).admin_host == "::1"
+    nginx.apply(build_gateway_state(stack_config, []))
+    conf = nginx.server.conf.read_text()
+    assert f"listen 127.0.0.1:{nginx.listen.status_port};" in conf
+    for body, field in (({"targets": {"nohost": 1}}, "nohost is not host:port"),
+                        ({"targets": {"127.0.0.1:1": 70000}}, "weight must be an integer"),
+                        ({"targets": "all"}, "expected an object"),
+                        ({}, "expected an object")):
+        answer = httpx.put(nginx.admin_url, json=body)
+        assert answer.status_code == 400 and field in answer.json()["message"], body
+    assert httpx.put(nginx.admin_url, content=b"{nope").status_code == 400
+    assert nginx.list_targets() == []
+    with pytest.raises(GatewayError, match="weight must be 1..65535"):
+        nginx.add_target("127.0.0.1:1", weight=0)
+    with pytest.raises(GatewayError, match="expected host:port"):
+        nginx.add_target("127.0.0.1")
+
+
+def test_a_configuration_lua_rejects_keeps_the_previous_one_serving(
+    nginx: NginxGateway, stack_config: GatewayStackConfig
+) -> None:
+    with backends(1) as (backend,):
+        nginx.apply(build_gateway_state(stack_config, [backend.address]))
+        generation = _generation(nginx)
+        (nginx.prefix / "targets.json").chmod(0o600)
+        real_save = nginx._save
+
+        def corrupt(state: object) -> None:  # a damaged targets file under the reload
+            real_save(state)  # type: ignore[arg-type]
+            (nginx.prefix / "targets.json").write_text('{"targets": {"nohost": 1}}')
+
+        nginx._save = corrupt  # type: ignore[method-assign]
+        changed = stack_config.model_copy(update={"rate_limit_per_minute": 77})
+        with pytest.raises(GatewayError, match="kept the previous one.*nohost is not host"):
+            nginx.apply(build_gateway_state(changed))
+        assert _generation(nginx) == generation
+        assert httpx.get(f"{nginx.url}/api/x", headers=AUTH).status_code == 200
+
+
+def test_access_log_names_consumer_reason_and_correlation_id(
+    nginx: NginxGateway, stack_config: GatewayStackConfig
+) -> None:
+    with backends(1) as (backend,):
+        nginx.apply(build_gateway_state(stack_config, [backend.address]))
+        with httpx.Client(base_url=nginx.url) as client:
+            query = client.get("/api/x", params={"apikey": KEY},
+                               headers={"X-Correlation-ID": "cid-query"})
+            ok = client.get("/api/y", headers={"apikey": OTHER_KEY,
+                                               "X-Correlation-ID": "cid-123"})
+        assert query.status_code == 401 and ok.headers["X-Correlation-ID"] == "cid-123"
+        seen = backend.hits[-1]["headers"]
+        assert seen["X-Correlation-ID"] == seen["Kong-Request-ID"] == "cid-123"
+    records = [json.loads(line) for line in nginx.access_log.read_text().splitlines()]
+    by_cid = {r["correlation_id"]: r for r in records}
+    assert by_cid["cid-query"]["denied"] == "key_in_query_not_allowed"
+    assert by_cid["cid-query"]["upstream_addr"] == ""
+    last = by_cid["cid-123"]
+    assert (last["status"], last["consumer"], last["route"], last["denied"]) == (
+        200, "other", "stock-api", "")
+    assert last["upstream_addr"] == backend.address
+    status = httpx.get(nginx.status_url).text
+    assert status.startswith("Active connections:") and "server accepts handled requests" in status
