@@ -75,8 +75,11 @@ def test_bad_input_gets_kongs_answer_is_logged_and_never_reaches_an_instance(
                     assert response.headers["WWW-Authenticate"].startswith("Key"), case.name
                 if not case.big_header:  # Kong echoes the correlation id once plugins ran
                     assert response.headers[gw.base.correlation_header] == cid, case.name
-                logged = gw.logged(request_id=request_id, correlation_id=cid)
-                if logged is not None:
+                if gw.read_log is not None:  # written once the response is out: wait for it
+                    gw.eventually(lambda: bool(gw.logged(request_id=request_id,  # noqa: B023
+                                                         correlation_id=cid)),  # noqa: B023
+                                  f"the log entry of {case.name}", timeout=5)
+                    logged = gw.logged(request_id=request_id, correlation_id=cid) or []
                     assert [e["status"] for e in logged] == [case.status], case.name
             assert backend.api_hits() == before, "a refused request reached the instance"
 
