@@ -39,7 +39,8 @@ class LoadResult:
 class SteadyLoad:
     def __init__(self, url: str, *, headers: dict[str, str], threads: int = 4,
                  max_requests: int = 20000, max_seconds: float = 60.0,
-                 keepalive: bool = True, method: str = "GET") -> None:
+                 keepalive: bool = True, method: str = "GET",
+                 rate: float | None = None) -> None:
         self.url = url
         self.headers = headers
         self.threads = threads
@@ -47,6 +48,7 @@ class SteadyLoad:
         self.max_seconds = max_seconds
         self.keepalive = keepalive
         self.method = method
+        self.rate = rate  # requests per second over all threads; None: as fast as answered
         self.result = LoadResult()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -56,10 +58,16 @@ class SteadyLoad:
     def _run(self) -> None:
         limits = httpx.Limits(max_keepalive_connections=1 if self.keepalive else 0)
         deadline = time.monotonic() + self.max_seconds
+        interval = self.threads / self.rate if self.rate else 0.0
+        due = time.monotonic()
         with httpx.Client(timeout=10.0, limits=limits) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 with self._lock:
                     if self.result.total >= self.max_requests:
+                        return
+                if interval:  # paced: each thread keeps its share of the rate
+                    due += interval
+                    if self._stop.wait(max(0.0, due - time.monotonic())):
                         return
                 sent = time.monotonic()
                 start = time.perf_counter()
