@@ -161,6 +161,38 @@ class AzureSettings(_Strict):
         return self
 
 
+MAX_RATE_PER_MINUTE = 6_000_000  # 100,000 req/s: far above one gateway node
+
+
+class ConsumerSettings(_Strict):
+    """One client application of the API: its own key-auth key, its access and its rate
+    limit. The key is generated at deploy and kept in a Prefect Secret block, never here."""
+
+    name: str = Field(description="the Kong consumer's username (2-32 of a-z, 0-9, '-')")
+    access: Literal["read", "write"] = Field(
+        default="read", description="read: GET/HEAD/OPTIONS; write: also POST/PUT/PATCH/DELETE "
+        "(member of the writers group)")
+    rate_limit_per_minute: int = Field(
+        default=60000, ge=1, le=MAX_RATE_PER_MINUTE,
+        description=f"requests per minute for this consumer (1..{MAX_RATE_PER_MINUTE:,}); "
+        "enforced by Kong's rate-limiting and by the local gateway alike")
+    key_secret: str | None = Field(
+        default=None, description="Prefect Secret block holding the key; default "
+        "'<stack>-key-<name>', created with a random key when missing")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not NAME_PATTERN.match(name):
+            raise ValueError(f"{name!r}: use 2-32 lowercase letters, digits and '-'")
+        return name
+
+
+def _default_consumers() -> list[ConsumerSettings]:
+    return [ConsumerSettings(name="reader", access="read"),
+            ConsumerSettings(name="writer", access="write")]
+
+
 class LocalProviderSettings(_Strict):
     """The embedded default: every role on this machine, on LocalSettings' loopback ports."""
 
@@ -198,6 +230,10 @@ class Topology(_Strict):
         "to the log forwarder (required for provider 'azure' when a VM has role "
         "'log-forwarder')",
     )
+    consumers: list[ConsumerSettings] = Field(
+        default_factory=_default_consumers, min_length=1, max_length=32,
+        description="client applications: one key-auth consumer each, with its access and "
+        "rate limit (default: a read-only 'reader' and a 'writer')")
     ssh: SSHSettings = Field(default_factory=SSHSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
     local: LocalProviderSettings = Field(default_factory=LocalProviderSettings)
@@ -223,6 +259,19 @@ class Topology(_Strict):
         if net.prefixlen == 0:
             raise ValueError("must not be 0.0.0.0/0: admin ports would be open to everyone")
         return str(net)
+
+    @field_validator("consumers")
+    @classmethod
+    def _consumers_unique(cls, consumers: list[ConsumerSettings]) -> list[ConsumerSettings]:
+        names = [c.name for c in consumers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"consumer names must be unique: {dupes}")
+        return consumers
+
+    def key_secret(self, consumer: ConsumerSettings) -> str:
+        """The Secret block that holds ``consumer``'s key."""
+        return consumer.key_secret or f"{self.name}-key-{consumer.name}"
 
     @field_validator("vms")
     @classmethod

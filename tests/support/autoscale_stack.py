@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from autoscaler import AutoscalePolicy
 from flows.autoscale import autoscale
 from kongstack.core.procs import Daemon, free_port, free_port_block, http_ok, wait_until
-from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
+from tasks.gateway.desired import ConsumerConfig, GatewayStackConfig, build_gateway_state
 from tasks.gateway.protocol import Gateway
 from tasks.instances.base import InstanceDriver, InstanceState
 from tasks.tick.config import AutoscaleConfig
@@ -156,7 +157,7 @@ class Stack:
         wait_until(ok, timeout=timeout, what=what, interval=0.25)
 
     def get(self, path: str = "/api/stocks") -> httpx.Response:
-        return httpx.get(f"{self.gateway_url}{path}", timeout=10)
+        return httpx.get(f"{self.gateway_url}{path}", headers=API_HEADERS, timeout=10)
 
     def stop_all(self) -> None:
         driver = self.driver()
@@ -168,11 +169,16 @@ class Stack:
             stop()
 
 
-def open_gateway_state(stack: str) -> Any:
-    """The stack's gateway state without key-auth and rate limiting (load tests need both off)."""
-    state = build_gateway_state(GatewayStackConfig(stack=stack))
-    plugins = tuple(p for p in state.plugins if p.name not in ("key-auth", "rate-limiting"))
-    return state.model_copy(update={"plugins": plugins})
+LOAD_KEY = "autoscale-load-key-5c1e"
+API_HEADERS = {"apikey": LOAD_KEY}
+
+
+def keyed_gateway_state(stack: str) -> Any:
+    """The stack's gateway state with key-auth and rate limiting on, as deployed; the load's
+    consumer may send far more than the tests' load."""
+    load = ConsumerConfig(username="load", key=SecretStr(LOAD_KEY), access="read",
+                          rate_limit_per_minute=6_000_000)
+    return build_gateway_state(GatewayStackConfig(stack=stack, consumers=(load,)))
 
 
 def instance_base_port() -> int:
@@ -206,7 +212,7 @@ def autoscale_stack(workdir: Path, *, driver: str, redis_url: str,
             memory_block=stack,
         )
         gateway = build_gateway(pool)
-        gateway.apply(open_gateway_state(stack))
+        gateway.apply(keyed_gateway_state(stack))
         s = Stack(home=home, config=config, prometheus=prom,
                   gateway_url=f"http://127.0.0.1:{local['gateway_port']}")
         try:

@@ -21,7 +21,7 @@ from kongstack.core.procs import Daemon, wait_until
 from kongstack.core.settings import REPO_ROOT
 from tasks.instances.base import Instance, InstanceState
 from tasks.tick.scaling_log import ScalingLog
-from tests.support.autoscale_stack import Stack
+from tests.support.autoscale_stack import API_HEADERS, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ class Load:
 
     def __init__(self, stack: Stack, rps: float, duration: float = 120) -> None:
         self.gen = LoadGenerator(url=stack.gateway_url, rps=rps, duration=duration,
-                                 timeout=10, max_in_flight=64)
+                                 timeout=10, max_in_flight=64, headers=API_HEADERS)
         self.report: LoadReport | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
