@@ -247,7 +247,8 @@ def registration_state(stack: str, *, api_key: str | SecretStr | None,
     key-auth. ``targets=None`` leaves the upstream's targets to the autoscaler.
     ``upstream_secret`` and ``log_token``: see the module docstring."""
     key = SecretStr(api_key) if isinstance(api_key, str) else api_key
-    consumers = (ConsumerConfig(username=API_CONSUMER, key=key),) if key is not None else ()
+    consumers = (ConsumerConfig(username=API_CONSUMER, key=key, access="write"),) \
+        if key is not None else ()
     limits = {} if rate_limit_per_minute is None else {
         "rate_limit_per_minute": rate_limit_per_minute}
     cfg = GatewayStackConfig.model_validate({
