@@ -39,7 +39,7 @@ app = _App(
 )
 
 
-COMMAND_MODULES = ("deploy", "health", "load", "monitor", "ops", "simulate", "stack")
+COMMAND_MODULES = ("deploy", "health", "keys", "load", "monitor", "ops", "simulate", "stack")
 
 
 def _register_commands() -> None:

@@ -203,6 +203,10 @@ def register(app: typer.Typer) -> None:
             help="request path(s), round robin (default /api/stocks)")] = None,
         max_in_flight: int = typer.Option(256, min=1, max=4096),
         allow_remote: bool = typer.Option(False, help="allow a non-loopback URL"),
+        consumer: str | None = typer.Option(
+            None, help="send with this consumer's key (default: the first read-only "
+            f"consumer of the stack file; ${API_KEY_ENV} overrides the key)"),
+        config: Annotated[Path | None, typer.Option(help="stack file (for --consumer)")] = None,
     ) -> None:
         """Offer a steady request rate to the gateway and watch the pool react."""
         from rich.console import Console
@@ -213,6 +217,11 @@ def register(app: typer.Typer) -> None:
         target = url or f"http://{settings.host}:{settings.gateway_port}"
         key = os.environ.get(API_KEY_ENV)
         try:
+            if not key:
+                from kongstack.cli.keys import consumer_key
+                from kongstack.core.topology import load_topology
+
+                consumer, key = consumer_key(load_topology(config), consumer)
             gen = LoadGenerator(url=target, rps=rps, duration=duration,
                                 paths=path or ["/api/stocks"],
                                 max_in_flight=max_in_flight, allow_remote=allow_remote,

@@ -23,7 +23,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
 
+    keys: list[str | None] = []
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        _Handler.keys.append(self.headers.get("apikey"))
         status = 503 if self.path.startswith("/fail") else 200
         body = b'{"ok": true}'
         self.send_response(status)
@@ -78,6 +81,21 @@ def test_cli_runs_and_reports(server: str, tmp_path: Path, monkeypatch: pytest.M
     (metrics / "autoscaler.prom").write_text(
         "kongstack_autoscaler_current_instances 4\nkongstack_autoscaler_desired_instances 5\n")
     assert pool_size(metrics / "autoscaler.prom") == (4, 5)
+    monkeypatch.delenv("KONGSTACK_API_KEY", raising=False)
+    monkeypatch.setenv("KONGSTACK_KEY_READER", "reader-key-from-env")  # the default consumer
+    _Handler.keys.clear()
     result = CliRunner().invoke(app, ["load", "--rps", "20", "--duration", "1", "--url", server])
     assert result.exit_code == 0, result.output
     assert "0 failed" in result.output
+    assert set(_Handler.keys) == {"reader-key-from-env"}
+    unknown = CliRunner().invoke(app, ["load", "--consumer", "nobody", "--url", server])
+    assert unknown.exit_code == 2 and "'nobody' is not one of" in unknown.output
+
+
+def test_key_commands_list_consumers_and_print_one_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KONGSTACK_KEY_WRITER", "writer-key-from-env")
+    listing = CliRunner().invoke(app, ["keys"])
+    assert listing.exit_code == 0, listing.output
+    assert "kongstack-key-reader" in listing.output and "writer-key-from-env" not in listing.output
+    shown = CliRunner().invoke(app, ["key", "writer"])
+    assert (shown.exit_code, shown.output) == (0, "writer-key-from-env\n")
