@@ -94,3 +94,22 @@ def test_dbless_refuses_writes_with_code_12_but_takes_post_config() -> None:
         assert "services:" in http.get("/config").json()["config"]
     with kong_double() as kong, httpx.Client(base_url=kong.url) as http:
         assert http.post("/config", json={"_format_version": "3.0"}).status_code == 400
+
+
+def test_acls_are_addressed_by_group_and_upserted_with_put(http: httpx.Client) -> None:
+    """kong/plugins/acl/api.lua: a group name in the URL finds the consumer's membership; PUT
+    creates it when missing; (consumer, group) is unique; the consumer's delete cascades."""
+    http.put("/consumers/alice", json={})
+    created = http.put("/consumers/alice/acls/writers", json={"tags": ["t"]})
+    assert created.status_code == 200 and created.json()["group"] == "writers"
+    again = http.put("/consumers/alice/acls/writers", json={"tags": ["t"]})
+    assert again.json()["id"] == created.json()["id"]
+    assert http.post("/consumers/alice/acls", json={"group": "writers"}).status_code == 409
+    assert http.get("/consumers/alice/acls/writers").json()["id"] == created.json()["id"]
+    assert http.get("/consumers/alice/acls/nope").status_code == 404
+    assert [a["group"] for a in http.get("/acls", params={"tags": "t"}).json()["data"]] == [
+        "writers"]
+    bad = http.post("/plugins", json={"name": "acl", "config": {}})
+    assert bad.status_code == 400 and "config.allow" in bad.json()["message"]
+    assert http.delete("/consumers/alice").status_code == 204
+    assert http.get("/acls").json()["data"] == []
