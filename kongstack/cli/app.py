@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from autoscaler.errors import PolicyError
-from kongstack.cli.localprefect import use_local_server_if_running
+from kongstack.cli.localprefect import use_local_prefect
 from kongstack.core.errors import ConfigError
 from kongstack.core.settings import LocalSettings
 
@@ -48,8 +48,9 @@ def _register_commands() -> None:
 
 
 # Prefect reads its settings when first imported, so point this process at the local server
-# started by `kongstack up` (if it runs) before any command module imports prefect.
-use_local_server_if_running(LocalSettings())
+# started by `kongstack up` (or, when it is not running, at its database through Prefect's
+# ephemeral API) before any command module imports prefect.
+use_local_prefect(LocalSettings())
 _register_commands()
 
 if __name__ == "__main__":

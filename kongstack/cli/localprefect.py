@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kongstack.core.procs import Daemon, http_ok
@@ -47,6 +49,33 @@ def use_local_server_if_running(settings: LocalSettings) -> bool:
         os.environ.update({k: v for k, v in prefect_env(settings).items() if k not in os.environ})
         return True
     return False
+
+
+def use_local_prefect(settings: LocalSettings) -> str:
+    """Point this process at the stack's Prefect database, whether its server runs or not.
+
+    $PREFECT_API_URL, if set, wins; else the local server when it runs; else Prefect's
+    ephemeral API on the server's own SQLite file (PREFECT_HOME under the stack's home), so
+    the Secret blocks `kongstack up --no-autoscale` writes are those `kongstack key` and a
+    later server read. Returns which one. Call before prefect is imported.
+    """
+    if use_local_server_if_running(settings):
+        return os.environ["PREFECT_API_URL"]
+    if "prefect" in sys.modules:  # too late to take effect here; would only leak into children
+        return "as configured before prefect was imported"
+    env = {k: v for k, v in prefect_env(settings).items() if k != "PREFECT_API_URL"}
+    os.environ.update({k: v for k, v in env.items() if k not in os.environ})
+    return f"ephemeral ({os.environ['PREFECT_HOME']})"
+
+
+@contextmanager
+def local_server_settings(settings: LocalSettings) -> Iterator[None]:
+    """Talk to the local server inside the block, although prefect was imported (and read its
+    settings) before the server started: ``kongstack up``."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url(settings)}):
+        yield
 
 
 def server_daemon(settings: LocalSettings) -> Daemon:

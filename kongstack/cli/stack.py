@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from kongstack.cli.localprefect import (
     api_url,
+    local_server_settings,
     prefect_env,
     start_server,
     stop_server,
@@ -55,10 +57,14 @@ def _deployment_registered(settings: LocalSettings, name: str) -> bool:
     return r.status_code == 200
 
 
-def start_orchestration(settings: LocalSettings, console: Console) -> None:
-    """Prefect server, the serve process and the fast-path webhook (each idempotent)."""
+def start_prefect(settings: LocalSettings, console: Console) -> None:
+    """The Prefect server first: deploy-stack keeps the API keys in its Secret blocks."""
     console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
     start_server(settings)
+
+
+def start_orchestration(settings: LocalSettings, console: Console) -> None:
+    """The serve process and the fast-path webhook (each idempotent); the server runs."""
     env = prefect_env(settings)
     console.print("[bold]serving deployments[/bold]: deploy-stack, autoscale, maintenance, cleanup")
     _serve_daemon(settings).start(
@@ -97,42 +103,67 @@ def _print_where(settings: LocalSettings, urls: dict[str, str], console: Console
     )
 
 
+def _print_keys(config: Path | None, urls: dict[str, str], console: Console) -> None:
+    """How to use the API keys: consumer names, Secret blocks and commands, never a key."""
+    from kongstack.core.topology import load_topology
+    from tasks.gateway.consumers import resolve_keys, usage_hint
+
+    gateway = urls.get("stock API (gateway)", "").removesuffix("/api/stocks")
+    keys = resolve_keys(load_topology(config), create=False)  # deploy-stack created them
+    console.print("\n".join(usage_hint(keys, gateway)), markup=False, highlight=False)
+
+
+def _up(config: Path | None, settings: LocalSettings, console: Console, *,
+        autoscale: bool) -> None:
+    from flows.deploy_stack import deploy
+
+    console.print("[bold]deploy-stack[/bold] (local provider): provision → install → "
+                  "register → verify")
+    try:
+        summary = deploy(
+            config, settings=settings,
+            # markup=False: step names are printed as "[install] ...", not rich tags.
+            log=lambda line: console.print(f"  {line}", style="dim", markup=False,
+                                           highlight=False),
+        )
+    except StackError as exc:
+        console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    console.print(summary.headline())
+    if not summary.ok:
+        console.print(summary.markdown(), highlight=False)
+        raise typer.Exit(1)
+    if autoscale:
+        try:
+            start_orchestration(settings, console)
+        except StackError as exc:
+            console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    _print_where(settings, summary.urls, console)
+    _print_keys(config, summary.urls, console)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("up", help=UP_HELP)
     def up(
         config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
         no_autoscale: Annotated[
-            bool, typer.Option("--no-autoscale", help="deploy the stack only; no Prefect")
+            bool, typer.Option("--no-autoscale", help="deploy the stack only, no Prefect "
+                               "server (the keys' Secret blocks go to its database all the same)")
         ] = False,
     ) -> None:
-        from flows.deploy_stack import deploy
-
         console = Console()
         settings = load_settings()
         logging.basicConfig(level=logging.WARNING)
-        console.print("[bold]deploy-stack[/bold] (local provider): provision → install → "
-                      "register → verify")
-        try:
-            summary = deploy(
-                config, settings=settings,
-                # markup=False: step names are printed as "[install] ...", not rich tags.
-                log=lambda line: console.print(f"  {line}", style="dim", markup=False,
-                                               highlight=False),
-            )
-        except StackError as exc:
-            console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
-            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
-        console.print(summary.headline())
-        if not summary.ok:
-            console.print(summary.markdown(), highlight=False)
-            raise typer.Exit(1)
-        if not no_autoscale:
-            try:
-                start_orchestration(settings, console)
-            except StackError as exc:
-                console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
-                raise typer.Exit(1) from None
-        _print_where(settings, summary.urls, console)
+        with ExitStack() as prefect_api:
+            if not no_autoscale:  # the keys' Secret blocks go to the server that then runs
+                try:
+                    start_prefect(settings, console)
+                except StackError as exc:
+                    console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+                    raise typer.Exit(1) from None
+                prefect_api.enter_context(local_server_settings(settings))
+            _up(config, settings, console, autoscale=not no_autoscale)
 
     @app.command("down", help=DOWN_HELP)
     def down(

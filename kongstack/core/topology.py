@@ -211,9 +211,9 @@ class Topology(_Strict):
     )
     api_key_secret: str | None = Field(
         default=None,
-        description="Secret block with the API consumer's key (key-auth); locally "
-        "$KONGSTACK_API_KEY also works, and without either the loopback-only gateway runs "
-        "without key-auth",
+        description="Secret block with an older single API key: its consumer 'api' (read and "
+        "write) is kept next to `consumers` so existing clients go on working (locally "
+        "$KONGSTACK_API_KEY also works); new clients use a consumer of their own",
     )
     kong_admin_secret: str | None = Field(
         default=None, description="Secret block with the Kong Admin API token (Azure)"
@@ -386,9 +386,9 @@ def _check_references(raw: Topology) -> list[str]:
             errors.append("ssh.public_key_secret: required for provider 'azure' (a Secret block)")
         if not raw.ssh.private_key_secret:
             errors.append("ssh.private_key_secret: required for provider 'azure' (a Secret block)")
-        if not raw.api_key_secret:
-            errors.append("api_key_secret: required for provider 'azure' (the public API "
-                          "needs key-auth; a Secret block)")
+    if raw.api_key_secret:
+        errors += [f"consumers[{n}].name: 'api' is the consumer of api_key_secret's key; "
+                   "choose another name" for n, c in enumerate(raw.consumers) if c.name == "api"]
     roles = [r for vm in raw.vms for r in vm.roles]
     for required in (Role.STOCK_API, Role.REDIS):
         if required not in roles:

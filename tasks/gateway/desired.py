@@ -21,7 +21,7 @@ http-log sends ``Authorization: Bearer <token>`` to the log forwarder's HTTP inp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
@@ -231,31 +231,39 @@ def upstream_secret_header(state: GatewayState) -> tuple[str, SecretStr] | None:
 # -- what deploy-stack registers, on every provider ---------------------------------------------
 
 API_CONSUMER = "api"
-"""The consumer that carries the deploy's API key (key-auth), on every provider."""
+"""The consumer of the stack file's ``api_key_secret`` (an older single-key setup): kept, with
+write access, so its clients go on working next to the per-application consumers."""
 CONSUMER_PLUGINS = ("key-auth", "acl")
-"""Plugins that need an authenticated consumer: left out when the stack has no API key."""
+"""Plugins that need an authenticated consumer: left out when the stack has no consumer."""
 
 
-def registration_state(stack: str, *, api_key: str | SecretStr | None,
+def registration_state(stack: str, *, consumers: Sequence[ConsumerConfig] = (),
+                       api_key: str | SecretStr | None = None,
                        targets: Iterable[str] | None = None, log_endpoint: str | None = None,
                        rate_limit_per_minute: int | None = None,
                        upstream_secret: SecretStr | None = None,
                        log_token: SecretStr | None = None) -> GatewayState:
     """The gateway state deploy-stack registers (Kong on Azure, the local gateway here): the
-    stack's service, route, upstream and plugins, and the ``api`` consumer holding
-    ``api_key``. Without a key (a loopback-only local gateway) there is no consumer and no
-    key-auth. ``targets=None`` leaves the upstream's targets to the autoscaler.
-    ``upstream_secret`` and ``log_token``: see the module docstring."""
+    stack's service, read and write routes, upstream and plugins, one consumer per client
+    application (``consumers``: key, access, own limit; tasks.gateway.consumers) and, when
+    ``api_key`` is given, the ``api`` consumer holding it. With no consumer at all there is
+    no key-auth (only tests and a bare template do that). ``targets=None`` leaves the
+    upstream's targets to the autoscaler. ``upstream_secret`` and ``log_token``: see the
+    module docstring."""
     key = SecretStr(api_key) if isinstance(api_key, str) else api_key
-    consumers = (ConsumerConfig(username=API_CONSUMER, key=key, access="write"),) \
-        if key is not None else ()
+    everyone = tuple(consumers)
+    if key is not None:
+        if any(c.username == API_CONSUMER for c in everyone):
+            raise ValueError(f"consumers: {API_CONSUMER!r} is taken by api_key_secret's "
+                             "consumer; rename the stack file's consumer")
+        everyone += (ConsumerConfig(username=API_CONSUMER, key=key, access="write"),)
     limits = {} if rate_limit_per_minute is None else {
         "rate_limit_per_minute": rate_limit_per_minute}
     cfg = GatewayStackConfig.model_validate({
-        "stack": stack, "consumers": consumers, "log_endpoint": log_endpoint,
+        "stack": stack, "consumers": everyone, "log_endpoint": log_endpoint,
         "upstream_secret": upstream_secret, "log_token": log_token, **limits})
     state = build_gateway_state(cfg, targets=targets)
-    if key is not None:
+    if everyone:
         return state
     return state.model_copy(update={
         "plugins": tuple(p for p in state.plugins if p.name not in CONSUMER_PLUGINS)})

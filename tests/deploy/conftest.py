@@ -42,7 +42,9 @@ def write_stack_file(path: Path, **changes: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnv]:
+def local_env(tmp_path_factory: pytest.TempPathFactory,
+              prefect_harness: None) -> Iterator[LocalEnv]:
+    """The stack's consumer keys go to the test server's Secret blocks (unique stack name)."""
     home = tmp_path_factory.mktemp("stack")
     env = {"KONGSTACK_HOME": str(home)}
     # Every port below the ephemeral range, so no outgoing connection can take one first.

@@ -4,6 +4,7 @@ and gunicorn instances on free loopback ports. Tests run in file order on one st
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import httpx
 import pytest
@@ -38,12 +39,32 @@ def test_first_deploy_starts_everything_and_serves_through_the_gateway(local_env
                  "nginx-exporter", "nginx", "gateway request"):
         assert status[name] == "healthy", (name, summary.markdown())
     assert status["grafana"] == "absent" and status["kong"] == "substituted"
+    # key-auth is on: the deploy created a key per consumer in its Secret block
+    stack = local_env.stack().topo.name
+    for consumer in ("reader", "writer"):
+        assert f"consumer {consumer}: key created in Secret block {stack}-key-{consumer}" \
+            in changes
+    reader, writer = (_secret(f"{stack}-key-{c}") for c in ("reader", "writer"))
+    md = summary.markdown()
+    assert reader not in md and writer not in md  # names of blocks, never a key
+    assert "without a key -> 401" in md
     # a user's request through the gateway reaches an instance and the seeded store
     url = summary.urls["stock API (gateway)"]
-    listing = httpx.get(url, params={"per_page": 5}, timeout=5).json()
-    assert listing["total"] == 20 and len(listing["items"]) == 5
-    md = summary.markdown()
+    listing = httpx.get(url, params={"per_page": 5}, headers={"apikey": reader}, timeout=5)
+    assert listing.json()["total"] == 20 and len(listing.json()["items"]) == 5
+    anonymous = httpx.get(url, timeout=5)
+    assert (anonymous.status_code, anonymous.json()["message"]) == (
+        401, "No API key found in request")  # Kong's body
+    write = httpx.post(url, json={}, headers={"apikey": reader}, timeout=5)
+    assert write.status_code == 403, write.text
     assert "| provision | done |" in md and "## Components" in md and "Prometheus" in md
+
+
+def _secret(name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    block: Any = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+    return str(block.get())
 
 
 def test_unchanged_rerun_makes_no_changes_and_says_so(local_env: LocalEnv) -> None:

@@ -31,6 +31,7 @@ from tasks.providers import secrets
 from tasks.providers.azure import plan as arm_plan
 from tasks.providers.azure.plan import HEALTH, instance_targets, log_endpoint
 from tasks.providers.azure.role_files import host_steps, render_bundle
+from tasks.providers.consumers import deploy_consumers, planned_consumers
 from tasks.providers.protocol import (
     DeployPlan,
     Installed,
@@ -74,7 +75,8 @@ class AzureProvider:
                    + (f" with {', '.join(f.path for f in step.files)}" if step.files else "")
                    for host in hosts for step in host_steps(topo, host, hosts, bundle)]
         # Secrets are named, not read: the dry run needs no Secret block.
-        state = registration_state(topo.name, api_key="(api_key_secret)",
+        state = registration_state(topo.name, consumers=planned_consumers(topo),
+                                   api_key="(api_key_secret)" if topo.api_key_secret else None,
                                    targets=instance_targets(topo, hosts),
                                    log_endpoint=log_endpoint(topo, hosts),
                                    upstream_secret=SecretStr("(instance_secret)"),
@@ -87,11 +89,14 @@ class AzureProvider:
                 *(f"ensure {r}" for r in arm_plan.desired_resources(topo)), *rules)),
             PlannedStep(name="install", actions=(
                 *install, "log store: index template, ILM policy, ingest pipeline")),
-            PlannedStep(name="register", actions=tuple(
-                f"kong (Admin API through SSH): ensure {op.kind} {op.name}"
-                for op in gateway_plan(CurrentState(), state))),
+            PlannedStep(name="register", actions=(
+                *(f"kong (Admin API through SSH): ensure {op.kind} {op.name}"
+                  for op in gateway_plan(CurrentState(), state)),
+                "consumers: a key created in each Secret block that has none ("
+                + ", ".join(topo.key_secret(c) for c in topo.consumers) + ")")),
             PlannedStep(name="verify", actions=(
-                *checks, "GET /api/stocks through Kong's proxy with the API key")),
+                *checks, "GET /api/stocks through Kong's proxy with a read-only consumer's "
+            "key")),
         ))
 
     def provision(self) -> Provisioned:
@@ -132,14 +137,23 @@ class AzureProvider:
     def register(self, provisioned: Provisioned, installed: Installed) -> Registered:
         from tasks.providers.azure.remote import register_kong
 
-        api_key = secrets.read_secret(self.topo.api_key_secret, "api_key_secret")
+        consumers = deploy_consumers(self.topo, log=self.log)
         key = secrets.read_secret(self.topo.ssh.private_key_secret, "ssh.private_key_secret")
-        return Registered(changes=tuple(register_kong(
+        changes = register_kong(
             self.topo, list(provisioned.hosts), admin_secret_block=self.topo.kong_admin_secret,
-            api_key=api_key, private_key=key, known_hosts=known_hosts_path(self.topo))))
+            consumers=consumers.configs, api_key=self._older_api_key(), private_key=key,
+            known_hosts=known_hosts_path(self.topo))
+        return Registered(changes=(*consumers.changes, *changes),
+                          notes=tuple(f"warning: {w}" for w in consumers.warnings))
 
     def verify(self, provisioned: Provisioned, installed: Installed) -> Verified:
         from tasks.providers.azure.remote import verify_remote
 
-        api_key = secrets.read_secret(self.topo.api_key_secret, "api_key_secret")
-        return verify_remote(self.topo, list(provisioned.hosts), api_key=api_key)
+        probe_key = deploy_consumers(self.topo, log=self.log).probe_key()
+        return verify_remote(self.topo, list(provisioned.hosts), api_key=probe_key)
+
+    def _older_api_key(self) -> str | None:
+        """The single key of ``api_key_secret`` (before per-application consumers), if set."""
+        if not self.topo.api_key_secret:
+            return None
+        return secrets.read_secret(self.topo.api_key_secret, "api_key_secret")

@@ -27,7 +27,7 @@ import httpx
 from kongstack.core.errors import InstallError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.topology import Host, Role, Topology
-from tasks.gateway.desired import registration_state
+from tasks.gateway.desired import ConsumerConfig, registration_state
 from tasks.providers.azure import staging
 from tasks.providers.azure.plan import HEALTH, instance_targets, log_endpoint
 from tasks.providers.azure.role_files import (
@@ -171,13 +171,16 @@ def admin_tunnel(topo: Topology, kong: Host, *, private_key: str,
 
 
 def register_kong(
-    topo: Topology, hosts: list[Host], *, admin_secret_block: str | None, api_key: str | None,
-    private_key: str, known_hosts: Path, secrets: StackSecrets | None = None,
+    topo: Topology, hosts: list[Host], *, admin_secret_block: str | None,
+    private_key: str, known_hosts: Path, consumers: Sequence[ConsumerConfig] = (),
+    api_key: str | None = None, secrets: StackSecrets | None = None,
 ) -> list[str]:
-    """Kong on the kong VM gets the one registration state (tasks.gateway.desired) with the
-    stock API instances (private addresses) as targets, the gateway secret the instances
-    require and the log token for http-log. The Admin API listens on the Kong VM's loopback:
-    it is reached through an SSH tunnel (pinned host key), the URL is as seen from the VM."""
+    """Kong on the kong VM gets the one registration state (tasks.gateway.desired): the
+    stack file's consumers (keys from their Secret blocks), the older ``api`` consumer when
+    ``api_key`` is set, the stock API instances (private addresses) as targets, the gateway
+    secret the instances require and the log token for http-log. The Admin API listens on
+    the Kong VM's loopback: it is reached through an SSH tunnel (pinned host key), the URL is
+    as seen from the VM."""
     from pydantic import SecretStr
 
     from tasks.gateway.factory import make_gateway
@@ -193,7 +196,7 @@ def register_kong(
         # autoscaler owns the target list, so a re-run only adds the instances it installed
         # and never removes a target the autoscaler added (issue 16, item 9).
         result = gateway.apply(registration_state(
-            topo.name, api_key=api_key, targets=None,
+            topo.name, consumers=consumers, api_key=api_key, targets=None,
             log_endpoint=log_endpoint(topo, hosts),
             upstream_secret=(SecretStr(secrets.instance_secret)
                              if secrets.instance_secret else None),

@@ -37,7 +37,7 @@ class LocalProvider:
     def plan(self) -> DeployPlan:
         stack = self.stack
         hosts = ", ".join(vm.name for vm in self.topo.vms)
-        state = stack.desired_gateway_state()
+        state = stack.desired_gateway_state(planned=True)
         return DeployPlan(stack=self.topo.name, provider="local", steps=(
             PlannedStep(name="provision", actions=(
                 f"this machine hosts {hosts}",
@@ -46,6 +46,8 @@ class LocalProvider:
             PlannedStep(name="register", actions=(
                 *(f"gateway: ensure {op.kind} {op.name}"
                   for op in gateway_plan(CurrentState(), state)),
+                "consumers: a key created in each Secret block that has none ("
+                + ", ".join(self.topo.key_secret(c) for c in self.topo.consumers) + ")",
                 "gateway: the installed stock API instances as targets",
                 "Prometheus file_sd: the installed stock API instances")),
             PlannedStep(name="verify", actions=tuple(check_names(stack))),
@@ -61,7 +63,10 @@ class LocalProvider:
         stack = self.stack
         addresses = [c.url.removeprefix("http://") for c in installed.components
                      if c.role == "stock-api"]
-        return Registered(changes=tuple(stack.register(addresses)),
+        changes = stack.register(addresses)
+        consumers = stack.consumers()
+        return Registered(changes=(*consumers.changes, *changes),
+                          notes=tuple(f"warning: {w}" for w in consumers.warnings),
                           urls={"stock API (gateway)": f"{stack.gateway_url()}/api/stocks"})
 
     def verify(self, provisioned: Provisioned, installed: Installed) -> Verified:

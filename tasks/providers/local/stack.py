@@ -31,6 +31,7 @@ from kongstack.core.settings import LocalSettings
 from kongstack.core.topology import Host, Role, Topology
 from tasks.gateway.desired import registration_state
 from tasks.gateway.kong.model import GatewayState
+from tasks.providers.consumers import DeployConsumers, deploy_consumers, planned_consumers
 from tasks.providers.protocol import Component, Installed, Provisioned
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class LocalStack:
     topo: Topology
     settings: LocalSettings = field(default_factory=LocalSettings)
     log: LogFn = print
+    _consumers: DeployConsumers | None = field(default=None, init=False, repr=False)
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -173,6 +175,7 @@ class LocalStack:
             result = gateway.apply(self.desired_gateway_state())
         finally:
             gateway.close()
+        changes += self.consumers().changes
         changes += describe_ops(result.operations)
         status = "started" if any(op.kind == "process" for op in result.operations) else "running"
         return Component("nginx", "nginx", status, self.gateway_url(),
@@ -275,6 +278,8 @@ class LocalStack:
 
     # -- register: the gateway's desired state plus the instances as targets ---------------------
     def api_key(self) -> str | None:
+        """The older single key (``api_key_secret`` or $KONGSTACK_API_KEY), if any: its
+        ``api`` consumer keeps working next to the stack file's consumers."""
         name = self.topo.api_key_secret
         if name:
             from tasks.providers.secrets import read_secret
@@ -282,10 +287,20 @@ class LocalStack:
             return read_secret(name, "api_key_secret")
         return os.environ.get("KONGSTACK_API_KEY") or None
 
-    def desired_gateway_state(self) -> GatewayState:
-        """The one registration state (tasks.gateway.desired), as on every provider; the
-        instances become targets one by one (the autoscaler owns the target list)."""
-        return registration_state(self.topo.name, api_key=self.api_key(),
+    def consumers(self) -> DeployConsumers:
+        """The stack file's consumers with their keys (tasks.providers.consumers), created in
+        their Secret blocks when missing; read once per LocalStack."""
+        if self._consumers is None:
+            self._consumers = deploy_consumers(self.topo, log=self.log)
+        return self._consumers
+
+    def desired_gateway_state(self, *, planned: bool = False) -> GatewayState:
+        """The one registration state (tasks.gateway.desired), as on every provider, key-auth
+        always on: the stack file's consumers, plus the ``api`` consumer when an older single
+        key is set; the instances become targets one by one (the autoscaler owns the target
+        list). ``planned`` (a dry run): placeholder keys, no Secret block read or created."""
+        configs = planned_consumers(self.topo) if planned else self.consumers().configs
+        return registration_state(self.topo.name, consumers=configs, api_key=self.api_key(),
                                   rate_limit_per_minute=self.topo.local.rate_limit_per_minute)
 
     def register(self, instance_addresses: list[str]) -> list[str]:

@@ -38,10 +38,10 @@ def _redis_ok(url: str) -> tuple[bool, str]:
 def request_through_gateway(stack: LocalStack, timeout: float = 20.0) -> str:
     """GET a list page and then one stock through the gateway; returns what was seen.
 
-    Retried until ``timeout``: nginx may still be switching to the new configuration.
+    Sent with a read-only consumer's key; retried until ``timeout``: nginx may still be
+    switching to the new configuration. Then the same GET without a key must get 401.
     """
-    key = stack.api_key()
-    headers = {"apikey": key} if key else {}
+    headers = {"apikey": stack.consumers().probe_key()}
     base = stack.gateway_url()
     deadline = time.monotonic() + timeout
     last = ""
@@ -58,7 +58,8 @@ def request_through_gateway(stack: LocalStack, timeout: float = 20.0) -> str:
                     via = one.headers.get("X-Correlation-ID", "")
                     return (f"GET /api/stocks/{symbol} -> 200 via gateway "
                             f"(total {listing.json().get('total')} symbols, "
-                            f"correlation id {via or 'absent'})")
+                            f"correlation id {via or 'absent'}); "
+                            + _refused_without_key(f"{base}/api/stocks/{symbol}"))
                 last = f"GET /api/stocks/{symbol} -> {one.status_code}"
             else:
                 last = f"GET /api/stocks -> {listing.status_code} {listing.text[:120]}"
@@ -70,10 +71,23 @@ def request_through_gateway(stack: LocalStack, timeout: float = 20.0) -> str:
         delay = min(delay * 2, 1.0)
 
 
+def _refused_without_key(url: str) -> str:
+    """Key-auth is on: a request without a key gets 401 (else InstallError)."""
+    try:
+        status = httpx.get(url, timeout=PROBE_TIMEOUT).status_code
+    except httpx.HTTPError as exc:
+        raise InstallError(f"GET {url} without a key: {type(exc).__name__}: {exc}") from exc
+    if status != 401:
+        raise InstallError(f"GET {url} without a key -> {status}, expected 401: the gateway "
+                           "does not enforce key-auth")
+    return "without a key -> 401"
+
+
 def check_names(stack: LocalStack) -> list[str]:
     """What verify checks, in order (the plan shows them)."""
     return ["every stock API instance answers /ready", *(f"health of {n}" for n in PROBED),
-            "a stock through the gateway (list, then one symbol)"]
+            "a stock through the gateway with a read-only key (list, then one "
+            "symbol), then 401 without a key"]
 
 
 PROBED = ("redis", "prometheus", "alertmanager", "node-exporter", "redis-exporter",

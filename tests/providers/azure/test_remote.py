@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from kongstack.core.topology import Host, Role, Topology, load_topology
+from tasks.gateway.desired import ConsumerConfig
 from tasks.providers.azure.remote import register_kong, role_env
 from tasks.providers.azure.role_files import StackSecrets
 from tests.doubles.kong_server import kong_double
@@ -41,7 +43,13 @@ HOSTS = [
 ]
 
 
-def test_register_puts_instances_consumer_and_log_endpoint_in_kong(
+CONSUMERS = (ConsumerConfig(username="reader", key=SecretStr("k-reader"), access="read",
+                            rate_limit_per_minute=30_000),
+             ConsumerConfig(username="writer", key=SecretStr("k-writer"), access="write",
+                            rate_limit_per_minute=600))
+
+
+def test_register_puts_instances_consumers_and_log_endpoint_in_kong(
     ssh_server: SshServer, tmp_path: Path
 ) -> None:
     known_hosts = tmp_path / "known_hosts"
@@ -49,15 +57,23 @@ def test_register_puts_instances_consumer_and_log_endpoint_in_kong(
     # the Kong VM is the loopback sshd; its Admin API (the double) listens on its loopback
     hosts = [dataclasses.replace(HOSTS[0], ssh_port=ssh_server.port, ssh_user=ssh_server.user),
              HOSTS[1]]
-    options = {"admin_secret_block": None, "api_key": "k-123", "secrets": SECRETS,
-               "private_key": ssh_server.user_private_key, "known_hosts": known_hosts}
+    options = {"admin_secret_block": None, "consumers": CONSUMERS, "api_key": "k-123",
+               "secrets": SECRETS, "private_key": ssh_server.user_private_key,
+               "known_hosts": known_hosts}
     with kong_double() as kong:
         topo = topology_with_admin_port(int(urlsplit(kong.url).port or 0))
         changes = register_kong(topo, hosts, **options)  # type: ignore[arg-type]
         assert any(c.startswith("kong: create upstream stock-api-upstream") for c in changes)
         targets = sorted(r["target"] for r in kong.rows("targets"))
         assert targets == ["10.20.1.4:3021", "10.20.1.4:3022", "10.20.1.4:3023"]
-        assert [c["username"] for c in kong.rows("consumers")] == ["api"]
+        ids = {c["id"]: c["username"] for c in kong.rows("consumers")}
+        assert sorted(ids.values()) == ["api", "reader", "writer"]
+        groups = sorted((ids[a["consumer"]["id"]], a["group"]) for a in kong.rows("acls"))
+        assert groups == [("api", "readers"), ("api", "writers"), ("reader", "readers"),
+                          ("writer", "readers"), ("writer", "writers")]
+        limits = {ids[p["consumer"]["id"]]: p["config"]["minute"] for p in kong.rows("plugins")
+                  if p["name"] == "rate-limiting" and p.get("consumer")}
+        assert limits == {"reader": 30_000, "writer": 600}  # api: the service's default
         http_log = [p for p in kong.rows("plugins") if p["name"] == "http-log"]
         assert http_log[0]["config"]["http_endpoint"] == "http://10.20.1.5:8000/kong"
         assert http_log[0]["service"] is None  # global: every request Kong answers is logged

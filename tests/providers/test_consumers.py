@@ -1,0 +1,57 @@
+"""deploy-stack's consumers: keys created once, limits checked against the autoscale policy."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kongstack.core.topology import DEFAULT_TOPOLOGY_PATH, load_topology, parse_topology
+from kongstack.core.yamlfile import load_yaml
+from tasks.providers import consumers as deploy_module
+from tasks.providers.consumers import capacity_warnings, deploy_consumers
+
+
+def test_the_demo_limits_fit_the_demo_pool() -> None:
+    """deployments/stack.yaml against deployments/autoscale.yaml: no consumer is capped."""
+    max_instances, per_instance = deploy_module.planned_capacity()
+    assert (max_instances, per_instance) == (6, 70)
+    assert capacity_warnings(load_topology()) == []
+
+
+def test_a_limit_below_the_planned_capacity_is_warned(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "autoscale.yaml"
+    config.write_text("policy: {max_instances: 10, target_rps_per_instance: 150}\n")
+    monkeypatch.setenv("KONGSTACK_AUTOSCALER_CONFIG", str(config))
+    data = load_yaml(DEFAULT_TOPOLOGY_PATH, what="stack file")
+    data["consumers"] = [{"name": "reader", "rate_limit_per_minute": 600}]
+    warnings = capacity_warnings(parse_topology(data))
+    assert len(warnings) == 1 and warnings[0].startswith("consumers[0].rate_limit_per_minute")
+    assert "1,500 req/s (10 instances × 150 req/s)" in warnings[0]
+
+
+def test_a_broken_autoscale_config_is_named_not_fatal(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "autoscale.yaml"
+    config.write_text("policy: {max_instances: -1}\n")
+    monkeypatch.setenv("KONGSTACK_AUTOSCALER_CONFIG", str(config))
+    (note,) = capacity_warnings(load_topology())
+    assert note.startswith("consumers: rate limits not checked against the pool")
+
+
+def test_deploy_creates_missing_keys_once_and_never_says_one(prefect_harness: None) -> None:
+    data = load_yaml(DEFAULT_TOPOLOGY_PATH, what="stack file")
+    data["name"] = f"kd{uuid.uuid4().hex[:8]}"
+    topo = parse_topology(data)
+    logged: list[str] = []
+    first = deploy_consumers(topo, log=logged.append)
+    assert first.changes == [f"consumer {c}: key created in Secret block {topo.name}-key-{c}"
+                             for c in ("reader", "writer")]
+    again = deploy_consumers(topo, log=logged.append)
+    assert again.changes == [] and again.probe_key() == first.probe_key()
+    assert [c.username for c in again.configs] == ["reader", "writer"]
+    assert again.probe_key() == first.keys[0].key.get_secret_value()  # the read-only one
+    text = repr(first) + repr(again) + " ".join(logged + first.changes)
+    assert all(k.key.get_secret_value() not in text for k in first.keys)
