@@ -22,6 +22,9 @@ PREFECT_ENV_DEFAULTS = {
     "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": "P1D",
     # The runner polls for due runs every 2 s instead of 10 s (alert fast path).
     "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    # Without the local server (`kongstack key` after `down`), Prefect's ephemeral API on the
+    # same database: its 20 s default start is too short on 2 busy cores.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 
@@ -56,8 +59,8 @@ def use_local_prefect(settings: LocalSettings) -> str:
 
     $PREFECT_API_URL, if set, wins; else the local server when it runs; else Prefect's
     ephemeral API on the server's own SQLite file (PREFECT_HOME under the stack's home), so
-    the Secret blocks `kongstack up --no-autoscale` writes are those `kongstack key` and a
-    later server read. Returns which one. Call before prefect is imported.
+    the Secret blocks `kongstack up` wrote are found by `kongstack key` after `kongstack
+    down` too. Returns which one. Call before prefect is imported.
     """
     if use_local_server_if_running(settings):
         return os.environ["PREFECT_API_URL"]

@@ -1,17 +1,17 @@
 """``kongstack up`` / ``kongstack down``: the whole local demo stack in one command.
 
-``up`` = deploy-stack on the local default (Redis, the embedded store with seed data,
-Prometheus, Alertmanager, exporters, the nginx gateway, 3 stock API instances), then the
-Prefect server, the process that serves the four deployments (autoscale every 30 s), and the
-Alertmanager webhook of the autoscale fast path. Every part is idempotent: a second ``up``
-finds everything running and says so.
+``up`` = the Prefect server (its Secret blocks keep the API keys), deploy-stack on the local
+default (Redis, the embedded store with seed data, Prometheus, Alertmanager, exporters, the
+nginx gateway with a key per consumer, 3 stock API instances), then the process that serves
+the four deployments (autoscale every 30 s) and the Alertmanager webhook of the autoscale fast
+path; last, how to use the keys (never a key itself). Every part is idempotent: a second
+``up`` finds everything running and says so.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -33,10 +33,11 @@ from kongstack.core.procs import Daemon, port_open
 from kongstack.core.settings import REPO_ROOT, LocalSettings, load_settings
 
 UP_HELP = (
-    "Bring up the whole local stack and the autoscaler (no cloud account needed): deploy-stack "
-    "with the local provider, then the Prefect server and UI, the deployments served from one "
-    "process (autoscale every 30 s, maintenance daily, deploy-stack and cleanup on demand) and "
-    "the alert fast path. Prints where each part answers. Safe to run again."
+    "Bring up the whole local stack and the autoscaler (no cloud account needed): the Prefect "
+    "server and UI, deploy-stack with the local provider (an API key per consumer, created "
+    "in a Secret block when missing), the deployments served from one process (autoscale "
+    "every 30 s, maintenance daily, deploy-stack and cleanup on demand) and the alert fast "
+    "path. Prints where each part answers and how to use the keys. Safe to run again."
 )
 DOWN_HELP = "Stop everything `kongstack up` started (containers, processes, services)."
 
@@ -110,7 +111,8 @@ def _print_keys(config: Path | None, urls: dict[str, str], console: Console) -> 
 
     gateway = urls.get("stock API (gateway)", "").removesuffix("/api/stocks")
     keys = resolve_keys(load_topology(config), create=False)  # deploy-stack created them
-    console.print("\n".join(usage_hint(keys, gateway)), markup=False, highlight=False)
+    lines = usage_hint(keys, gateway, config=str(config) if config else None)
+    console.print("\n".join(lines), markup=False, highlight=False)
 
 
 def _up(config: Path | None, settings: LocalSettings, console: Console, *,
@@ -148,21 +150,19 @@ def register(app: typer.Typer) -> None:
     def up(
         config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
         no_autoscale: Annotated[
-            bool, typer.Option("--no-autoscale", help="deploy the stack only, no Prefect "
-                               "server (the keys' Secret blocks go to its database all the same)")
+            bool, typer.Option("--no-autoscale", help="deploy the stack and the Prefect "
+                               "server (which keeps the API keys) only: no autoscaler")
         ] = False,
     ) -> None:
         console = Console()
         settings = load_settings()
         logging.basicConfig(level=logging.WARNING)
-        with ExitStack() as prefect_api:
-            if not no_autoscale:  # the keys' Secret blocks go to the server that then runs
-                try:
-                    start_prefect(settings, console)
-                except StackError as exc:
-                    console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
-                    raise typer.Exit(1) from None
-                prefect_api.enter_context(local_server_settings(settings))
+        try:  # first: the API keys' Secret blocks live in its database
+            start_prefect(settings, console)
+        except StackError as exc:
+            console.print(f"[red]{type(exc).__name__}:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        with local_server_settings(settings):
             _up(config, settings, console, autoscale=not no_autoscale)
 
     @app.command("down", help=DOWN_HELP)

@@ -129,8 +129,11 @@ def limit_warnings(consumers: list[ConsumerSettings], *, max_instances: int,
     return out
 
 
-def usage_hint(keys: list[ConsumerKey], gateway_url: str) -> list[str]:
-    """How to use the keys, for `kongstack up` (names and commands only, never a key)."""
+def usage_hint(keys: list[ConsumerKey], gateway_url: str, *,
+               config: str | None = None) -> list[str]:
+    """How to use the keys, for `kongstack up` (names and commands only, never a key);
+    ``config``: the stack file the commands must name (not the default one)."""
+    stack_file = f" --config {config}" if config else ""
     lines = ["API keys (key-auth, header `apikey`; kept in Prefect Secret blocks):"]
     for k in keys:
         what = "read and write" if k.consumer.access == "write" else "read only"
@@ -140,8 +143,8 @@ def usage_hint(keys: list[ConsumerKey], gateway_url: str) -> list[str]:
     reader = next((k for k in keys if k.consumer.access == "read"), keys[0])
     lines += [
         "  use one:",
-        f'    curl -H "apikey: $(.venv/bin/kongstack key {reader.consumer.name})" '
+        f'    curl -H "apikey: $(.venv/bin/kongstack key {reader.consumer.name}{stack_file})" '
         f"{gateway_url}/api/stocks",
-        f"    .venv/bin/kongstack load --consumer {reader.consumer.name} --rps 100 "
-        "--duration 60"]
+        f"    .venv/bin/kongstack load --consumer {reader.consumer.name}{stack_file} "
+        "--rps 100 --duration 60"]
     return lines

@@ -129,6 +129,9 @@ def test_usage_hint_names_blocks_and_commands_never_keys() -> None:
     assert "s3cret" not in text
     assert "kongstack-key-reader" in text and "kongstack key reader" in text
     assert "read only" in text and "read and write" in text
+    other = "\n".join(usage_hint(keys, "http://127.0.0.1:18000", config="/srv/stack.yaml"))
+    assert "kongstack key reader --config /srv/stack.yaml)" in other
+    assert "load --consumer reader --config /srv/stack.yaml" in other
 
 
 def test_real_secret_blocks(prefect_harness: None) -> None:
