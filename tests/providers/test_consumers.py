@@ -55,3 +55,20 @@ def test_deploy_creates_missing_keys_once_and_never_says_one(prefect_harness: No
     assert again.probe_key() == first.keys[0].key.get_secret_value()  # the read-only one
     text = repr(first) + repr(again) + " ".join(logged + first.changes)
     assert all(k.key.get_secret_value() not in text for k in first.keys)
+
+
+def test_a_dry_run_plan_lists_the_consumers_and_creates_no_key(prefect_harness: None,
+                                                               tmp_path: Path) -> None:
+    from kongstack.core.settings import LocalSettings
+    from tasks.gateway.consumers import SecretStore
+    from tasks.providers.local.provider import LocalProvider
+
+    data = load_yaml(DEFAULT_TOPOLOGY_PATH, what="stack file")
+    data["name"] = f"kp{uuid.uuid4().hex[:8]}"
+    topo = parse_topology(data)
+    plan = LocalProvider(topo, LocalSettings(home=tmp_path), log=lambda _: None).plan()
+    register = next(s for s in plan.steps if s.name == "register").actions
+    assert "gateway: ensure consumer reader" in register
+    assert any(a.startswith("consumers: a key created in each Secret block that has none")
+               and f"{topo.name}-key-writer" in a for a in register)
+    assert SecretStore().load(f"{topo.name}-key-reader") is None
