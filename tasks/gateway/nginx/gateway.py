@@ -226,12 +226,18 @@ class NginxGateway:
         with self._locked() as state:
             ops: list[Operation] = []
             old = state.site.public_view() if state.site else {}
-            def keys(s: NginxSite) -> dict[str, str]:
-                return {u: c.key.get_secret_value() for u, c in s.consumers.items()}
+            def secrets(s: NginxSite) -> dict[str, dict[str, str]]:
+                """What public_view leaves out: the keys and the added headers' values."""
+                return {"consumers": {u: c.key.get_secret_value()
+                                      for u, c in s.consumers.items()},
+                        "add_headers": {h: v.get_secret_value()
+                                        for h, v in s.add_headers.items()}}
 
-            keys_changed = state.site is not None and keys(state.site) != keys(site)
+            now = secrets(site)
+            secret_changed = {k for k, v in secrets(state.site).items() if now[k] != v} \
+                if state.site is not None else set()
             for key, value in site.public_view().items():
-                if old.get(key) != value or (key == "consumers" and keys_changed):
+                if old.get(key) != value or key in secret_changed:
                     ops.append(Operation("update" if state.site else "create", "setting", key,
                                          {key: value}))
             targets = dict(state.targets)

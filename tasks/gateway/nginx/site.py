@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -87,6 +88,11 @@ class NginxSite(_Frozen):
     retries: int = 5
     healthchecks: dict[str, Any] = Field(default_factory=dict)
     correlation_header: str = "Kong-Request-ID"
+    # Kong's request-transformer on the service: headers removed from every request, then
+    # headers added (e.g. X-Gateway-Secret: the instances answer only the gateway). The
+    # values are secrets: in the 0600 site file only, never in nginx.conf or a plan.
+    remove_headers: tuple[str, ...] = ()
+    add_headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -95,9 +101,10 @@ class NginxSite(_Frozen):
 
     def public_view(self) -> dict[str, Any]:
         """The fields as shown in a plan: consumers with groups and limits, never keys."""
-        view = self.model_dump(mode="json", exclude={"consumers"})
+        view = self.model_dump(mode="json", exclude={"consumers", "add_headers"})
         view["consumers"] = {name: {"groups": list(c.groups), "limits": c.limits}
                              for name, c in sorted(self.consumers.items())}
+        view["add_headers"] = sorted(self.add_headers)  # names only
         return view
 
     def lua_document(self) -> str:
@@ -105,6 +112,8 @@ class NginxSite(_Frozen):
         doc = self.model_dump(mode="json")
         doc["consumers"] = {name: {**doc["consumers"][name], "key": c.key.get_secret_value()}
                             for name, c in self.consumers.items()}
+        doc["add_headers"] = {name: value.get_secret_value()
+                              for name, value in self.add_headers.items()}
         return json.dumps(doc, sort_keys=True)
 
 
@@ -127,6 +136,43 @@ def _merge(defaults: Any, value: Any) -> Any:
             out[key] = _merge(defaults.get(key), item)
         return out
     return copy.deepcopy(value)
+
+
+_HEADER = re.compile(r"^[A-Za-z0-9-]+$")
+TRANSFORMS = ("remove", "add")  # of request-transformer's remove/rename/replace/add/append
+
+
+def _request_transformer(plugin: PluginSpec) -> dict[str, Any]:
+    """Kong's request-transformer, headers only: ``remove.headers`` (names) and
+    ``add.headers`` (``"Name:value"`` entries, a value may be a SecretStr such as the gateway
+    secret). Kong runs remove before add, so a client cannot choose an added header's value.
+    Anything else is refused, naming it, rather than silently not done."""
+    config = plugin.config
+    for section, value in config.items():
+        if not value:
+            continue
+        parts = value if isinstance(value, dict) else {}
+        unsupported = ([section] if section not in TRANSFORMS else
+                       [f"{section}.{k}" for k, v in parts.items() if v and k != "headers"])
+        if unsupported:
+            raise ConfigError(f"plugins: request-transformer {unsupported[0]!r} is not "
+                              "supported by the local gateway (remove.headers and add.headers "
+                              "are)")
+    removed = tuple(str(h) for h in (config.get("remove") or {}).get("headers") or ())
+    added: dict[str, SecretStr] = {}
+    for entry in (config.get("add") or {}).get("headers") or ():
+        raw = entry.get_secret_value() if isinstance(entry, SecretStr) else str(entry)
+        name, sep, value = raw.partition(":")
+        if not sep or not _HEADER.match(name):
+            shown = name if isinstance(entry, SecretStr) else raw
+            raise ConfigError(f"plugins: request-transformer add.headers entry {shown!r}: "
+                              "expected 'Name:value'")
+        added.setdefault(name, SecretStr(value))  # add: the first value of a name wins
+    for name in removed:
+        if not _HEADER.match(name):
+            raise ConfigError(f"plugins: request-transformer remove.headers {name!r}: "
+                              "letters, digits and '-' only")
+    return {"remove_headers": removed, "add_headers": added}
 
 
 def _healthchecks(configured: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +251,14 @@ def site_from_state(state: GatewayState, *, upstream: str) -> NginxSite:
     if default is not None:
         fields["limits"] = _limits(default)
         fields["limit_by"] = "ip" if default.config.get("limit_by") == "ip" else "consumer"
+    scoped = [p for p in state.plugins if p.name == "request-transformer" and p.enabled
+              and (p.route is not None or p.consumer is not None)]
+    if scoped:
+        raise ConfigError("plugins: the local gateway applies request-transformer to the "
+                          "whole service only, not per route or consumer")
+    transformer = plugin("request-transformer")
+    if transformer is not None:
+        fields.update(_request_transformer(transformer))
     correlation = plugin("correlation-id")
     if correlation is not None:
         fields["correlation_header"] = correlation.config.get("header_name", "Kong-Request-ID")

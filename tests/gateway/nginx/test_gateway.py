@@ -12,11 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from kongstack.core.errors import GatewayError
+from kongstack.core.errors import ConfigError, GatewayError
 from kongstack.core.procs import port_open, wait_until
 from kongstack.core.settings import REPO_ROOT
 from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
+from tasks.gateway.kong.model import GatewayState, PluginSpec
 from tasks.gateway.nginx import NginxGateway
 from tasks.gateway.nginx.server import _children
 from tasks.gateway.protocol import Gateway, TargetHealth
@@ -235,3 +237,56 @@ def test_access_log_names_consumer_reason_and_correlation_id(
     assert last["upstream_addr"] == backend.address
     status = httpx.get(nginx.status_url).text
     assert status.startswith("Active connections:") and "server accepts handled requests" in status
+
+
+GATEWAY_SECRET = "gw-secret-7f3a9c0e5b2d4e61"
+
+
+def _with_gateway_secret(state: GatewayState, secret: str) -> GatewayState:
+    """Kong's request-transformer as the deploy sets it: drop the client's header, add
+    ours (the value a SecretStr, as the desired state holds it)."""
+    plugin = PluginSpec(name="request-transformer", service="stock-api", config={
+        "remove": {"headers": ["X-Gateway-Secret"]},
+        "add": {"headers": [SecretStr(f"X-Gateway-Secret:{secret}")]}})
+    return state.model_copy(update={"plugins": (*state.plugins, plugin)})
+
+
+def test_gateway_secret_reaches_the_instance_and_a_client_cannot_set_it(
+    nginx: NginxGateway, stack_config: GatewayStackConfig
+) -> None:
+    with backends(1) as (backend,):
+        base = build_gateway_state(stack_config, [backend.address])
+        result = nginx.apply(_with_gateway_secret(base, GATEWAY_SECRET))
+        with httpx.Client(base_url=nginx.url, headers=AUTH) as client:
+            assert client.get("/api/x").status_code == 200
+            assert backend.hits[-1]["headers"]["X-Gateway-Secret"] == GATEWAY_SECRET
+            spoofed = client.get("/api/x", headers={"x-gateway-secret": "guessed"})
+            assert spoofed.status_code == 200
+            assert backend.hits[-1]["headers"]["X-Gateway-Secret"] == GATEWAY_SECRET
+            before = backend.api_hits()
+            refused = client.get("/api/x", headers={"apikey": "wrong"})
+            assert refused.status_code == 401 and backend.api_hits() == before
+
+        # a new secret alone is a change (a reload), and the plan never shows a value
+        generation = _generation(nginx)
+        rotated = nginx.apply(_with_gateway_secret(base, "gw-secret-rotated-0a1b2c3d"))
+        assert [op.describe() for op in rotated.operations] == ["update setting add_headers"]
+        assert _generation(nginx) != generation
+        httpx.get(f"{nginx.url}/api/x", headers=AUTH)
+        assert backend.hits[-1]["headers"]["X-Gateway-Secret"] == "gw-secret-rotated-0a1b2c3d"
+    shown = repr(result) + repr(rotated) + (nginx.prefix / "nginx.conf").read_text() \
+        + nginx.access_log.read_text()
+    assert GATEWAY_SECRET not in shown and "rotated-0a1b2c3d" not in shown
+
+
+def test_request_transformer_parts_the_local_gateway_lacks_are_refused(
+    nginx: NginxGateway, stack_config: GatewayStackConfig
+) -> None:
+    state = build_gateway_state(stack_config)
+    for config, named in (({"replace": {"headers": ["X-A:1"]}}, "'replace'"),
+                          ({"add": {"querystring": ["a:1"]}}, "'add.querystring'"),
+                          ({"add": {"headers": ["no-colon"]}}, "'no-colon'")):
+        plugin = PluginSpec(name="request-transformer", service="stock-api", config=config)
+        with pytest.raises(ConfigError, match=named):
+            nginx.apply(state.model_copy(update={"plugins": (*state.plugins, plugin)}))
+    assert nginx.server.pid() is None  # refused before anything was started

@@ -186,6 +186,20 @@ function M.access(path_key)
                        and ("consumer:" .. consumer.username) or ("ip:" .. ngx.var.remote_addr)
     rate_limit(limits, identifier)
   end
+  -- Kong's request-transformer (priority 801, after rate limiting): remove, then add; the
+  -- added values (the gateway secret) come from the 0600 site file, never from the client.
+  for _, header in ipairs(current.remove_headers or {}) do
+    ngx.req.clear_header(header)
+  end
+  local add = current.add_headers
+  if add and next(add) then
+    local present = ngx.req.get_headers()  -- case-insensitive lookups
+    for header, value in pairs(add) do
+      if present[header] == nil then
+        ngx.req.set_header(header, value)
+      end
+    end
+  end
   if route.strip_path then
     local uri = ngx.var.uri:sub(#path_key + 1)
     ngx.req.set_uri(uri:sub(1, 1) == "/" and uri or ("/" .. uri), false)
