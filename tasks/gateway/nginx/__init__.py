@@ -1,4 +1,6 @@
-"""The local default gateway: a real nginx run and configured by kongstack."""
+"""The local default gateway: a real nginx with Lua, run and configured by kongstack, that
+behaves like Kong (targets at run time, health checks, key-auth, ACL, rate limiting,
+request-transformer)."""
 
 from __future__ import annotations
 
