@@ -221,8 +221,8 @@ class Topology(_Strict):
     instance_secret: str | None = Field(
         default=None,
         description="Secret block with the shared secret the gateway adds to every request it "
-        "forwards (header X-Gateway-Secret); the stock API instances refuse /api requests "
-        "without it (required for provider 'azure')",
+        "forwards (header X-Gateway-Secret; Kong and the local nginx gateway alike); the stock "
+        "API instances refuse /api requests without it (required for provider 'azure')",
     )
     log_token_secret: str | None = Field(
         default=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,37 @@ def test_a_dry_run_plan_lists_the_consumers_and_creates_no_key(prefect_harness: 
     assert any(a.startswith("consumers: a key created in each Secret block that has none")
                and f"{topo.name}-key-writer" in a for a in register)
     assert SecretStore().load(f"{topo.name}-key-reader") is None
+
+
+def test_the_local_gateway_adds_the_stacks_instance_secret(prefect_harness: None,
+                                                          tmp_path: Path) -> None:
+    """instance_secret set: the local gateway's state carries Kong's request-transformer
+    with the secret, which the nginx site turns into the X-Gateway-Secret header (its
+    effect on requests: tests/gateway/nginx); a dry run names the block, reads nothing."""
+    from prefect.blocks.system import Secret
+
+    from kongstack.core.settings import LocalSettings
+    from tasks.gateway.desired import upstream_secret_header
+    from tasks.gateway.nginx import site_from_state
+    from tasks.providers.local.stack import LocalStack
+
+    data = load_yaml(DEFAULT_TOPOLOGY_PATH, what="stack file")
+    data["name"] = f"ks{uuid.uuid4().hex[:8]}"
+    data["instance_secret"] = f"{data['name']}-instance-secret"
+    secret = f"gw-{uuid.uuid4().hex}"
+    block: Any = Secret(value=secret)  # type: ignore[arg-type]
+    block.save(data["instance_secret"], _sync=True)  # type: ignore[call-arg]
+    stack = LocalStack(parse_topology(data), LocalSettings(home=tmp_path), lambda _: None)
+
+    state = stack.desired_gateway_state()
+    header = upstream_secret_header(state)
+    assert header is not None and header[0] == "X-Gateway-Secret"
+    assert header[1].get_secret_value() == secret
+    site = site_from_state(state, upstream="stock-api-upstream")
+    assert site.remove_headers == ("X-Gateway-Secret",)
+    assert {k: v.get_secret_value() for k, v in site.add_headers.items()} == {
+        "X-Gateway-Secret": secret}
+    assert secret not in str(site.public_view())
+
+    planned = upstream_secret_header(stack.desired_gateway_state(planned=True))
+    assert planned is not None and secret not in planned[1].get_secret_value()

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from kongstack.core.errors import SetupError, StackError
 from kongstack.core.extras import requires_extra
 from kongstack.core.procs import Daemon, free_port, port_open
@@ -298,10 +300,24 @@ class LocalStack:
         """The one registration state (tasks.gateway.desired), as on every provider, key-auth
         always on: the stack file's consumers, plus the ``api`` consumer when an older single
         key is set; the instances become targets one by one (the autoscaler owns the target
-        list). ``planned`` (a dry run): placeholder keys, no Secret block read or created."""
+        list). With the stack's ``instance_secret``, the gateway adds it to every request as
+        X-Gateway-Secret (request-transformer, as Kong does). ``planned`` (a dry run):
+        placeholder keys and secret, no Secret block read or created."""
         configs = planned_consumers(self.topo) if planned else self.consumers().configs
         return registration_state(self.topo.name, consumers=configs, api_key=self.api_key(),
-                                  rate_limit_per_minute=self.topo.local.rate_limit_per_minute)
+                                  rate_limit_per_minute=self.topo.local.rate_limit_per_minute,
+                                  upstream_secret=self.instance_secret(planned=planned))
+
+    def instance_secret(self, *, planned: bool = False) -> SecretStr | None:
+        """The gateway secret of ``instance_secret`` (a Secret block), if the stack names one."""
+        block = self.topo.instance_secret
+        if not block:
+            return None
+        if planned:
+            return SecretStr(f"(Secret block {block})")
+        from tasks.providers.secrets import read_secret
+
+        return SecretStr(read_secret(block, "instance_secret").strip())
 
     def register(self, instance_addresses: list[str]) -> list[str]:
         from tasks.monitoring import write_stock_api_targets

@@ -17,7 +17,11 @@ from pydantic import SecretStr
 from kongstack.core.errors import ConfigError, GatewayError
 from kongstack.core.procs import port_open, wait_until
 from kongstack.core.settings import REPO_ROOT
-from tasks.gateway.desired import GatewayStackConfig, build_gateway_state
+from tasks.gateway.desired import (
+    GatewayStackConfig,
+    build_gateway_state,
+    gateway_secret_plugin,
+)
 from tasks.gateway.kong.model import GatewayState, PluginSpec
 from tasks.gateway.nginx import NginxGateway
 from tasks.gateway.nginx.server import _children
@@ -243,11 +247,9 @@ GATEWAY_SECRET = "gw-secret-7f3a9c0e5b2d4e61"
 
 
 def _with_gateway_secret(state: GatewayState, secret: str) -> GatewayState:
-    """Kong's request-transformer as the deploy sets it: drop the client's header, add
-    ours (the value a SecretStr, as the desired state holds it)."""
-    plugin = PluginSpec(name="request-transformer", service="stock-api", config={
-        "remove": {"headers": ["X-Gateway-Secret"]},
-        "add": {"headers": [SecretStr(f"X-Gateway-Secret:{secret}")]}})
+    """Kong's request-transformer exactly as the deploy sets it (gateway_secret_plugin: drop
+    the client's header, add ours)."""
+    plugin = gateway_secret_plugin("stock-api", SecretStr(secret))
     return state.model_copy(update={"plugins": (*state.plugins, plugin)})
 
 
