@@ -92,7 +92,7 @@ def test_the_local_gateway_adds_the_stacks_instance_secret(prefect_harness: None
     data["instance_secret"] = f"{data['name']}-instance-secret"
     secret = f"gw-{uuid.uuid4().hex}"
     block: Any = Secret(value=secret)  # type: ignore[arg-type]
-    block.save(data["instance_secret"], _sync=True)  # type: ignore[call-arg]
+    block.save(data["instance_secret"], _sync=True)
     stack = LocalStack(parse_topology(data), LocalSettings(home=tmp_path), lambda _: None)
 
     state = stack.desired_gateway_state()
