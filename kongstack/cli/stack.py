@@ -26,6 +26,7 @@ from kongstack.cli.localprefect import (
     stop_server,
     ui_url,
 )
+from kongstack.core import prefectdb
 from kongstack.core.errors import ConfigError, StackError
 from kongstack.core.procs import Daemon, port_open
 from kongstack.core.settings import REPO_ROOT, LocalSettings, load_settings
@@ -57,7 +58,8 @@ def _deployment_registered(settings: LocalSettings, name: str) -> bool:
 
 def start_orchestration(settings: LocalSettings, console: Console) -> None:
     """Prefect server, the serve process and the fast-path webhook (each idempotent)."""
-    console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
+    console.print(f"[bold]Prefect server[/bold] on {prefectdb.describe(settings)} (first start "
+                  "runs migrations, ~20 s)", highlight=False)
     start_server(settings)
     env = prefect_env(settings)
     console.print("[bold]serving deployments[/bold]: deploy-stack, autoscale, maintenance, cleanup")
@@ -108,7 +110,13 @@ def register(app: typer.Typer) -> None:
         from flows.deploy_stack import deploy
 
         console = Console()
-        settings = load_settings()
+        try:
+            settings = load_settings()
+            if not no_autoscale:  # a bad database setting fails before anything starts
+                prefectdb.check(settings)
+        except ConfigError as exc:
+            console.print(f"[red]ConfigError:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
         logging.basicConfig(level=logging.WARNING)
         console.print("[bold]deploy-stack[/bold] (local provider): provision → install → "
                       "register → verify")
