@@ -48,7 +48,7 @@ def once(hosts: int) -> dict[str, float]:
         client = host.docker_client(timeout=3)
         connect = time.perf_counter() - t
         t = time.perf_counter()
-        client.containers.run(IMAGE, detach=True, network_mode="host",
+        client.containers.run(host.image, detach=True, network_mode="host",
                               environment={"PORT": "18150"})
         wait_until(lambda: serving(host.address, 18150), timeout=60, what="the API")
         serve = time.perf_counter() - t

@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from kongstack.core.procs import port_open, wait_until
-from tests.multihost.conftest import IMAGE
 from tests.support.multihost import NetnsHost, NetnsLab
 
 pytestmark = pytest.mark.timeout(240)
@@ -45,7 +44,7 @@ def failure_time(call: Callable[[], Any]) -> tuple[BaseException | None, float]:
 def start_api(host: NetnsHost, label: dict[str, str], port: int) -> str:
     client = host.docker_client(timeout=10)
     container = client.containers.run(
-        IMAGE, detach=True, network_mode="host", labels=label,
+        host.image, detach=True, network_mode="host", labels=label,
         name=f"fault-{host.name}-{label['kongstack.test-run']}", environment={"PORT": str(port)},
     )
     wait_until(lambda: serving(host.address, port), timeout=60, what=f"API on {host.name}")

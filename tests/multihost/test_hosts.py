@@ -63,7 +63,7 @@ def test_containers_spread_over_two_hosts(hosts: NetnsLab, run_label: dict[str, 
     started = {}
     for host in (h1, h2):
         started[host.name] = clients[host.name].containers.run(
-            IMAGE, detach=True, network_mode="host", labels=run_label,
+            host.image, detach=True, network_mode="host", labels=run_label,
             name=f"spread-{host.name}-{run_label['kongstack.test-run']}",
             environment={"PORT": str(port), "INSTANCE_ID": f"api-on-{host.name}"},
         )

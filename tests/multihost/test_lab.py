@@ -29,7 +29,7 @@ from tests.support.multihost import netns_lab
 context = netns_lab(1)  # kept referenced: a collected generator would tear the lab down
 lab = context.__enter__()
 host = lab.hosts[0]
-host.docker_client().containers.run({IMAGE!r}, detach=True, network_mode="host",
+host.docker_client().containers.run(host.image, detach=True, network_mode="host",
                                      environment={{"PORT": "18120"}})
 wait_until(lambda: port_open(host.address, 18120), timeout=60, what="the API")
 print(lab.names.slot, host.engine.daemon.pid(), flush=True)
@@ -44,6 +44,9 @@ def leftovers(names: SlotNames) -> list[str]:
     found += [f"dir {names.state_dir}"] if names.state_dir.exists() else []
     mounts = Path("/proc/self/mountinfo").read_text()
     found += ["mounts"] if f" {names.state_dir}/" in mounts else []
+    pinned = subprocess.run(["podman", "image", "exists", netns.pinned_image(names.slot)],
+                            timeout=60).returncode == 0
+    found += [f"image tag {netns.pinned_image(names.slot)}"] if pinned else []
     return found
 
 
@@ -83,10 +86,10 @@ def test_added_host_and_host_without_the_image() -> None:
         with pytest.raises(docker.errors.ImageNotFound):
             bare_client.images.get(IMAGE)
         with pytest.raises(docker.errors.APIError, match="kongstack-stock-api"):
-            bare_client.containers.run(IMAGE, detach=True, network_mode="host")
+            bare_client.containers.run(lab.image, detach=True, network_mode="host")
         assert bare_client.containers.list(all=True) == []
         ran = added.docker_client(timeout=10).containers.run(
-            IMAGE, ["python3", "-c", "import socket; print(socket.gethostname())"],
+            added.image, ["python3", "-c", "import socket; print(socket.gethostname())"],
             network_mode="host", remove=True)
         assert ran.decode().strip() == added.netns
         names = lab.names

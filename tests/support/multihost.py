@@ -10,7 +10,7 @@ Docker-API engine, reached from the test (the root namespace) only through their
         h1.kill_engine(); ...; h1.start_engine()   # the engine crashes / comes back
 
 See docs/multihost-tests.md for the whole surface. Names and layout: tests/support/netns.py;
-the engine: tests/support/nsengine.py; the bounded SDK client: tests/support/ssh_engine.py.
+the engine: tests/support/nsengine.py; the bounded SDK client: tasks/instances/ssh_client.py.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import docker
 import pytest
 
 from kongstack.core.procs import port_open, wait_until
+from tasks.instances.ssh_client import ssh_docker_client
 from tests.support import netns
 from tests.support.netns import SlotNames
 from tests.support.nsengine import EngineLayout, NamespaceEngine, write_engine_files
-from tests.support.ssh_engine import ssh_docker_client
 from tests.support.sshd import SshServer, ed25519_keypair, sshd
 
 SSH_USER = "root"
@@ -39,12 +39,30 @@ STD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def require_multihost() -> None:
-    """Skip (saying why) where namespace hosts cannot be made: not root, or a tool missing."""
+    """Skip (saying why) only where namespace hosts cannot be made: not root, a tool
+    missing, or the kernel/sandbox refusing a network namespace (tried once per process)."""
     if os.geteuid() != 0:
         pytest.skip("namespace hosts need root (ip netns, veth, a bridge)")
     for tool in ("ip", "nsenter", "podman", "/usr/sbin/sshd", "/usr/sbin/runc"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed (run scripts/setup)")
+    refused = netns_refused()
+    if refused:
+        pytest.skip(f"network namespaces cannot be created here: {refused}")
+
+
+_NETNS_PROBE: list[str] = []
+
+
+def netns_refused() -> str:
+    """'' when ``ip netns add`` works here, else its error (probed once, removed again)."""
+    if not _NETNS_PROBE:
+        name = f"ks-probe-{os.getpid()}"
+        made = netns.ip("netns", "add", name, check=False)
+        netns.ip("netns", "del", name, check=False)
+        _NETNS_PROBE.append("" if made.returncode == 0 else
+                            (made.stderr.strip() or f"exit code {made.returncode}"))
+    return _NETNS_PROBE[0]
 
 
 @dataclass
@@ -64,6 +82,11 @@ class NetnsHost:
     @property
     def name(self) -> str:
         return f"h{self.index}"
+
+    @property
+    def image(self) -> str:
+        """The stock image under the lab's own tag (see ``NetnsLab.image``)."""
+        return netns.pinned_image(int(self.netns.split("-")[1][1:]))  # ks-s<N>-h<k>
 
     @property
     def docker_url(self) -> str:
@@ -149,6 +172,12 @@ class NetnsLab:
     def host(self, name: str) -> NetnsHost:
         return next(h for h in self.hosts if h.name == name)
 
+    @property
+    def image(self) -> str:
+        """The stock image under this lab's own tag (``netns.pin_image``): start containers
+        from this name, so a rebuild of ``:latest`` elsewhere cannot remove their layers."""
+        return netns.pinned_image(self.names.slot)
+
     def add_host(self, *, with_image: bool = True) -> NetnsHost:
         """One more host on the same network (the local stand-in for an added VM)."""
         started = time.perf_counter()
@@ -207,6 +236,7 @@ def netns_lab(count: int = 3, *, with_image: bool = True) -> Iterator[NetnsLab]:
     names = SlotNames(lock.slot)
     lab = NetnsLab(names=names, ssh_home=names.state_dir / "home")
     try:
+        netns.pin_image(names.slot)
         names.state_dir.mkdir(parents=True)
         netns.create_bridge(names)
         lab._write_ssh_home()
@@ -217,4 +247,5 @@ def netns_lab(count: int = 3, *, with_image: bool = True) -> Iterator[NetnsLab]:
             yield lab
     finally:
         netns.remove_slot(names)
+        netns.unpin_image(names.slot)
         lock.close()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from kongstack.core.errors import SetupError
 from kongstack.core.procs import pid_alive
+from tests.support.nsengine import EngineLayout, NamespaceEngine
 
 SUBNET = "10.213"  # the sandbox's test range (/16); Podman's own bridge is 10.88/16
 SLOTS = range(100, 200)
@@ -127,6 +128,10 @@ def acquire_slot() -> SlotLock:
 
 def sweep_stale() -> list[int]:
     """Remove the leftovers of every slot nobody holds; return the slots that had some."""
+    for line in ip("netns", "list").stdout.splitlines():
+        probe = _PROBE.match(line)  # multihost.netns_refused()'s, if its process died
+        if probe and not pid_alive(int(probe.group(1))):
+            ip("netns", "del", f"ks-probe-{probe.group(1)}", check=False)
     cleaned = []
     for slot in _slots_with_leftovers():
         try:
@@ -135,6 +140,7 @@ def sweep_stale() -> list[int]:
             continue  # a live run owns it
         try:
             remove_slot(SlotNames(slot))
+            unpin_image(slot)
             cleaned.append(slot)
         finally:
             lock.close()
@@ -142,6 +148,8 @@ def sweep_stale() -> list[int]:
 
 
 _NETNS = re.compile(r"^ks-s(\d+)-h\d+\b")
+_PROBE = re.compile(r"^ks-probe-(\d+)\b")
+_PIN = re.compile(r"^netns-s(\d+)$")
 _BRIDGE = re.compile(r"^\d+: ks(\d+)br[:@]")
 
 
@@ -152,6 +160,10 @@ def _slots_with_leftovers() -> set[int]:
               if (m := _BRIDGE.match(line))}
     if STATE_ROOT.is_dir():
         slots |= {int(p.name[1:]) for p in STATE_ROOT.glob("s*") if p.name[1:].isdigit()}
+    tags = subprocess.run(["podman", "images", "--format", "{{.Tag}}",
+                           "localhost/kongstack-stock-api"], capture_output=True, text=True,
+                          timeout=60).stdout.split()
+    slots |= {int(m.group(1)) for tag in tags if (m := _PIN.match(tag))}
     return {s for s in slots if s in SLOTS}
 
 
@@ -195,9 +207,50 @@ def unmount_under(directory: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True, timeout=IP_TIMEOUT)
 
 
+STOCK_IMAGE = "localhost/kongstack-stock-api:latest"
+
+
+def pinned_image(slot: int) -> str:
+    return f"localhost/kongstack-stock-api:netns-s{slot}"
+
+
+def pin_image(slot: int) -> str:
+    """Tag the stock image for this lab and return that name. The hosts read the main
+    store's images; ``scripts/build-image`` (another worktree's test session, say) drops the
+    previous image when it builds a new one, which would pull the layers from under the
+    hosts' containers ("getting graph driver info ... no such file or directory"). An image
+    with a second tag is not removed by it, and the tests start containers from this name."""
+    pinned = pinned_image(slot)
+    done = subprocess.run(["podman", "tag", STOCK_IMAGE, pinned], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode != 0:
+        raise SetupError(f"podman tag {STOCK_IMAGE} {pinned}: {done.stderr.strip()} "
+                         "(build it with scripts/build-image)")
+    return pinned
+
+
+def unpin_image(slot: int) -> None:
+    """Drop the lab's tag; the image goes too if nothing else names it any more."""
+    pinned = pinned_image(slot)
+    found = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", pinned],
+                           capture_output=True, text=True, timeout=60)
+    if found.returncode != 0:
+        return
+    image_id = found.stdout.strip()
+    subprocess.run(["podman", "untag", image_id, pinned], capture_output=True, timeout=60)
+    tags = subprocess.run(["podman", "image", "inspect", "--format", "{{len .RepoTags}}",
+                           image_id], capture_output=True, text=True, timeout=60)
+    if tags.returncode == 0 and tags.stdout.strip() == "0":
+        subprocess.run(["podman", "rmi", image_id], capture_output=True, timeout=120)
+
+
 def remove_slot(names: SlotNames) -> None:
     """Everything carrying the slot's names, in dependency order; each step tolerates a
     half-made or already-removed lab, so this is safe to repeat."""
+    # Engines that still answer remove their containers themselves: that also reaches a
+    # container with a network namespace of its own, which the process sweep below would miss.
+    for socket in sorted(names.state_dir.glob("h*/engine/podman.sock")):
+        NamespaceEngine(EngineLayout(socket.parent), prefix=()).remove_containers()
     for netns in slot_netns(names):
         kill_netns_processes(netns)
         ip("netns", "del", netns, check=False)  # also destroys its end of the veth pair
