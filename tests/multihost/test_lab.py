@@ -47,6 +47,9 @@ def leftovers(names: SlotNames) -> list[str]:
     pinned = subprocess.run(["podman", "image", "exists", netns.pinned_image(names.slot)],
                             timeout=60).returncode == 0
     found += [f"image tag {netns.pinned_image(names.slot)}"] if pinned else []
+    pin = subprocess.run(["podman", "container", "exists", netns.pin_container(names.slot)],
+                         timeout=60).returncode == 0
+    found += [f"container {netns.pin_container(names.slot)}"] if pin else []
     return found
 
 
@@ -62,8 +65,9 @@ def test_crashed_run_is_cleaned_by_name(hosts: NetnsLab) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert slot != hosts.names.slot
-    # The crash left everything behind: namespace, bridge, engine, container, mounts.
-    assert len(leftovers(names)) == 4, leftovers(names)
+    # The crash left everything behind: namespace, bridge, engine, container, mounts, and
+    # the image pin (tag and container in the main store).
+    assert len(leftovers(names)) == 6, leftovers(names)
     assert pid_alive(engine_pid)
     assert port_open(address, 18120)
 

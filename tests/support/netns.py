@@ -164,6 +164,11 @@ def _slots_with_leftovers() -> set[int]:
                            "localhost/kongstack-stock-api"], capture_output=True, text=True,
                           timeout=60).stdout.split()
     slots |= {int(m.group(1)) for tag in tags if (m := _PIN.match(tag))}
+    pins = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter",
+                           "label=kongstack.netns-pin"], capture_output=True, text=True,
+                          timeout=60).stdout.split()
+    slots |= {int(name.removeprefix("ks-pin-s")) for name in pins
+              if name.removeprefix("ks-pin-s").isdigit()}
     return {s for s in slots if s in SLOTS}
 
 
@@ -214,23 +219,32 @@ def pinned_image(slot: int) -> str:
     return f"localhost/kongstack-stock-api:netns-s{slot}"
 
 
+def pin_container(slot: int) -> str:
+    return f"ks-pin-s{slot}"
+
+
 def pin_image(slot: int) -> str:
-    """Tag the stock image for this lab and return that name. The hosts read the main
-    store's images; ``scripts/build-image`` (another worktree's test session, say) drops the
-    previous image when it builds a new one, which would pull the layers from under the
-    hosts' containers ("getting graph driver info ... no such file or directory"). An image
-    with a second tag is not removed by it, and the tests start containers from this name."""
+    """Keep the stock image this lab's hosts use, and return a name for it. The hosts read
+    the main store's images; ``scripts/build-image`` (another worktree's test session, say)
+    moves ``:latest`` and removes the previous image, which pulled the layers from under the
+    hosts' containers ("getting graph driver info ... no such file or directory"). A
+    container in the main store (created, never started) makes that removal fail, as
+    build-image expects; the lab's own tag names the image for the tests."""
     pinned = pinned_image(slot)
-    done = subprocess.run(["podman", "tag", STOCK_IMAGE, pinned], capture_output=True,
-                          text=True, timeout=60)
-    if done.returncode != 0:
-        raise SetupError(f"podman tag {STOCK_IMAGE} {pinned}: {done.stderr.strip()} "
-                         "(build it with scripts/build-image)")
+    for argv in (["podman", "tag", STOCK_IMAGE, pinned],
+                 ["podman", "create", "--name", pin_container(slot), "--label",
+                  f"kongstack.netns-pin=s{slot}", pinned, "true"]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise SetupError(f"{' '.join(argv)}: {done.stderr.strip()} "
+                             "(build the image with scripts/build-image)")
     return pinned
 
 
 def unpin_image(slot: int) -> None:
-    """Drop the lab's tag; the image goes too if nothing else names it any more."""
+    """Drop the lab's pin; the image goes too if nothing else names it any more."""
+    subprocess.run(["podman", "rm", "-f", pin_container(slot)], capture_output=True,
+                   timeout=120)
     pinned = pinned_image(slot)
     found = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", pinned],
                            capture_output=True, text=True, timeout=60)
