@@ -4,6 +4,9 @@ load (link cut or engine killed) with its instances replaced and its leftovers r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -15,6 +18,7 @@ import httpx
 import pytest
 
 from kongstack.core.procs import wait_until
+from kongstack.core.settings import REPO_ROOT
 from tasks.instances.base import InstanceState
 from tasks.instances.common import DockerSettings
 from tasks.instances.hosts import HOST_LABEL, LOST_LABEL, HostConfig, HostStateStore
@@ -198,6 +202,20 @@ def hosts_of(stack: Stack) -> Counter[str]:
             close()
 
 
+def status_output(stack: Stack, tmp_path: Path) -> str:
+    """``kongstack status`` for the stack's pool: a host column and one line per host."""
+    from typer.testing import CliRunner
+
+    from kongstack.cli.app import app
+
+    config = tmp_path / "autoscale.yaml"
+    config.write_text(stack.config.model_dump_json())  # JSON is YAML
+    result = CliRunner().invoke(app, ["status", "--config", str(config)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def target_hosts(stack: Stack) -> set[str]:
     return {t.split(":")[0] for t in stack.targets()}
 
@@ -232,6 +250,8 @@ def test_a_lost_host_is_replaced_under_load_and_cleaned_when_back(
                 assert replaced["after"] == 3, replaced
                 assert hosts_of(s) == {"h1": 2, "h3": 1}
                 assert target_hosts(s) == {h1.address, h3.address}
+                shown = status_output(s, tmp_path)
+                assert "host h2: down" in shown and "host h1: up 2/2" in shown, shown
                 wait_until(lambda: load.ok_after >= 50, timeout=120,
                            what="requests through the gateway after the replacement")
                 steady = s.tick()
@@ -278,3 +298,46 @@ def test_lost_instances_carry_the_reason(hosts: NetnsLab, redis_on_bridge: str,
     finally:
         h3.heal()
         remove_stack(hosts, stack)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_tick_killed_while_placing_is_repaired_by_the_next(
+        hosts: NetnsLab, redis_on_bridge: str, tmp_path: Path) -> None:
+    """The tick runs in its own process (as a worker's would) and is killed once it has
+    placed its instances on the hosts and before any became a gateway target."""
+    from prefect.settings import PREFECT_API_URL
+
+    pool = {"hosts": [host_config(hosts, h, 2).model_dump(mode="json") for h in hosts.hosts],
+            "base_port": BASE_PORT, "data_dir": None, "local": {"image": hosts.image}}
+    with autoscale_stack(tmp_path / "stack", driver="docker", redis_url=redis_on_bridge,
+                         policy={"min_instances": 3, "max_instances": 6,
+                                 "target_rps_per_instance": 100000.0},
+                         pool_overrides=pool) as s:
+        try:
+            cfg = tmp_path / "tick-config.json"
+            cfg.write_text(s.config.model_dump_json())
+            env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+            proc = subprocess.Popen([sys.executable, "-m", "tests.tick.doomed_tick", str(cfg)],
+                                    cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True)
+            try:
+                assert proc.stdout is not None
+                assert proc.stdout.readline().strip() == "started", "the tick never placed"
+            finally:
+                proc.kill()
+                proc.wait(timeout=30)
+            placed = {h.name: owned_on(h, s.config.pool.stack) for h in hosts.hosts}
+            assert [len(v) for v in placed.values()] == [1, 1, 1], placed  # spread
+            assert s.targets() == []  # killed before any became a target
+            for _ in range(6):  # bounded: each tick registers what has become ready
+                result = s.tick()
+                assert result["after"] == 3, result
+                if len(target_hosts(s)) == 3 and len(s.targets()) == 3:
+                    break
+                wait_until(lambda: sum(hosts_of(s).values()) > len(s.targets()), timeout=60,
+                           what="another placed instance ready")
+            assert target_hosts(s) == {h.address for h in hosts.hosts}
+            after = {h.name: owned_on(h, s.config.pool.stack) for h in hosts.hosts}
+            assert after == placed  # repaired, not duplicated
+        finally:
+            remove_stack(hosts, s.config.pool.stack)
