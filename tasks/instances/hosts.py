@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kongstack.core.files import write_atomic
 from tasks.instances.base import Instance, InstanceState
 
 HOST_LABEL = "kongstack.host"
@@ -139,13 +138,5 @@ class HostStateStore:
         return records
 
     def save(self, records: dict[str, HostRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({k: asdict(v) for k, v in sorted(records.items())}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, text)
