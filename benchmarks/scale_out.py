@@ -38,6 +38,7 @@ from autoscaler import (  # noqa: E402
     decide,
     select_victims,
 )
+from autoscaler.config import HARD_MAX_INSTANCES  # noqa: E402
 from autoscaler.placement import HostLoad, place  # noqa: E402
 from tasks.gateway.desired import (  # noqa: E402
     ConsumerConfig,
@@ -54,11 +55,16 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 def pool(instances: int, hosts: int, load_factor: float) -> tuple[
         AutoscalePolicy, Observation, ScalingHistory, dict[str, int]]:
     """``instances`` spread over ``hosts`` (capacity 25 each), at ``load_factor`` x target."""
-    policy = AutoscalePolicy(min_instances=1, max_instances=hosts * 25,
+    policy = AutoscalePolicy(min_instances=1, max_instances=HARD_MAX_INSTANCES,
                              target_rps_per_instance=70, victim_selection="newest",
                              target_cpu_percent=None, target_memory_percent=None,
                              scale_down_cooldown_seconds=0, scale_down_stabilization_seconds=0,
-                             scale_down_peak_window_seconds=0)
+                             scale_down_peak_window_seconds=0,
+                             scale_up_limit_instances=HARD_MAX_INSTANCES)
+    # The policy's validated bound is HARD_MAX_INSTANCES (100); a pool of 1,000 is past it,
+    # so the bound is lifted here, unvalidated, to time the code at the issue's scale.
+    policy = policy.model_copy(update={"max_instances": hosts * 25,
+                                       "scale_up_limit_instances": hosts * 25})
     views = tuple(
         InstanceView(id=f"i{k}", host=f"h{k % hosts:02d}",
                      started_at=NOW - timedelta(seconds=3600 + k),

@@ -25,8 +25,11 @@ def worker(config: AutoscaleConfig, tmp: Path, name: str, *,
            hold: bool = False) -> subprocess.Popen[str]:
     from prefect.settings import PREFECT_API_URL
 
-    # Another machine: its own run directory, so the file lock cannot see the other worker.
-    own = config.model_copy(update={"lock_path": tmp / name / "autoscale.lock"})
+    # Another machine: its own run directory, so the file lock cannot see the other worker
+    # (inside the stack's home, where a lock_path must be).
+    home = config.pool.settings().home
+    own = AutoscaleConfig.model_validate(
+        {**config.model_dump(), "lock_path": home / name / "autoscale.lock"})
     path = tmp / f"{name}.json"
     path.write_text(own.model_dump_json())
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
