@@ -19,8 +19,12 @@ import urllib.parse
 from pathlib import Path
 
 import docker
-import paramiko
-from docker.transport.sshconn import SSHHTTPAdapter
+
+from kongstack.core.extras import requires_extra
+
+with requires_extra("azure", "ssh:// engines of a multi-host pool"):
+    import paramiko
+    from docker.transport.sshconn import SSHHTTPAdapter
 
 API_VERSION = "1.41"  # Podman 4.3's Docker-compatible API; Docker Engine 20.10+ speaks it too
 POOL_SIZE = 4  # SSH channels kept open per engine; below sshd's default MaxSessions (10)
