@@ -7,7 +7,9 @@ setup:
 demo: setup
 	@.venv/bin/kongstack up
 
-test: setup
+# The tests run the Prefect server on both databases: setup installs PostgreSQL too.
+test:
+	@KONGSTACK_PREFECT_DB=postgresql scripts/setup
 	@scripts/test
 
 stop:

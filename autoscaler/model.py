@@ -76,6 +76,8 @@ class InstanceView(BaseModel):
     state: InstanceState = InstanceState.READY
     started_at: datetime
     metrics: Metrics | None = None
+    host: str | None = None
+    """The host it runs on, for a pool spread over several hosts (autoscaler/placement.py)."""
 
 
 class Observation(BaseModel):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from autoscaler.config import AutoscalePolicy
 from autoscaler.model import InstanceState, InstanceView
+from autoscaler.placement import spread_victims
 
 SelectorKey = Callable[[InstanceView], tuple[float, str]]
 
@@ -23,6 +24,10 @@ def _load(instance: InstanceView) -> float:
             return value
     return float("inf")
 
+
+HOST_NEUTRAL = frozenset({"newest", "oldest"})
+"""Selectors that say nothing about load: on a multi-host pool they pick within the fullest
+host. ``least_loaded`` is a load choice and is followed as it is."""
 
 SELECTORS: dict[str, SelectorKey] = {
     "newest": lambda i: (-i.started_at.timestamp(), i.id),
@@ -49,4 +54,10 @@ def select_victims(
         return []
     candidates = [i for i in instances if i.state is not InstanceState.DRAINING]
     ranked = sorted(candidates, key=lambda i: (i.state is not InstanceState.STARTING, *key(i)))
+    if name in HOST_NEUTRAL and any(i.host for i in ranked):
+        # A pool over several hosts shrinks from its fullest host first (it stays spread);
+        # the age order only decides within a host.
+        by_id = {i.id: i for i in ranked}
+        host_of = {i.id: i.host or "" for i in ranked}
+        return [by_id[i] for i in spread_victims([i.id for i in ranked], host_of, count)]
     return ranked[:count]

@@ -1,15 +1,18 @@
 """Benchmark: pruning old flow runs of the autoscale deployment (a 30 s schedule makes
-2,880 a day) from a real Prefect server (the test harness: a subprocess API server on a
-temporary SQLite database).
+2,880 a day) from a real Prefect server, on SQLite and on PostgreSQL in the same run.
 
-How the runs are made: --client-runs runs are created through the Prefect client (to time
-that path and to get real template rows); the rest are cloned in SQL from those rows (a new
-id per flow run and per state row) because creating 100,000 runs through the API takes
-~30 min on 2 cores (measured rate printed below). Then ``tasks.maintenance.prune.prune_flow_runs``
-deletes them through the API, first with the per-run path (read_flow_runs + delete_flow_run,
-bounded concurrency) on --each-runs runs, then with the server's bulk endpoint on the rest.
+Each backend gets its own ``prefect server start``, started as ``kongstack up`` starts it
+(kongstack.cli.localprefect.start_server; PostgreSQL: a private cluster on loopback,
+KONGSTACK_PREFECT_DB=postgresql). How the runs are made: --client-runs runs are created
+through the Prefect client (to time that path and to get real template rows); the rest are
+cloned in SQL from those rows (a new id per flow run and per state row), because creating
+100,000 runs through the API takes hours on 2 cores (rate printed below). On PostgreSQL the
+clone ends with ANALYZE, as autovacuum would soon after such an insert. Then
+``tasks.maintenance.prune.prune_flow_runs`` deletes them through the API: first the per-run
+path (read_flow_runs + delete_flow_run, bounded concurrency) on --each-runs runs, then the
+server's bulk endpoint on the rest, in timed chunks.
 
-Run: .venv/bin/python benchmarks/prune.py --runs 100000
+Run: .venv/bin/python benchmarks/prune.py --runs 100000 [--backends sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from kongstack.cli.localprefect import api_url  # noqa: E402
+from kongstack.core import prefectdb  # noqa: E402
+from kongstack.core.settings import LocalSettings  # noqa: E402
 from tasks.maintenance.prune import prune_flow_runs  # noqa: E402
+from tests.support.prefect_servers import Backend, prefect_server  # noqa: E402
 
 
 async def create_via_client(deployment: str, n: int) -> tuple[float, uuid.UUID]:
@@ -43,7 +51,7 @@ async def create_via_client(deployment: str, n: int) -> tuple[float, uuid.UUID]:
         return time.perf_counter() - started, dep_id
 
 
-def clone_runs(db: Path, deployment_id: uuid.UUID, n: int) -> float:
+def clone_sqlite(db: Path, deployment_id: uuid.UUID, n: int) -> float:
     """Insert ``n`` more runs of the deployment, each a copy of a real one with new ids."""
     started = time.perf_counter()
     conn = sqlite3.connect(db, timeout=60)
@@ -76,6 +84,52 @@ def clone_runs(db: Path, deployment_id: uuid.UUID, n: int) -> float:
     return time.perf_counter() - started
 
 
+def clone_postgres(settings: LocalSettings, deployment_id: uuid.UUID, n: int) -> float:
+    """The same clone in one transaction, rows made server-side. The state FK is not
+    deferrable, so runs go in without a state, states next, then the runs point at them."""
+    cluster = prefectdb.local_cluster(settings)
+
+    def columns(table: str) -> list[str]:
+        out = cluster.psql(f"SELECT column_name FROM information_schema.columns WHERE "
+                           f"table_name = '{table}' ORDER BY ordinal_position",
+                           database="prefect", what=f"columns of {table}")
+        return out.split()
+
+    run_exprs = {"id": "b.rid", "state_id": "NULL", "name": "'bench-' || b.i",
+                 "idempotency_key": "NULL"}
+    state_exprs = {"id": "b.sid", "flow_run_id": "b.rid"}
+    run_cols, state_cols = columns("flow_run"), columns("flow_run_state")
+    template = f"(SELECT id FROM flow_run WHERE deployment_id = '{deployment_id}' LIMIT 1)"
+    sql = f"""
+BEGIN;
+CREATE TEMP TABLE b ON COMMIT DROP AS
+  SELECT gen_random_uuid() AS rid, gen_random_uuid() AS sid, g AS i FROM generate_series(1, {n}) g;
+INSERT INTO flow_run ({', '.join(run_cols)})
+  SELECT {', '.join(run_exprs.get(c, f't.{c}') for c in run_cols)}
+  FROM b, flow_run t WHERE t.id = {template};
+INSERT INTO flow_run_state ({', '.join(state_cols)})
+  SELECT {', '.join(state_exprs.get(c, f's.{c}') for c in state_cols)}
+  FROM b, flow_run t JOIN flow_run_state s ON s.id = t.state_id WHERE t.id = {template};
+UPDATE flow_run r SET state_id = b.sid FROM b WHERE r.id = b.rid;
+COMMIT;
+ANALYZE flow_run;
+ANALYZE flow_run_state;
+"""
+    started = time.perf_counter()
+    cluster.psql(sql, database="prefect", what=f"cloning {n} flow runs")
+    return time.perf_counter() - started
+
+
+def db_size(backend: Backend, settings: LocalSettings) -> int:
+    if backend == "sqlite":
+        db = settings.home / "prefect" / "prefect.db"
+        wal = db.with_name(db.name + "-wal")
+        return db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    out = prefectdb.local_cluster(settings).psql(
+        "SELECT pg_database_size('prefect')", database="prefect", what="database size")
+    return int(out.strip())
+
+
 async def count_runs(deployment_id: uuid.UUID) -> int:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
@@ -85,59 +139,97 @@ async def count_runs(deployment_id: uuid.UUID) -> int:
             deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
 
 
+def prune(cutoff: datetime, *, bulk: bool, max_runs: int) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    result = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
+                                         deployment_name="autoscale", bulk=bulk,
+                                         max_runs=max_runs))
+    return result.removed, time.perf_counter() - t0
+
+
+def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    print(f"\n== {backend} (load {os.getloadavg()[0]:.1f})", flush=True)
+    with prefect_server(backend) as settings, \
+            temporary_settings(updates={PREFECT_API_URL: api_url(settings)}):
+        client_s, dep_id = asyncio.run(create_via_client("autoscale", args.client_runs))
+        rest = args.runs - args.client_runs
+        clone_s = (clone_sqlite(settings.home / "prefect" / "prefect.db", dep_id, rest)
+                   if backend == "sqlite" else clone_postgres(settings, dep_id, rest))
+        total = asyncio.run(count_runs(dep_id))
+        size = db_size(backend, settings)
+        cutoff = datetime.now(UTC)
+        rate = args.client_runs / client_s
+        print(f"{prefectdb.describe(settings)}: {size / 2**20:.0f} MiB with {total:,} "
+              f"autoscale runs; create via client {rate:.0f}/s; SQL clone of {rest:,} in "
+              f"{clone_s:.1f}s", flush=True)
+
+        each_n, each_s = prune(cutoff, bulk=False, max_runs=args.each_runs)
+        print(f"per-run path (read_flow_runs + delete_flow_run, concurrency 4): {each_n:,} in "
+              f"{each_s:.1f}s = {each_n / each_s:.0f}/s", flush=True)
+        bulk_n, bulk_s, chunk_rates = 0, 0.0, []
+        while True:
+            before = asyncio.run(count_runs(dep_id))
+            removed, took = prune(cutoff, bulk=True, max_runs=args.chunk)
+            if not removed:
+                break
+            bulk_n, bulk_s = bulk_n + removed, bulk_s + took
+            chunk_rates.append(removed / took)
+            print(f"  bulk chunk: {removed:,} of {before:,} runs in {took:.1f}s = "
+                  f"{removed / took:.0f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
+        left = asyncio.run(count_runs(dep_id))
+    result = {"backend": backend, "runs": total, "db_mib": size / 2**20,
+              "client_rate": rate, "each_n": each_n, "each_s": each_s,
+              "bulk_n": bulk_n, "bulk_s": bulk_s, "left": left,
+              "chunk_min": min(chunk_rates, default=0.0),
+              "chunk_max": max(chunk_rates, default=0.0)}
+    print(f"bulk path (POST /flow_runs/bulk_delete x50): {bulk_n:,} in {bulk_s:.1f}s = "
+          f"{bulk_n / bulk_s:.0f}/s; all {each_n + bulk_n:,} in {each_s + bulk_s:.1f}s; "
+          f"left {left}", flush=True)
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--client-runs", type=int, default=300)
     parser.add_argument("--each-runs", type=int, default=1_000,
                         help="runs deleted one by one (the rest in bulk)")
     parser.add_argument("--chunk", type=int, default=5_000, help="bulk runs per timed chunk")
+    parser.add_argument("--backends", default="sqlite,postgresql",
+                        help="comma-separated, measured in this order in one run")
     args = parser.parse_args()
-    from prefect.settings import get_current_settings
-    from prefect.testing.utilities import prefect_test_harness
+    backends: list[Backend] = []
+    for name in args.backends.split(","):
+        if name not in ("sqlite", "postgresql"):
+            parser.error(f"--backends: unknown backend {name!r} (sqlite, postgresql)")
+        backends.append(name)
+    started = datetime.now(UTC)
+    results = [bench_backend(b, args) for b in backends]
 
-    with prefect_test_harness(server_startup_timeout=120):
-        url = get_current_settings().server.database.connection_url
-        db = Path(str(url.get_secret_value() if url else "").split("///", 1)[-1])
-        client_s, dep_id = asyncio.run(create_via_client("autoscale", args.client_runs))
-        clone_s = clone_runs(db, dep_id, args.runs - args.client_runs)
-        total = asyncio.run(count_runs(dep_id))
-        cutoff = datetime.now(UTC)
-        print(f"server DB {db.stat().st_size / 2**20:.0f} MiB with {total:,} autoscale runs")
-        rate = args.client_runs / client_s
-        print(f"create via client: {args.client_runs} runs in {client_s:.1f}s ({rate:.0f}/s "
-              f"-> {args.runs / rate / 60:.0f} min for {args.runs:,}); "
-              f"SQL clone of {args.runs - args.client_runs:,} in {clone_s:.1f}s")
-
-        t0 = time.perf_counter()
-        each = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
-                                           deployment_name="autoscale", bulk=False,
-                                           max_runs=args.each_runs))
-        each_s = time.perf_counter() - t0
-        print(f"per-run path (read_flow_runs + delete_flow_run, concurrency 4): "
-              f"{each.removed:,} in {each_s:.1f}s = {each.removed / each_s:.0f}/s", flush=True)
-        # The bulk path in chunks, so the rate can be seen against the table's size.
-        bulk_n, bulk_s = 0, 0.0
-        while True:
-            before = asyncio.run(count_runs(dep_id))
-            t0 = time.perf_counter()
-            chunk = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
-                                                deployment_name="autoscale", bulk=True,
-                                                max_runs=args.chunk))
-            took = time.perf_counter() - t0
-            if not chunk.removed:
-                break
-            bulk_n, bulk_s = bulk_n + chunk.removed, bulk_s + took
-            print(f"  bulk chunk: {chunk.removed:,} of {before:,} runs in {took:.1f}s = "
-                  f"{chunk.removed / took:.0f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
-        left = asyncio.run(count_runs(dep_id))
-    total_s = each_s + bulk_s
-    print(f"bulk path (prune_flow_runs, POST /flow_runs/bulk_delete x50): {bulk_n:,} in "
-          f"{bulk_s:.1f}s = {bulk_n / bulk_s:.0f}/s; left {left}")
-    print(f"all {each.removed + bulk_n:,} pruned in {total_s:.1f}s "
-          f"({(each.removed + bulk_n) / total_s:.0f}/s overall)")
+    print(f"\nsummary ({started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)")
+    print("| backend | runs | DB before | per-run path | bulk path | all pruned |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        overall = (r["each_n"] + r["bulk_n"]) / (r["each_s"] + r["bulk_s"])
+        print(f"| {r['backend']} | {r['runs']:,} | {r['db_mib']:.0f} MiB | "
+              f"{r['each_n'] / r['each_s']:.0f}/s | {r['bulk_n'] / r['bulk_s']:.0f}/s "
+              f"(chunks {r['chunk_min']:.0f}-{r['chunk_max']:.0f}/s) | "
+              f"{r['each_n'] + r['bulk_n']:,} in {r['each_s'] + r['bulk_s']:.0f}s = "
+              f"{overall:.0f}/s, left {r['left']} |")
+    by = {r["backend"]: r for r in results}
+    if {"sqlite", "postgresql"} <= by.keys():
+        def overall(r: dict[str, Any]) -> float:
+            return float((r["each_n"] + r["bulk_n"]) / (r["each_s"] + r["bulk_s"]))
+        pg, lite = by["postgresql"], by["sqlite"]
+        print(f"PostgreSQL / SQLite, same run: bulk "
+              f"{(pg['bulk_n'] / pg['bulk_s']) / (lite['bulk_n'] / lite['bulk_s']):.1f}x, "
+              f"per-run {(pg['each_n'] / pg['each_s']) / (lite['each_n'] / lite['each_s']):.1f}x, "
+              f"overall {overall(pg) / overall(lite):.1f}x (target >= 3x)")
     print(f"command: .venv/bin/python benchmarks/prune.py --runs {args.runs} "
-          f"--client-runs {args.client_runs} --each-runs {args.each_runs} --chunk {args.chunk}")
+          f"--client-runs {args.client_runs} --each-runs {args.each_runs} --chunk {args.chunk} "
+          f"--backends {args.backends}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 (written ahead) -> record.
 
 Scheduled every 30 s (prefect.yaml, deployment concurrency 1 with CANCEL_NEW) and run at once
-by the Alertmanager fast path (kongstack.cli.fastpath). The tick lock makes ticks exclusive
-also when the flow is called directly (tests, ``kongstack`` commands). The flow is async only
-to skip the sync engine's ~1 s heartbeat join; its tasks are sync. The steps live in
-tasks/tick/ (ARCHITECTURE.md); the decision is the pure core's (autoscaler/).
+by the Alertmanager fast path (kongstack.cli.fastpath). The tick locks (a file lock on this
+machine, the pool's Prefect global concurrency limit across machines) make ticks exclusive
+also when the flow is called directly (tests, ``kongstack`` commands) or by several workers.
+The flow is async only to skip the sync engine's ~1 s heartbeat join; its tasks are sync.
+The steps live in tasks/tick/ (ARCHITECTURE.md); the decision is the pure core's (autoscaler/).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tasks.tick.act import act
 from tasks.tick.config import AutoscaleConfig, resolve_config
 from tasks.tick.decide import decide_tick
 from tasks.tick.intent import recover_intents
-from tasks.tick.lock import tick_lock
+from tasks.tick.lock import limit_name, pool_lock, tick_lock
 from tasks.tick.memory import load_memory
 from tasks.tick.observe import observe
 from tasks.tick.repair import repair
@@ -39,12 +40,17 @@ async def autoscale(
     with tick_lock(config.lock_file()) as held:
         if not held:
             return skipped(trigger)
-        with TickRun(config, trigger) as tick:
-            memory = load_memory(config.memory_block)
-            view = repair(config.pool, dry_run=config.policy.dry_run)
-            view = recover_intents(config.record, view, dry_run=config.policy.dry_run)
-            seen = observe(config.prometheus, config.pool, view, config.policy)
-            plan = decide_tick(config.policy, memory, view, seen)
-            action = act(config.pool, config.policy, plan.decision, seen.observation,
-                         intents=ScalingLog(config.record.scaling_log_path))
-            return tick.record(memory, view, seen, plan, action)
+        async with pool_lock(limit_name(config.pool.stack),
+                             lease_file=config.lock_file().with_suffix(".lease")) as shared:
+            if not shared:
+                return skipped(trigger, "another worker's tick holds the pool's concurrency "
+                                        "limit")
+            with TickRun(config, trigger) as tick:
+                memory = load_memory(config.memory_block)
+                view = repair(config.pool, dry_run=config.policy.dry_run)
+                view = recover_intents(config.record, view, dry_run=config.policy.dry_run)
+                seen = observe(config.prometheus, config.pool, view, config.policy)
+                plan = decide_tick(config.policy, memory, view, seen)
+                action = act(config.pool, config.policy, plan.decision, seen.observation,
+                             intents=ScalingLog(config.record.scaling_log_path))
+                return tick.record(memory, view, seen, plan, action)

@@ -1,4 +1,6 @@
-"""The local Prefect server (SQLite under var/prefect) that the demo and the CLI talk to."""
+"""The local Prefect server that the demo and the CLI talk to: on SQLite under var/prefect by
+default, or on PostgreSQL when KONGSTACK_PREFECT_DB=postgresql / KONGSTACK_PREFECT_DATABASE_URL
+is set (kongstack/core/prefectdb.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kongstack.core import prefectdb
 from kongstack.core.procs import Daemon, http_ok
 from kongstack.core.settings import LocalSettings
 
@@ -86,7 +89,9 @@ def server_daemon(settings: LocalSettings) -> Daemon:
 
 
 def start_server(settings: LocalSettings, timeout: float = 120.0) -> str:
-    """Start ``prefect server start`` on loopback unless it already answers; return the UI URL."""
+    """Start ``prefect server start`` on loopback unless it already answers (its database
+    first: the local PostgreSQL cluster when configured); return the UI URL."""
+    database = prefectdb.prepare(settings)
     prefect_bin = str(Path(sys.executable).with_name("prefect"))
     health = f"{api_url(settings)}/health"
     server_daemon(settings).start(
@@ -94,11 +99,13 @@ def start_server(settings: LocalSettings, timeout: float = 120.0) -> str:
          "--port", str(settings.prefect_port)],
         ready=lambda: http_ok(health, timeout=2.0),
         log_file=settings.log_dir / "prefect-server.log",
-        env=prefect_env(settings),
+        env=prefect_env(settings) | database.server_env,  # the password: this process only
         timeout=timeout,
     )
     return ui_url(settings)
 
 
 def stop_server(settings: LocalSettings) -> bool:
-    return server_daemon(settings).stop(grace=15.0)
+    """Stop the server, then the local PostgreSQL cluster if one runs (data is kept)."""
+    stopped = server_daemon(settings).stop(grace=15.0)
+    return prefectdb.stop_local(settings) or stopped

@@ -18,6 +18,8 @@ from rich.table import Table
 from autoscaler.config import HARD_MAX_INSTANCES
 from kongstack.cli.views import StackOptions, active, learned_target, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
+from tasks.instances.hosts import HOST_LABEL
+from tasks.instances.multihost import MultiHostDriver
 from tasks.tick.act import scale_down, scale_up
 from tasks.tick.config import CONFIG_FILE_ENV, LoadedConfig
 from tasks.tick.manual_scale import scale_by_hand
@@ -75,7 +77,8 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
     opts = options(stack, driver, gateway, config)
     pool = opts.pool()
     try:
-        instances = build_driver(pool).list()
+        instance_driver = build_driver(pool)
+        instances = instance_driver.list()
         gw = build_gateway(pool)
         try:
             targets = gw.list_targets()
@@ -84,13 +87,20 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
     except StackError as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"Instances of {opts.name} ({len(active(instances))} active)")
-    for col in ("name", "address", "state", "up for"):
+    multihost = isinstance(instance_driver, MultiHostDriver)
+    for col in ("name", *(["host"] if multihost else []), "address", "state", "up for"):
         table.add_column(col)
     now = datetime.now(UTC)
     for inst in sorted(instances, key=lambda i: i.name):
         up = int((now - inst.started_at).total_seconds())
-        table.add_row(inst.name, inst.address, str(inst.state), f"{up // 60}m{up % 60:02d}s")
+        host = [inst.labels.get(HOST_LABEL, "?")] if multihost else []
+        table.add_row(inst.name, *host, inst.address, str(inst.state),
+                      f"{up // 60}m{up % 60:02d}s")
     console.print(table)
+    if isinstance(instance_driver, MultiHostDriver):
+        for line in instance_driver.status():  # one line per host: up/down/unusable, why
+            console.print(f"host {line.line()}")
+        instance_driver.close()
     colour = {"HEALTHY": "green", "UNHEALTHY": "red", "DRAINING": "yellow"}
     ttable = Table(title="Gateway targets")
     for col in ("address", "weight", "health"):

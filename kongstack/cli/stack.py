@@ -28,6 +28,7 @@ from kongstack.cli.localprefect import (
     stop_server,
     ui_url,
 )
+from kongstack.core import prefectdb
 from kongstack.core.errors import ConfigError, StackError
 from kongstack.core.procs import Daemon, port_open
 from kongstack.core.settings import REPO_ROOT, LocalSettings, load_settings
@@ -60,7 +61,8 @@ def _deployment_registered(settings: LocalSettings, name: str) -> bool:
 
 def start_prefect(settings: LocalSettings, console: Console) -> None:
     """The Prefect server first: deploy-stack keeps the API keys in its Secret blocks."""
-    console.print("[bold]Prefect server[/bold] (first start runs migrations, ~20 s)")
+    console.print(f"[bold]Prefect server[/bold] on {prefectdb.describe(settings)} (first start "
+                  "runs migrations, ~20 s)", highlight=False)
     start_server(settings)
 
 
@@ -155,7 +157,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         console = Console()
-        settings = load_settings()
+        try:
+            settings = load_settings()
+            # a bad database setting fails before anything starts (the server runs in both modes)
+            prefectdb.check(settings)
+        except ConfigError as exc:
+            console.print(f"[red]ConfigError:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
         logging.basicConfig(level=logging.WARNING)
         try:  # first: the API keys' Secret blocks live in its database
             start_prefect(settings, console)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from autoscaler import InstanceView
 from kongstack.core.errors import StackError
+from tasks.instances.hosts import HOST_LABEL
 from tasks.tick.act import resize
 from tasks.tick.config import AutoscaleConfig
 from tasks.tick.lock import tick_lock_within
@@ -41,7 +42,8 @@ def scale_by_hand(config: AutoscaleConfig, to_count: int, *, reason: str, dry_ru
                              f"{config.lock_file()} after {lock_wait_seconds:g}s: try again")
         with pool_session(config.pool):
             with pool_clients(config.pool) as clients:
-                active = [InstanceView(id=i.id, state=i.state, started_at=i.started_at)
+                active = [InstanceView(id=i.id, state=i.state, started_at=i.started_at,
+                                       host=i.labels.get(HOST_LABEL))
                           for i in clients.driver.list() if i.state in ACTIVE]
             action = resize(config.pool, config.policy, active, to_count, dry_run=dry_run,
                             as_tasks=False)

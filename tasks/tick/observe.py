@@ -23,6 +23,7 @@ from autoscaler import AutoscalePolicy, Decision, InstanceState, InstanceView, M
 from kongstack.core.errors import StackError
 from kongstack.core.retry import retry_on
 from tasks.instances.base import InstanceStats
+from tasks.instances.hosts import HOST_LABEL
 from tasks.runlog import run_logger
 from tasks.tick.pool import PoolConfig, PoolView, pool_clients
 from tasks.tick.prometheus import (
@@ -94,7 +95,7 @@ def build_observation(view: PoolView, snapshot: MetricsSnapshot,
         metrics = Metrics(cpu_percent=s.cpu_percent, memory_percent=s.memory_percent,
                           sampled_at=now) if s is not None else None
         views.append(InstanceView(id=inst.id, state=inst.state, started_at=inst.started_at,
-                                  metrics=metrics))
+                                  metrics=metrics, host=inst.labels.get(HOST_LABEL)))
     aggregate = Metrics(
         rps=snapshot.value("rps"),
         p95_latency_ms=snapshot.value("p95_latency_ms"),

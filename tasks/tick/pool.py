@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kongstack.core.errors import GatewayError, InstanceError
 from kongstack.core.retry import retry_on
 from kongstack.core.settings import LocalSettings
 from tasks.gateway.protocol import Gateway, Target
 from tasks.instances.base import Instance, InstanceDriver, InstanceState
+from tasks.instances.hosts import HostConfig, HostStateStore, check_unique
+from tasks.instances.multihost import MultiHostDriver
 from tasks.tick.record import ActionRecord
 from tasks.tick.scaling_log import Intent
 
@@ -77,6 +79,14 @@ class PoolConfig(BaseModel):
     file_sd_path: Path | None = Field(
         default=None, description="Prometheus file_sd JSON (default under the local home)"
     )
+    hosts: list[HostConfig] = Field(
+        default_factory=list,
+        description="engines of a pool that spans machines (tasks/instances/multihost.py); "
+        "empty: one engine, chosen by ``driver``",
+    )
+    host_state_path: Path | None = Field(
+        default=None, description="what is remembered about the hosts between ticks "
+        "(default <home>/run/hosts-<stack>.json)")
 
     @field_validator("local")
     @classmethod
@@ -85,6 +95,22 @@ class PoolConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown LocalSettings field(s): {', '.join(unknown)}")
         return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _distinct_hosts(cls, value: list[HostConfig]) -> list[HostConfig]:
+        check_unique(value)
+        return value
+
+    @model_validator(mode="after")
+    def _hosts_need_ports(self) -> PoolConfig:
+        if any(h.remote for h in self.hosts) and self.base_port is None:
+            raise ValueError("base_port is required with ssh:// hosts (free ports are looked "
+                             "for on each host from there)")
+        return self
+
+    def host_state_file(self) -> Path:
+        return self.host_state_path or self.settings().run_dir / f"hosts-{self.stack}.json"
 
     def settings(self) -> LocalSettings:
         return LocalSettings(**self.local)
@@ -95,6 +121,9 @@ class PoolConfig(BaseModel):
 
 def build_driver(config: PoolConfig) -> InstanceDriver:
     from tasks.instances.factory import make_driver
+
+    if config.hosts:
+        return build_multihost_driver(config)
 
     return make_driver(
         config.driver,
@@ -108,6 +137,19 @@ def build_driver(config: PoolConfig) -> InstanceDriver:
         memory=config.memory,
         startup_grace=config.startup_grace_seconds,
     )
+
+
+def build_multihost_driver(config: PoolConfig) -> MultiHostDriver:
+    from tasks.instances.common import DockerSettings
+
+    local = config.settings()
+    base = DockerSettings(
+        stack=config.stack, host=local.host, base_port=config.base_port,
+        redis_url=config.redis_url or f"redis://{local.host}:{local.redis_port}/0",
+        data_dir=config.data_dir, env=config.instance_env, image=local.image,
+        cpus=config.cpus, memory=config.memory, probe_timeout=config.probe_timeout_seconds)
+    return MultiHostDriver(config.hosts, base, HostStateStore(config.host_state_file()),
+                           instance_cpus=config.cpus)
 
 
 def build_gateway(config: PoolConfig) -> Gateway:
@@ -171,6 +213,9 @@ class _Clients:
     def close(self) -> None:
         if self.gateway is not None:
             self.gateway.close()
+        close = getattr(self.driver, "close", None)
+        if callable(close):
+            close()  # the multi-host driver's SSH transports
 
 
 _SESSIONS: dict[str, _Clients] = {}

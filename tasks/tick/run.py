@@ -24,10 +24,10 @@ from tasks.tick.record import ActionRecord, TickRecord, record_tick
 from tasks.tick.targets import publish_scrape_targets
 
 
-def skipped(trigger: str) -> dict[str, Any]:
+def skipped(trigger: str, reason: str = "another tick holds the lock") -> dict[str, Any]:
     run_logger("kongstack.autoscale").info(
-        "another autoscale tick is running: this one (%s) does nothing", trigger)
-    return {"skipped": True, "reason": "another tick holds the lock"}
+        "another autoscale tick is running: this one (%s) does nothing (%s)", trigger, reason)
+    return {"skipped": True, "reason": reason}
 
 
 class TickRun:

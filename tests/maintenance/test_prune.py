@@ -103,7 +103,7 @@ async def _end_time(run_id: uuid.UUID) -> datetime:
 
 
 @pytest.mark.parametrize("bulk", [True, False], ids=["bulk-delete", "read-and-delete"])
-def test_flow_runs_older_than_retention_are_deleted(prefect_harness: None, bulk: bool) -> None:
+def test_flow_runs_older_than_retention_are_deleted(prefect_backend: str, bulk: bool) -> None:
     flow_name = f"autoscale-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:
@@ -126,6 +126,6 @@ def test_flow_runs_older_than_retention_are_deleted(prefect_harness: None, bulk:
     asyncio.run(scenario())
 
 
-def test_flow_run_prune_without_the_deployment_is_skipped(prefect_harness: None) -> None:
+def test_flow_run_prune_without_the_deployment_is_skipped(prefect_backend: str) -> None:
     result = asyncio.run(prune_flow_runs(datetime.now(UTC), flow_name="no-such-flow"))
     assert result.skipped and "no deployment" in result.skipped

@@ -22,7 +22,7 @@ NEEDS: dict[str, set[str]] = {
     "azure": {"tasks.providers.ssh", "tasks.providers.ssh_tunnel", "tasks.providers.azure.clients",
               "tasks.providers.azure.provision", "tasks.providers.azure.teardown",
               "tasks.providers.azure.staging",
-              "tasks.providers.azure.remote"},
+              "tasks.providers.azure.remote", "tasks.instances.ssh_client"},
     "analysis": {"tasks.maintenance.analysis", "tasks.maintenance.report",
                  "tasks.maintenance.steps", "flows.maintenance"},
     "api": set(),  # stock_api itself is the [api] extra's code; nothing else imports it eagerly

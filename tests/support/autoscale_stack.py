@@ -188,16 +188,21 @@ def instance_base_port() -> int:
 @contextmanager
 def autoscale_stack(workdir: Path, *, driver: str, redis_url: str,
                     policy: dict[str, Any] | None = None, drain_seconds: float = 3.0,
-                    rate_window: str = "5s", prometheus_extra: str = "") -> Iterator[Stack]:
-    """nginx + Prometheus + an empty pool, all under ``workdir`` on free ports."""
+                    rate_window: str = "5s", prometheus_extra: str = "",
+                    pool_overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
+    """nginx + Prometheus + an empty pool, all under ``workdir`` on free ports.
+    ``pool_overrides``: PoolConfig fields (e.g. ``hosts`` for a pool over several hosts)."""
     stack = f"as-{uuid.uuid4().hex[:8]}"
     home = workdir / "home"
     local = {"home": str(home), "gateway_port": free_port(), "gateway_status_port": free_port(),
              "api_base_port": instance_base_port()}
-    pool = PoolConfig(stack=stack, driver=driver, gateway="nginx", local=local,  # type: ignore[arg-type]
-                      redis_url=redis_url, data_dir=workdir / "data",
-                      ready_timeout_seconds=60, drain_seconds=drain_seconds,
-                      drain_min_seconds=1.0, stop_grace_seconds=5)
+    overrides = dict(pool_overrides or {})
+    local.update(overrides.pop("local", {}))
+    pool = PoolConfig.model_validate({
+        "stack": stack, "driver": driver, "gateway": "nginx", "local": local,
+        "redis_url": redis_url, "data_dir": workdir / "data", "ready_timeout_seconds": 60,
+        "drain_seconds": drain_seconds, "drain_min_seconds": 1.0, "stop_grace_seconds": 5,
+        **overrides})
     targets_file = pool.scrape_file()
     targets_file.parent.mkdir(parents=True, exist_ok=True)
     targets_file.write_text("[]")

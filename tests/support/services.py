@@ -20,19 +20,21 @@ def require_binary(path: str) -> str:
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[tuple[str, int, Daemon]]:
-    """A real redis-server on a free loopback port, no persistence."""
+def redis_server(workdir: Path, bind: str = "127.0.0.1") -> Iterator[tuple[str, int, Daemon]]:
+    """A real redis-server on a free port of ``bind`` (loopback by default), no persistence."""
     binary = require_binary("redis-server")
-    port = free_port()
+    port = free_port(bind)
     daemon = Daemon(name=f"redis-{port}", run_dir=workdir)
+    # Off loopback (a test bridge), clients come from other hosts: no protected mode.
+    protected = "yes" if bind.startswith("127.") else "no"
     daemon.start(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        ready=lambda: port_open("127.0.0.1", port),
+        [binary, "--port", str(port), "--bind", bind, "--save", "", "--appendonly", "no",
+         "--protected-mode", protected, "--dir", str(workdir)],
+        ready=lambda: port_open(bind, port),
         log_file=workdir / f"redis-{port}.log",
         timeout=15,
     )
     try:
-        yield "127.0.0.1", port, daemon
+        yield bind, port, daemon
     finally:
         daemon.stop(grace=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,38 +43,57 @@ class SshServer:
 
     def known_hosts_line(self, port: int | None = None) -> str:
         key_type, key_b64 = self.host_public_key.split()[:2]
-        return f"[{self.host}]:{port or self.port} {key_type} {key_b64}\n"
+        port = port or self.port
+        where = self.host if port == 22 else f"[{self.host}]:{port}"
+        return f"{where} {key_type} {key_b64}\n"
 
 
 @contextmanager
-def sshd(workdir: Path) -> Iterator[SshServer]:
+def sshd(
+    workdir: Path,
+    *,
+    listen: str = "127.0.0.1",
+    port: int | None = None,
+    prefix: Sequence[str] = (),
+    set_env: Mapping[str, str] | None = None,
+    user_key: tuple[str, str] | None = None,
+) -> Iterator[SshServer]:
+    """sshd on ``listen``:``port`` (a free loopback port by default).
+
+    ``prefix`` runs it through a command that places it elsewhere (e.g. inside a network
+    namespace: tests/support/netns.py ``in_host``); ``set_env`` is sshd's ``SetEnv`` for
+    every session (e.g. a PATH with a host's own ``docker`` shim); ``user_key`` (private,
+    public) shares one deploy key across several servers instead of a new one per server."""
     binary = require_binary("/usr/sbin/sshd")
     workdir.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     host_private, host_public = ed25519_keypair("host")
-    user_private, user_public = ed25519_keypair("deploy")
+    user_private, user_public = user_key or ed25519_keypair("deploy")
     host_key = workdir / "ssh_host_ed25519_key"
     host_key.write_text(host_private)
     host_key.chmod(0o600)
     (workdir / "authorized_keys").write_text(user_public + "\n")
+    env_lines = "".join(f"SetEnv {k}={v}\n" for k, v in (set_env or {}).items())
     config = workdir / "sshd_config"
     config.write_text(
-        f"ListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {workdir}/sshd.pid\n"
+        f"ListenAddress {listen}\nHostKey {host_key}\nPidFile {workdir}/sshd.pid\n"
         f"AuthorizedKeysFile {workdir}/authorized_keys\nStrictModes no\nUsePAM no\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n"
-        "MaxStartups 50\n"
+        f"MaxStartups 50\n{env_lines}"
     )
-    port = free_port()
+    # A namespace has all its ports to itself: the standard one unless told otherwise.
+    port = port or (22 if prefix else free_port(listen))
+    argv = [*prefix, binary, "-f", str(config), "-D", "-e", "-p", str(port)]
     daemon = Daemon(name=f"sshd-{port}", run_dir=workdir)
     daemon.start(
-        [binary, "-f", str(config), "-D", "-e", "-p", str(port)],
-        ready=lambda: port_open("127.0.0.1", port),
+        argv,
+        ready=lambda: port_open(listen, port),
         log_file=workdir / "sshd.log",
         timeout=15,
     )
     try:
-        yield SshServer("127.0.0.1", port, host_public, user_private, "root", workdir)
+        yield SshServer(listen, port, host_public, user_private, "root", workdir)
     finally:
         daemon.stop(grace=5)
 

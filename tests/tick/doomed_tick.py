@@ -16,12 +16,13 @@ from typing import Any
 
 from flows.autoscale import autoscale
 from tasks.instances.base import Instance
+from tasks.instances.docker import DockerDriver
 from tasks.instances.process import ProcessDriver
 from tasks.tick.config import AutoscaleConfig
 from tasks.tick.run import TickRun
 
 
-def _stop_here(self: ProcessDriver, instance: Instance, timeout: float = 30.0) -> Any:
+def _stop_here(self: Any, instance: Instance, timeout: float = 30.0) -> Any:
     print("started", flush=True)
     threading.Event().wait()  # until the test kills this process
 
@@ -37,6 +38,7 @@ def main(path: str, where: str = "started") -> None:
         TickRun.record = _stop_before_recording  # type: ignore[method-assign,assignment]
     else:
         ProcessDriver.wait_ready = _stop_here  # type: ignore[method-assign]
+        DockerDriver.wait_ready = _stop_here  # type: ignore[method-assign]  # (each host's)
     asyncio.run(autoscale(config=config, trigger="doomed"))
 
 

@@ -1,0 +1,123 @@
+"""Ticks exclusive across machines: two workers (two processes, each with its own file lock,
+as on two machines) tick one pool at once against one Prefect server; exactly one acts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from kongstack.core.procs import wait_until
+from kongstack.core.settings import REPO_ROOT
+from tasks.tick.config import AutoscaleConfig
+from tasks.tick.lock import ensure_limit, limit_name, pool_lock
+from tests.support.autoscale_stack import Stack
+
+
+def worker(config: AutoscaleConfig, tmp: Path, name: str, *,
+           hold: bool = False) -> subprocess.Popen[str]:
+    from prefect.settings import PREFECT_API_URL
+
+    # Another machine: its own run directory, so the file lock cannot see the other worker
+    # (inside the stack's home, where a lock_path must be).
+    home = config.pool.settings().home
+    own = AutoscaleConfig.model_validate(
+        {**config.model_dump(), "lock_path": home / name / "autoscale.lock"})
+    path = tmp / f"{name}.json"
+    path.write_text(own.model_dump_json())
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+           "KONGSTACK_AUTOSCALER_CONFIG": ""}
+    argv = [sys.executable, "-m", "tests.tick.worker_tick", str(path),
+            *(["--hold"] if hold else [])]
+    return subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result_of(proc: subprocess.Popen[str], timeout: float = 180) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    last = [line for line in out.splitlines() if line.startswith("{")][-1]
+    return dict(json.loads(last))
+
+
+def read_line(stream: IO[str] | None) -> str:
+    assert stream is not None
+    return stream.readline().strip()
+
+
+def test_two_workers_at_once_exactly_one_acts(process_stack: Stack, tmp_path: Path) -> None:
+    s = process_stack
+    grow = s.with_policy(min_instances=3)  # real work: whoever runs must act
+    first = worker(grow, tmp_path, "machine-a", hold=True)
+    try:
+        # The first worker holds the pool's slot at its act step (it says so).
+        assert read_line(first.stdout) == "inside", first.stderr.read() if first.stderr else ""
+        second = result_of(worker(grow, tmp_path, "machine-b"))
+        assert second.get("skipped") is True, second
+        assert "concurrency limit" in second["reason"]
+        assert first.stdin is not None
+        first.stdin.write("go\n")
+        first.stdin.flush()
+        done = result_of(first)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    assert done.get("after") == 3, done
+    assert len(s.driver().list()) == 3  # one tick's worth of instances, not two
+    # The slot is free again: the next worker (either machine) ticks.
+    again = result_of(worker(grow, tmp_path, "machine-b"))
+    assert not again.get("skipped") and again["after"] == 3, again
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_pool_lock_is_taken_once_and_freed_on_exit() -> None:
+    name = limit_name(f"lock-{uuid.uuid4().hex[:8]}")
+
+    async def run() -> tuple[bool, bool, bool]:
+        async with pool_lock(name) as held:
+            async with pool_lock(name) as second:
+                busy = not second
+        async with pool_lock(name) as third:  # released on exit: free at once
+            free = third
+        return held, busy, free
+
+    assert asyncio.run(run()) == (True, True, True)
+
+
+def test_a_dead_workers_slot_is_freed_when_its_lease_expires(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a killed worker leaves: a slot taken with a lease nobody renews. The pool is
+    busy until the lease (Prefect's minimum, 60 s) runs out and the server's repossessor
+    takes the slot back; then the next tick gets it. A real ``prefect server start`` (the
+    test harness runs no background services), its repossessor looking every second."""
+    from prefect.concurrency._asyncio import aacquire_concurrency_slots_with_lease
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from kongstack.cli.localprefect import api_url
+    from tests.support.prefect_servers import prefect_server
+
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS", "1")
+    name = limit_name(f"dead-{uuid.uuid4().hex[:8]}")
+
+    async def try_lock() -> bool:
+        async with pool_lock(name) as held:
+            return held
+
+    async def abandon() -> None:
+        await ensure_limit(name)
+        await aacquire_concurrency_slots_with_lease([name], 1, lease_duration=60, strict=True)
+
+    with prefect_server("sqlite") as settings, \
+            temporary_settings(updates={PREFECT_API_URL: api_url(settings)}):
+        asyncio.run(abandon())
+        assert not asyncio.run(try_lock())  # the dead worker's lease still holds the slot
+        wait_until(lambda: asyncio.run(try_lock()), timeout=240, interval=2.0,
+                   what="the abandoned lease to expire and free the slot")
