@@ -98,7 +98,8 @@ def _print_where(settings: LocalSettings, urls: dict[str, str], console: Console
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("up", help=UP_HELP)
+    @app.command("up", help=UP_HELP, short_help="Bring up the whole local stack and the "
+                 "autoscaler (no cloud account needed).")
     def up(
         config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
         no_autoscale: Annotated[
