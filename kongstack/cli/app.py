@@ -10,6 +10,7 @@ tests/cli/test_app.py keeps the table equal to what the modules register.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from difflib import get_close_matches
 from typing import Annotated, Any
@@ -59,6 +60,10 @@ def load_module(module: str) -> dict[str, Command]:
     # Prefect reads its settings when first imported, so point this process at the local
     # server started by `kongstack up` (if it runs) before a command module imports prefect.
     use_local_server_if_running(LocalSettings())
+    # At exit Prefect's event sender reports "Still processing items: N items remaining..."
+    # on stderr while it delivers what a command emitted; the events are still delivered,
+    # the note is not for CLI users (nor for scripts reading stderr).
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)
     holder = typer.Typer()
     importlib.import_module(f"kongstack.cli.{module}").register(holder)
     return dict(typer.main.get_group(holder).commands)

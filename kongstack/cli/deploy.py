@@ -51,7 +51,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     ) -> None:
         console = Console(stderr=True)
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        # The project's progress lines, not every library's INFO (httpx logs each request).
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        for name in ("kongstack", "tasks", "flows"):
+            logging.getLogger(name).setLevel(logging.INFO)
         try:
             if prefect:
                 from flows.deploy_stack import deploy_stack

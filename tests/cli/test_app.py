@@ -4,6 +4,8 @@ equal to what the modules register, --version, completion, exit codes."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -154,3 +156,20 @@ def test_exit_raised_by_fail_in_json_mode_prints_a_json_error() -> None:
     assert result.exit_code == UNREACHABLE
     assert json.loads(result.stdout) == {"error": "gateway admin API did not answer",
                                          "exit_code": UNREACHABLE}
+
+
+def test_no_events_worker_note_on_stderr_at_exit(prefect_harness: None) -> None:
+    """Prefect notes "Still processing items" on stderr at exit while it sends the events a
+    process emitted (reproduced against this real server); a CLI command does not."""
+    from prefect.settings import PREFECT_API_URL
+
+    probe = ("import logging\nfrom kongstack.cli.app import load_module\nload_module('deploy')\n"
+             "from prefect.events import emit_event\n"
+             "for n in range(20):\n"
+             "    emit_event(event='kongstack.test', resource={'prefect.resource.id': f'x.{n}'})\n"
+             "print(logging.getLogger('EventsWorker').getEffectiveLevel())\n")
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert int(done.stdout.strip()) >= logging.ERROR  # the sender's notes are quiet
+    assert "Still processing items" not in done.stderr and "EventsWorker" not in done.stderr
