@@ -189,6 +189,9 @@ class NginxGateway:
             else:
                 state.targets[address] = weight
             self._converge(state)
+        # The gateway step, visible in the run logs (tasks.runlog.forward_project_logs).
+        log.info("upstream %s: %s", self.upstream, f"target {address} removed" if weight is None
+                 else f"target {address} added (weight {weight})")
 
     def add_target(self, address: str, weight: int = 100) -> None:
         if not 1 <= weight <= 1000:
@@ -201,6 +204,7 @@ class NginxGateway:
                 return  # not registered: nothing can reach it
             state.targets[address] = 0
             self._converge(state)
+        log.info("upstream %s: target %s draining (weight 0)", self.upstream, address)
 
     def remove_target(self, address: str) -> None:
         self._set_weight(address, None)
