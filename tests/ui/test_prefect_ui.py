@@ -18,7 +18,7 @@ import pytest
 
 from flows.cleanup import cleanup
 from kongstack.core.procs import http_ok
-from tasks.cleanup.approval import waiting_runs
+from tasks.cleanup.approval import WaitingRun, waiting_runs
 from tasks.tick.pool import build_driver, build_gateway
 from tests.support.autoscale_stack import Stack, autoscale_stack
 from tests.support.ops_stack import LocalStack, local_stack
@@ -156,7 +156,8 @@ def _start_cleanup(stack: LocalStack) -> tuple[threading.Thread, dict[str, Any]]
 def _wait_paused(name: str, timeout: float = 120.0) -> UUID:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [r for r in off_the_browser_loop(waiting_runs) if r.name == name]
+        found: list[WaitingRun] = [r for r in off_the_browser_loop(waiting_runs)
+                                   if r.name == name]
         if found:
             return found[0].id
         time.sleep(0.2)  # polling the API for a condition, with a deadline
