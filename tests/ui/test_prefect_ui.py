@@ -61,7 +61,7 @@ def test_the_four_deployments_are_listed_with_their_schedules(
         ui_api: str, page: Any, screenshots: Path) -> None:
     from kongstack.cli.serve import build_deployments
 
-    off_the_browser_loop(lambda: [d.apply() for d in build_deployments("kongstack")])
+    off_the_browser_loop(lambda: [d.apply() for d in build_deployments()])
     expect = _expect()
     page.goto(f"{ui_api}/deployments")
     rows = page.locator("tr", has=page.get_by_role("link"))
