@@ -99,9 +99,9 @@ class LazyCommands(TyperGroup):
 
 def _version(value: bool) -> None:
     if value:
-        from kongstack import __version__  # the package metadata's (a test checks)
+        from importlib.metadata import version
 
-        typer.echo(f"kongstack {__version__}")
+        typer.echo(f"kongstack {version('kongstack')}")
         raise typer.Exit()
 
 
