@@ -7,7 +7,9 @@ Prints min / median / max wall time of N runs per command, and the median CPU ti
 system, from the OS's accounting of each child): on a shared, loaded machine the wall time
 stretches with the load while the CPU time stays close to what a quiet machine gives.
 
-Run: .venv/bin/python benchmarks/cli.py [--runs 10] [--no-status]
+Run: .venv/bin/python benchmarks/cli.py [--runs 10] [--no-status] [--baseline OTHER/kongstack]
+(``--baseline``: another checkout's ``kongstack`` script, e.g. the eager CLI before the lazy one,
+timed in the same run for a before/after ratio.)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--no-status", action="store_true", help="skip status --json")
+    parser.add_argument("--baseline", help="another kongstack executable to time --help of")
     args = parser.parse_args()
     cases: list[tuple[str, list[str]]] = [
         ("python -c pass", [sys.executable, "-c", "pass"]),
@@ -61,6 +64,8 @@ def main() -> None:
         ("kongstack --version", [str(KONGSTACK), "--version"]),
         ("kongstack status --help", [str(KONGSTACK), "status", "--help"]),
     ]
+    if args.baseline:
+        cases.append(("baseline kongstack --help", [args.baseline, "--help"]))
     if not args.no_status:
         if demo_running():
             cases.append(("kongstack status --json", [str(KONGSTACK), "status", "--json"]))
@@ -77,8 +82,14 @@ def main() -> None:
     prefect, helps = cases[1][0], "kongstack --help"
     print(f"kongstack --help / import prefect: wall {medians[helps] / medians[prefect]:.2f}x, "
           f"CPU {cpus[helps] / cpus[prefect]:.2f}x")
+    if args.baseline:
+        base = "baseline kongstack --help"
+        print(f"kongstack --help / baseline: wall {medians[helps] / medians[base]:.2f}x, "
+              f"CPU {cpus[helps] / cpus[base]:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(f"command: .venv/bin/python benchmarks/cli.py --runs {args.runs}")
+    print(f"command: .venv/bin/python benchmarks/cli.py --runs {args.runs}"
+          + (f" --baseline {args.baseline}" if args.baseline else "")
+          + (" --no-status" if args.no_status else ""))
 
 
 if __name__ == "__main__":
