@@ -74,7 +74,7 @@ class LazyCommands(TyperGroup):
     (to run it, show its own --help, or complete its options)."""
 
     def list_commands(self, ctx: Context) -> list[str]:
-        return [*self.commands, *(n for n in COMMANDS if n not in self.commands)]
+        return [*COMMANDS, *(n for n in self.commands if n not in COMMANDS)]
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name in self.commands:

@@ -64,6 +64,14 @@ def test_command_table_matches_what_each_module_registers(module: str) -> None:
         assert command.get_short_help_str(limit=1000) == listed[name], name
 
 
+def test_every_command_module_is_in_the_table() -> None:
+    """A new module with commands (``def register(app)``) must be listed in COMMANDS, or its
+    commands would never be found."""
+    cli = REPO_ROOT / "kongstack" / "cli"
+    registering = {p.stem for p in cli.glob("*.py") if "\ndef register(" in p.read_text()}
+    assert registering == set(COMMAND_MODULES)
+
+
 def test_help_lists_every_command_and_the_exit_codes() -> None:
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
