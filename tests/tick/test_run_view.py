@@ -40,8 +40,9 @@ def test_a_tick_is_named_by_what_it_did_and_logs_its_instance_and_gateway_steps(
     def logged() -> bool:
         run, messages = asyncio.run(_run_and_logs(name))
         found.update(run=run, messages=messages)
-        text = "\n".join(messages)
-        return run is not None and "started process" in text and "added (weight" in text
+        started = [m for m in messages if m.startswith("started process")]
+        added = [m for m in messages if "added (weight 100)" in m]
+        return run is not None and len(started) == 2 and len(added) == 2
 
     wait_until(logged, timeout=30, what=f"flow run {name} with instance and gateway lines")
     assert found["run"].state.is_completed()
