@@ -46,8 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "plan)."),
     "deny": ("ops", "Deny a cleanup run waiting for approval (nothing is removed)."),
     "load": ("load", "Offer a steady request rate to the gateway and watch the pool react."),
-    "simulate": ("simulate", "Replay a request-rate trace through one or more autoscaling "
-                             "configurations."),
+    "simulate": ("simulate", "Replay request-rate traces through autoscaling configurations "
+                             "and score them."),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
