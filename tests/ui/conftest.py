@@ -44,7 +44,9 @@ def screenshots() -> Path:
     return where
 
 
-@pytest.fixture(scope="session")
+# Package scope: the browser (Playwright's sync API keeps an event loop in this thread, where
+# asyncio.run and Prefect's sync calls would fail) and its server end with tests/ui.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     sync_playwright = _playwright_or_skip()
     from playwright.sync_api import expect
@@ -63,7 +65,7 @@ def browser() -> Iterator[Any]:
         manager.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_ui(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[str]:
     """``prefect server start`` with its UI; yields the UI's base URL."""
     home = tmp_path_factory.mktemp("prefect-ui")
