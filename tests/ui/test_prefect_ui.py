@@ -181,7 +181,10 @@ def _answer_in_the_browser(page: Any, base: str, run_id: UUID, stack: LocalStack
     expect(form.get_by_text(str(stack.data_dir))).to_be_visible()
     decide(form)
     _shot(page, screenshots, shot)
-    form.get_by_role("button", name="Submit").click()
+    page.keyboard.press("Tab")  # leave the last field: the form takes its value on blur
+    submit = form.get_by_role("button", name="Submit")
+    expect(submit).to_be_enabled()
+    submit.click()
     expect(form).to_be_hidden()
 
 
