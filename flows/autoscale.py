@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.runlog import forward_project_logs, rename_run
 from tasks.tick.act import act
 from tasks.tick.config import AutoscaleConfig, resolve_config
 from tasks.tick.decide import decide_tick
@@ -28,7 +29,9 @@ from tasks.tick.scaling_log import ScalingLog
 
 
 @flow(name="autoscale", description="One autoscaling tick: observe, decide, act, record.",
-      retries=0, timeout_seconds=600)
+      retries=0, timeout_seconds=600,
+      # Renamed at the end to say what the tick did: autoscale-schedule-3to6.
+      flow_run_name="autoscale-{trigger}")
 async def autoscale(
     config: AutoscaleConfig | None = None,
     dry_run: bool | None = None,
@@ -36,13 +39,16 @@ async def autoscale(
 ) -> dict[str, Any]:
     """One tick. ``config`` replaces the config file (tasks/tick/config.py); ``trigger`` says
     why it ran ("schedule", "alert", "manual")."""
+    forward_project_logs()
     config = resolve_config(config, dry_run=dry_run)
     with tick_lock(config.lock_file()) as held:
         if not held:
+            rename_run(f"autoscale-{trigger}-skipped")
             return skipped(trigger)
         async with pool_lock(limit_name(config.pool.stack),
                              lease_file=config.lock_file().with_suffix(".lease")) as shared:
             if not shared:
+                rename_run(f"autoscale-{trigger}-skipped")
                 return skipped(trigger, "another worker's tick holds the pool's concurrency "
                                         "limit")
             with TickRun(config, trigger) as tick:
@@ -53,4 +59,13 @@ async def autoscale(
                 plan = decide_tick(config.policy, memory, view, seen)
                 action = act(config.pool, config.policy, plan.decision, seen.observation,
                              intents=ScalingLog(config.record.scaling_log_path))
-                return tick.record(memory, view, seen, plan, action)
+                summary = tick.record(memory, view, seen, plan, action)
+    rename_run(tick_run_name(trigger, summary, dry_run=config.policy.dry_run))
+    return summary
+
+
+def tick_run_name(trigger: str, summary: dict[str, Any], *, dry_run: bool = False) -> str:
+    """``autoscale-<trigger>-<before>to<after>`` (``-dry-run`` when the policy only says what
+    it would do): what the run list in the UI shows for each tick."""
+    name = f"autoscale-{trigger}-{summary['current']}to{summary['after']}"
+    return f"{name}-dry-run" if dry_run else name

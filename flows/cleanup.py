@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from tasks.cleanup.approval import wait_for_approval
+from tasks.cleanup.notify import ApprovalNotice
 from tasks.cleanup.steps import (
     CleanupConfig,
     outcome,
@@ -22,9 +24,11 @@ from tasks.cleanup.steps import (
     remove_task,
     verify_task,
 )
+from tasks.runlog import forward_project_logs, run_ui_url
 
 
-@flow(name="cleanup", description="Remove everything the stack owns, after approval.")
+@flow(name="cleanup", description="Remove everything the stack owns, after approval.",
+      flow_run_name="cleanup-{stack}")
 def cleanup(
     stack: str = "kongstack",
     dry_run: bool = False,
@@ -39,7 +43,11 @@ def cleanup(
     redis_url: str | None = None,
     data_dir: str | None = None,
     gateway_options: dict[str, Any] | None = None,
+    alertmanager_url: str | None = None,
 ) -> dict[str, Any]:
+    """``alertmanager_url``: where to send the "waiting for approval" alert (with this run's
+    UI link) for the operators' receiver; None sends none (the deployments set it)."""
+    forward_project_logs()
     log = get_run_logger()
     config = CleanupConfig(
         pool=pool_config(stack, driver=driver, gateway=gateway, local=local,
@@ -55,8 +63,14 @@ def cleanup(
     if not plan.items:
         return outcome("nothing_to_remove", plan)
 
-    decision = wait_for_approval(plan.markdown(), timeout_seconds=approval_timeout_seconds,
-                                 poll_interval_seconds=poll_interval_seconds)
+    notice = ApprovalNotice(alertmanager_url, plan, run_name=flow_run.get_name() or "cleanup",
+                            ui_url=run_ui_url(), timeout_seconds=approval_timeout_seconds)
+    notice.send()
+    try:
+        decision = wait_for_approval(plan.markdown(), timeout_seconds=approval_timeout_seconds,
+                                     poll_interval_seconds=poll_interval_seconds)
+    finally:
+        notice.resolve()
     if decision is None:
         log.warning("approval timed out after %ds: nothing removed", approval_timeout_seconds)
         return outcome("timed_out", plan)

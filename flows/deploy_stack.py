@@ -22,6 +22,7 @@ from prefect.artifacts import (
     create_progress_artifact,
     update_progress_artifact,
 )
+from prefect.runtime import flow_run
 
 from kongstack.core.errors import StackError
 from kongstack.core.settings import LocalSettings
@@ -36,6 +37,7 @@ from tasks.providers.deploy import (
 )
 from tasks.providers.protocol import Installed, Provisioned, Registered, Verified
 from tasks.providers.report import DeploySummary, hosts_to_json
+from tasks.runlog import forward_project_logs
 
 LogFn = Callable[[str], None]
 ARTIFACT_KEY = "deploy-stack-summary"
@@ -74,7 +76,19 @@ def deploy(
                      log=log or logging.getLogger("kongstack.deploy").info)
 
 
-@flow(name="deploy-stack", description="Provision, install, register and verify the stack.")
+def deploy_run_name() -> str:
+    """``deploy-stack-<provider>`` (``-dry-run``): read from the run's stack file."""
+    parameters = flow_run.get_parameters()
+    provider: str
+    try:
+        provider = load_topology(parameters.get("config_path")).provider
+    except (StackError, OSError):  # the run itself reports the bad config
+        provider = "invalid-config"
+    return f"deploy-stack-{provider}{'-dry-run' if parameters.get('dry_run') else ''}"
+
+
+@flow(name="deploy-stack", description="Provision, install, register and verify the stack.",
+      flow_run_name=deploy_run_name)
 def deploy_stack(
     config_path: str | None = None,
     dry_run: bool = False,
@@ -82,6 +96,7 @@ def deploy_stack(
     until: str | None = None,
 ) -> dict[str, Any]:
     """Deploy the topology in ``config_path`` (default ``deployments/stack.yaml``)."""
+    forward_project_logs()
     logger = get_run_logger()
     topo = load_topology(config_path)  # validated before anything is created
     logger.info("stack %s, provider %s, %d hosts, config %s", topo.name, topo.provider,

@@ -26,11 +26,16 @@ from tasks.maintenance.steps import (
     prune_scaling_log_task,
     report_task,
 )
+from tasks.runlog import forward_project_logs
 from tasks.tick.config import load_autoscale_config
 
 
+def maintenance_run_name() -> str:
+    return f"maintenance-{datetime.now(UTC):%Y-%m-%d}"
+
+
 @flow(name="maintenance", description="Daily: prune old data, analyse the scaling log, "
-      "publish the report.")
+      "publish the report.", flow_run_name=maintenance_run_name)
 def maintenance(
     retention_days: float = 14.0,
     flow_run_retention_days: float = 7.0,
@@ -48,6 +53,7 @@ def maintenance(
     home: str | None = None,
 ) -> dict[str, Any]:
     """Returns what was pruned and the analysis headline numbers (also in the artifacts)."""
+    forward_project_logs()
     log = get_run_logger()
     settings = LocalSettings(home=Path(home)) if home else LocalSettings()
     history = Path(scaling_log_path) if scaling_log_path else settings.data_dir / "history.sqlite"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kongstack.cli.ops import DriverOpt, GatewayOpt, StackOpt, fail, options
+from kongstack.cli.exits import FAILED, OK, UNREACHABLE, exit_code_for, fail
+from kongstack.cli.ops import (
+    Driver,
+    DriverOpt,
+    GatewayKind,
+    GatewayOpt,
+    JsonOpt,
+    StackOpt,
+    options,
+)
 from kongstack.core.errors import StackError
 from kongstack.core.procs import port_open
 from kongstack.core.settings import LocalSettings
@@ -83,7 +93,7 @@ def logs(name: Annotated[str, typer.Argument(
     try:
         instances = build_driver(opts.pool()).list()
     except StackError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     wanted = [i for i in instances if name in (i.id, i.name, i.address)
               or i.name.endswith(f"-{name}")]
     if not wanted:
@@ -100,7 +110,7 @@ def logs(name: Annotated[str, typer.Argument(
     try:
         text = build_driver(opts.pool()).logs(inst.id, tail=tail)
     except StackError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     console.out(text.rstrip("\n"), highlight=False)
 
 
@@ -110,13 +120,21 @@ class Check:
     ok: bool
     detail: str
     core: bool = True
+    answered: bool = True
+    """False when the component did not answer at all (exit code 3 if it is a core one)."""
+
+
+def _failed(component: str, exc: Exception, core: bool = True) -> Check:
+    return Check(component, False, str(exc) or type(exc).__name__, core,
+                 answered=exit_code_for(exc) != UNREACHABLE)
 
 
 def _http(component: str, url: str, core: bool) -> Check:
     try:
         response = httpx.get(url, timeout=2.0)
     except httpx.HTTPError as exc:
-        return Check(component, False, f"{url}: {type(exc).__name__}", core)
+        return Check(component, False, f"{url}: {type(exc).__name__}", core,
+                     answered=not isinstance(exc, httpx.TransportError))
     return Check(component, response.status_code < 400, f"{url}: HTTP {response.status_code}",
                  core)
 
@@ -130,10 +148,12 @@ def _redis(url: str) -> Check:
         client.close()
         return Check("redis", ok, "PONG" if ok else "no PONG")
     except redis.RedisError as exc:
-        return Check("redis", False, f"{type(exc).__name__}: {exc}")
+        return Check("redis", False, f"{type(exc).__name__}: {exc}",
+                     answered=not isinstance(exc, redis.ConnectionError | redis.TimeoutError))
 
 
-def run_checks(stack: str | None, driver: str | None, gateway: str | None) -> list[Check]:
+def run_checks(stack: str | None, driver: Driver | None,
+               gateway: GatewayKind | None) -> list[Check]:
     opts = options(stack, driver, gateway)
     settings, pool = opts.settings(), opts.pool()
     checks: list[Check] = []
@@ -150,7 +170,7 @@ def run_checks(stack: str | None, driver: str | None, gateway: str | None) -> li
         finally:
             gw.close()
     except StackError as exc:
-        checks.append(Check("gateway", False, str(exc)))
+        checks.append(_failed("gateway", exc))
     try:
         instances = build_driver(pool).list()
         if not instances:
@@ -158,7 +178,7 @@ def run_checks(stack: str | None, driver: str | None, gateway: str | None) -> li
         for inst in instances:
             checks.append(_http(f"instance {inst.name}", f"http://{inst.address}/ready", True))
     except StackError as exc:
-        checks.append(Check("instances", False, str(exc)))
+        checks.append(_failed("instances", exc))
     checks.append(_redis(pool.redis_url or f"redis://{settings.host}:{settings.redis_port}/0"))
     base = f"http://{settings.host}"
     checks.append(_http("prometheus", f"{base}:{settings.prometheus_port}/-/ready", False))
@@ -171,19 +191,35 @@ def run_checks(stack: str | None, driver: str | None, gateway: str | None) -> li
     return checks
 
 
+def health_exit_code(checks: list[Check]) -> int:
+    """0 when every core component (gateway, instances, Redis) is healthy; 3 when one of them
+    does not answer; 1 when one answers unhealthy."""
+    down = [c for c in checks if c.core and not c.ok]
+    if not down:
+        return OK
+    return UNREACHABLE if any(not c.answered for c in down) else FAILED
+
+
 def health(stack: StackOpt = None, driver: DriverOpt = None,
-           gateway: GatewayOpt = None) -> None:
-    """Check every component; exit 1 if the gateway, an instance or Redis is unhealthy."""
+           gateway: GatewayOpt = None, as_json: JsonOpt = False) -> None:
+    """Check every component; exit 1 if the gateway, an instance or Redis is unhealthy, 3 if
+    one does not answer."""
+    name = options(stack, driver, gateway, as_json=as_json).name
     checks = run_checks(stack, driver, gateway)
-    table = Table(title=f"Health of {options(stack, driver, gateway).name}")
-    for col in ("component", "status", "detail"):
-        table.add_column(col)
-    for c in checks:
-        mark = "[green]ok[/]" if c.ok else ("[red]DOWN[/]" if c.core else "[yellow]down[/]")
-        table.add_row(c.component, mark, c.detail)
-    console.print(table)
-    if any(c.core and not c.ok for c in checks):
-        raise typer.Exit(1)
+    code = health_exit_code(checks)
+    if as_json:
+        typer.echo(json.dumps({"stack": name, "ok": code == OK, "exit_code": code,
+                               "checks": [asdict(c) for c in checks]}, indent=1))
+    else:
+        table = Table(title=f"Health of {name}")
+        for col in ("component", "status", "detail"):
+            table.add_column(col)
+        for c in checks:
+            mark = "[green]ok[/]" if c.ok else ("[red]DOWN[/]" if c.core else "[yellow]down[/]")
+            table.add_row(c.component, mark, c.detail)
+        console.print(table)
+    if code != OK:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from kongstack.cli.ops import DriverOpt, GatewayOpt, StackOpt, fail, options
+from kongstack.cli.exits import fail
+from kongstack.cli.ops import DriverOpt, GatewayOpt, JsonOpt, StackOpt, options
 from kongstack.cli.views import InstanceRow, Sample, StackOptions, Thresholds, rates, scrape
 from kongstack.core.errors import StackError
 from kongstack.core.files import write_atomic
@@ -135,9 +136,11 @@ def monitor(
     latency_threshold_ms: Annotated[float, typer.Option(min=0)] = 1000.0,
     duration: Annotated[float | None, typer.Option(hidden=True)] = None,
     stack: StackOpt = None, driver: DriverOpt = None, gateway: GatewayOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Live view of every instance; values above a threshold are shown in red."""
-    opts = options(stack, driver, gateway)
+    # --json: with --once one document; otherwise one JSON object per reading (JSON Lines).
+    opts = options(stack, driver, gateway, as_json=as_json)
     if export is not None and export.suffix.lower() != ".json":
         raise typer.BadParameter(f"{export}: the export is JSON, name it *.json",
                                  param_hint="--export")
@@ -145,7 +148,7 @@ def monitor(
         try:
             history_summary(opts, history)
         except StackError as exc:  # MissingExtra on an install without [analysis]
-            raise fail(str(exc)) from None
+            raise fail(exc, as_json=as_json) from None
         return
     thresholds = Thresholds(cpu_threshold, memory_threshold, rps_threshold, latency_threshold_ms)
     try:
@@ -155,8 +158,23 @@ def monitor(
             mon.sample()
             time.sleep(sample_seconds)  # the rate window, not a readiness wait
             rows = mon.sample()
-            console.print(render(rows, thresholds, opts.name))
             snapshots.append(mon.snapshot(rows))
+            if as_json:
+                typer.echo(json.dumps(snapshots[-1], indent=1))
+            else:
+                console.print(render(rows, thresholds, opts.name))
+        elif as_json:
+            deadline = None if duration is None else time.monotonic() + duration
+            mon.sample()
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    time.sleep(interval)
+                    snapshots.append(mon.snapshot(mon.sample()))
+                    typer.echo(json.dumps(snapshots[-1]))
+                    if export is not None:
+                        _export(export, snapshots)
+            except KeyboardInterrupt:
+                pass
         else:
             deadline = None if duration is None else time.monotonic() + duration
             mon.sample()
@@ -172,10 +190,10 @@ def monitor(
                 except KeyboardInterrupt:
                     pass
     except StackError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc, as_json=as_json) from None
     if export is not None:
         _export(export, snapshots)
-        console.print(f"exported {len(snapshots)} reading(s) to {export}")
+        Console(stderr=as_json).print(f"exported {len(snapshots)} reading(s) to {export}")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,16 +6,19 @@ the autoscaler uses (``tasks.tick.act``); nothing here re-implements scaling.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from autoscaler.config import HARD_MAX_INSTANCES
+from kongstack.cli.exits import BAD_INPUT, FAILED, UNREACHABLE, fail
 from kongstack.cli.views import StackOptions, active, learned_target, read_cooldowns
 from kongstack.core.errors import ConfigError, StackError
 from tasks.instances.hosts import HOST_LABEL
@@ -27,17 +30,35 @@ from tasks.tick.pool import build_driver, build_gateway
 from tasks.tick.scaling_log import ScalingLogEntry
 from tasks.tick.targets import publish_scrape_targets
 
+if TYPE_CHECKING:
+    from kongstack.cli.views import Cooldowns
+    from tasks.gateway.protocol import Target
+    from tasks.instances.base import Instance
+
 console = Console()
+
+
+class Driver(StrEnum):
+    auto = "auto"
+    docker = "docker"
+    process = "process"
+
+
+class GatewayKind(StrEnum):
+    auto = "auto"
+    nginx = "nginx"
+    kong = "kong"
+
 
 _AS_CONFIGURED = " Default: the autoscale config's pool (see --config)."
 StackOpt = Annotated[str | None, typer.Option(
     "--stack", envvar="KONGSTACK_STACK",
     help="Stack name (the owner label's value)." + _AS_CONFIGURED)]
-DriverOpt = Annotated[str | None, typer.Option(
-    "--driver", envvar="KONGSTACK_DRIVER",
-    help="Instance driver: auto, docker or process." + _AS_CONFIGURED)]
-GatewayOpt = Annotated[str | None, typer.Option(
-    "--gateway", envvar="KONGSTACK_GATEWAY", help="Gateway: auto, nginx or kong." + _AS_CONFIGURED)]
+DriverOpt = Annotated[Driver | None, typer.Option(
+    "--driver", envvar="KONGSTACK_DRIVER", help="Instance driver." + _AS_CONFIGURED)]
+GatewayOpt = Annotated[GatewayKind | None, typer.Option(
+    "--gateway", envvar="KONGSTACK_GATEWAY", help="Gateway." + _AS_CONFIGURED)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
 ReadyOpt = Annotated[float, typer.Option("--ready-timeout", min=1, max=600,
                                          help="Seconds a new instance may take to be ready.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -45,36 +66,65 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "else deployments/autoscale.yaml; KONGSTACK_AUTOSCALE_<FIELD> variables override it.")]
 
 
-def options(stack: str | None, driver: str | None, gateway: str | None,
-            config: Path | None = None, ready_timeout: float = 60.0) -> StackOptions:
-    if driver not in (None, "auto", "docker", "process"):
-        raise typer.BadParameter(f"{driver!r}: choose auto, docker or process",
-                                 param_hint="--driver")
-    if gateway not in (None, "auto", "nginx", "kong"):
-        raise typer.BadParameter(f"{gateway!r}: choose auto, nginx or kong",
-                                 param_hint="--gateway")
+def options(stack: str | None, driver: Driver | None, gateway: GatewayKind | None,
+            config: Path | None = None, ready_timeout: float = 60.0,
+            as_json: bool = False) -> StackOptions:
+    """The stack the command acts on; typer has checked the choices, the config is checked
+    here (exit 2 naming the field) before anything is touched."""
     if config is not None and not config.is_file():
         raise typer.BadParameter(f"{config}: no such file", param_hint="--config")
-    opts = StackOptions(stack=stack, driver=driver, gateway=gateway, config_file=config,
-                        ready_timeout=ready_timeout)
+    opts = StackOptions(stack=stack, driver=None if driver is None else driver.value,
+                        gateway=None if gateway is None else gateway.value,
+                        config_file=config, ready_timeout=ready_timeout)
     try:
         opts.pool()  # the config is read (and checked) once, before anything else
     except (ConfigError, ValueError) as exc:
-        raise fail(str(exc), 2) from None
+        raise fail(str(exc), BAD_INPUT, as_json=as_json) from None
     return opts
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
+def _decisions_shown(opts: StackOptions, count: int) -> list[ScalingLogEntry]:
+    """The newest tick, then the last changes: 2,880 no-op ticks a day would hide them."""
+    if not count:
+        return []
+    recent = opts.history().recent(500)
+    return recent[:1] + [e for e in recent[1:]
+                         if not (e.kind == "decision" and e.outcome == "noop")][:count - 1]
+
+
+def status_document(opts: StackOptions, instances: list[Instance], targets: list[Target],
+                    decisions: list[ScalingLogEntry], cooldowns: Cooldowns) -> dict[str, Any]:
+    """What ``status --json`` prints: the same facts as the tables, machine-readable."""
+    now = datetime.now(UTC)
+    return {
+        "stack": opts.name,
+        "taken_at": now.isoformat(),
+        "active_instances": len(active(instances)),
+        "instances": [{"name": i.name, "id": i.id, "address": i.address, "state": str(i.state),
+                       "started_at": i.started_at.isoformat(),
+                       "up_seconds": round((now - i.started_at).total_seconds(), 1)}
+                      for i in sorted(instances, key=lambda i: i.name)],
+        "targets": [{"address": t.address, "weight": t.weight, "health": str(t.health)}
+                    for t in targets],
+        "decisions": [{"ts": e.ts.isoformat(), "kind": e.kind, "from": e.from_count,
+                       "to": e.to_count, "outcome": e.outcome, "reason": e.reason,
+                       "source": e.source} for e in decisions],
+        "policy": {"file": str(opts.loaded.file) if opts.loaded.file else None,
+                   "fields": {name: {"value": value, "from": origin}
+                              for name, value, origin in opts.loaded.provenance()}},
+        "cooldowns": {"scale_up_remaining_s": cooldowns.up_remaining,
+                      "scale_down_remaining_s": cooldowns.down_remaining,
+                      "note": cooldowns.note},
+    }
 
 
 def status(stack: StackOpt = None, driver: DriverOpt = None,
            gateway: GatewayOpt = None, config: ConfigOpt = None,
            decisions: Annotated[int, typer.Option(min=0, max=200,
-                                                  help="History rows to show.")] = 5) -> None:
+                                                  help="History rows to show.")] = 5,
+           as_json: JsonOpt = False) -> None:
     """Instances, gateway targets with health, the last decisions, cooldown remaining."""
-    opts = options(stack, driver, gateway, config)
+    opts = options(stack, driver, gateway, config, as_json=as_json)
     pool = opts.pool()
     try:
         instance_driver = build_driver(pool)
@@ -85,7 +135,13 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
         finally:
             gw.close()
     except StackError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc, as_json=as_json) from None
+    shown = _decisions_shown(opts, decisions)
+    cd = read_cooldowns(opts.policy(), opts.loaded.config.memory_block)
+    if as_json:
+        typer.echo(json.dumps(status_document(opts, instances, targets, shown, cd), indent=1,
+                              default=str))
+        return
     table = Table(title=f"Instances of {opts.name} ({len(active(instances))} active)")
     multihost = isinstance(instance_driver, MultiHostDriver)
     for col in ("name", *(["host"] if multihost else []), "address", "state", "up for"):
@@ -110,17 +166,14 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
                        f"[{colour.get(str(t.health), 'white')}]{t.health}[/]")
     console.print(ttable)
     htable = Table(title="Last decisions")
-    for col in ("time (UTC)", "kind", "from → to", "outcome", "reason"):
-        htable.add_column(col)
-    recent = opts.history().recent(500)
-    # The newest tick, then the last changes: 2,880 no-op ticks a day would hide them.
-    shown = recent[:1] + [e for e in recent[1:]
-                          if not (e.kind == "decision" and e.outcome == "noop")][:decisions - 1]
-    for e in shown if decisions else []:
+    for col in ("time (UTC)", "kind", "from → to", "outcome"):
+        htable.add_column(col, no_wrap=True)
+    # The whole reason, wrapped within the terminal's width (fold: long tokens break too).
+    htable.add_column("reason", overflow="fold", ratio=1)
+    for e in shown:
         htable.add_row(f"{e.ts:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.from_count} → {e.to_count}",
-                       e.outcome, e.reason[:80])
+                       e.outcome, e.reason)
     console.print(htable)
-    cd = read_cooldowns(opts.policy(), opts.loaded.config.memory_block)
     print_policy(opts.loaded, learned_target(opts.policy(), cd.capacity))
 
     def fmt(v: float | None) -> str:
@@ -160,33 +213,49 @@ def scale(count: Annotated[int, typer.Argument(
           dry_run: Annotated[bool, typer.Option(help="Say what would happen only.")] = False,
           stack: StackOpt = None, driver: DriverOpt = None,
           gateway: GatewayOpt = None, config: ConfigOpt = None,
-          ready_timeout: ReadyOpt = 60.0) -> None:
+          ready_timeout: ReadyOpt = 60.0, as_json: JsonOpt = False) -> None:
     """Scale the pool to COUNT instances by hand (recorded in the history as "manual")."""
-    opts = options(stack, driver, gateway, config, ready_timeout)
+    opts = options(stack, driver, gateway, config, ready_timeout, as_json=as_json)
     try:
         pol = opts.policy()
     except ConfigError as exc:
-        raise fail(str(exc), 2) from None
+        raise fail(exc, BAD_INPUT, as_json=as_json) from None
     if not force and not pol.min_instances <= count <= pol.max_instances:
         raise typer.BadParameter(
             f"{count} is outside min_instances..max_instances = {pol.min_instances}.."
             f"{pol.max_instances} (use --force to override)", param_hint="COUNT")
+    started = time.monotonic()
+    # --json keeps stdout for the document: the spinner goes to stderr then.
+    progress = Console(stderr=True) if as_json else console
     try:
-        with console.status(f"scaling {opts.name} to {count}..."):
+        with progress.status(f"scaling {opts.name} to {count}..."):
             record = scale_by_hand(
                 opts.config(), count, dry_run=dry_run, source="cli",
                 reason=f"manual scale to {count}{' (forced)' if force else ''}")
     except StackError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc, as_json=as_json) from None
     if record is None:
-        console.print(f"already at {count} instance(s): nothing to do")
+        if as_json:
+            typer.echo(json.dumps({"stack": opts.name, "from": count, "to": count,
+                                   "outcome": "noop", "dry_run": dry_run, "forced": force,
+                                   "reason": f"already at {count} instance(s)",
+                                   "details": []}, indent=1))
+        else:
+            console.print(f"already at {count} instance(s): nothing to do")
         return
-    for line in record.details:
-        console.print(f"  {line}")
-    console.print(f"{'would scale' if dry_run else 'scaled'} {record.from_count} → "
-                  f"{record.to_count} ({record.outcome})")
+    if as_json:
+        typer.echo(json.dumps({"stack": opts.name, "from": record.from_count,
+                               "to": record.to_count, "outcome": record.outcome,
+                               "dry_run": dry_run, "forced": force, "reason": record.reason,
+                               "details": list(record.details),
+                               "duration_s": round(time.monotonic() - started, 3)}, indent=1))
+    else:
+        for line in record.details:
+            console.print(f"  {line}")
+        console.print(f"{'would scale' if dry_run else 'scaled'} {record.from_count} → "
+                      f"{record.to_count} ({record.outcome})")
     if record.outcome == "failed":
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 def restart(instance: Annotated[str | None, typer.Argument(
@@ -213,13 +282,14 @@ def restart(instance: Annotated[str | None, typer.Argument(
             with console.status(f"[{n}/{len(chosen)}] replacing {old.name}..."):
                 up = scale_up.fn(pool, to_count=len(current) + 1)
                 if up.outcome != "ok":
-                    raise fail(f"replacement for {old.name} did not start: {up.reason}")
+                    raise fail(f"replacement for {old.name} did not start: {up.reason}",
+                               FAILED)
                 scale_down.fn(pool, victim_ids=[old.id])
             console.print(f"[{n}/{len(chosen)}] {old.name} replaced ({up.details[-1]})")
         publish_scrape_targets(pool, [i.address for i in build_driver(pool).list()
                                if str(i.state) == "ready"])
     except StackError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     opts.history().append(ScalingLogEntry(
         ts=datetime.now(UTC), kind="manual", from_count=len(current), to_count=len(current),
         outcome="ok", source="cli", duration_s=time.monotonic() - started,
@@ -239,14 +309,15 @@ def _answer(run_id: str | None, latest: bool, approver: str, reason: str,
     if not run_id and not latest:
         raise typer.BadParameter("give a RUN_ID or --latest", param_hint="RUN_ID")
     if not use_local_server_if_running(LocalSettings()):
-        raise fail("no Prefect server: set PREFECT_API_URL or start the local one")
+        raise fail("no Prefect server: set PREFECT_API_URL or start the local one "
+                   "(kongstack up)", UNREACHABLE)
     try:
         target = resolve_run(run_id, latest)
         decision = answer(target, approved=approved, approver=approver, reason=reason)
     except ApprovalError as exc:
         if "RUN_ID" in str(exc):
             raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     verb = "approved" if decision.approved else "denied"
     console.print(f"cleanup run {target} {verb} by {decision.approver}")
 

@@ -148,7 +148,8 @@ def _up(config: Path | None, settings: LocalSettings, console: Console, *,
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("up", help=UP_HELP)
+    @app.command("up", help=UP_HELP, short_help="Bring up the whole local stack and the "
+                 "autoscaler (no cloud account needed).")
     def up(
         config: Annotated[Path | None, typer.Option("--config", "-c", help="stack file")] = None,
         no_autoscale: Annotated[

@@ -33,3 +33,7 @@ class MetricsError(StackError):
 
 class SetupError(StackError):
     """A local service could not be installed or started."""
+
+
+class UnreachableError(StackError):
+    """A dependency (container engine, gateway admin API, Prefect server...) did not answer."""

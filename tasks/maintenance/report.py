@@ -7,6 +7,7 @@ separate from publishing (``publish_report``) so the files exist even without a 
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,8 +148,16 @@ def _chart(analysis: Analysis, path: Path) -> None:
     plt.close(fig)
 
 
+def chart_markdown(path: Path, title: str) -> str:
+    """The PNG embedded in markdown as a data URI: the Prefect UI renders it in the artifact
+    itself (a ``file://`` link would point at a file the browser cannot open)."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"# {title}\n\n![{title}](data:image/png;base64,{encoded})\n\n`{path}`\n"
+
+
 def publish_report(report: Report, key_prefix: str = "scaling") -> None:
-    """Publish as Prefect artifacts (markdown, one table per frame, links to the files)."""
+    """Publish as Prefect artifacts: the analysis (markdown), one table per frame, the chart
+    (markdown with the image embedded) and a link to the CSV on the host."""
     from prefect.artifacts import (
         create_link_artifact,
         create_markdown_artifact,
@@ -160,6 +169,10 @@ def publish_report(report: Report, key_prefix: str = "scaling") -> None:
     for name, rows in report.tables.items():
         if rows:
             create_table_artifact(rows, key=f"{key_prefix}-{name}", description=name)
-    for path in report.files:
-        create_link_artifact(path.resolve().as_uri(), link_text=path.name,
-                             key=f"{key_prefix}-{path.suffix.lstrip('.')}")
+    if report.chart is not None:
+        create_markdown_artifact(chart_markdown(report.chart, "Instance count and load"),
+                                 key=f"{key_prefix}-chart",
+                                 description="Instance count, load and hourly profile")
+    if report.csv is not None:
+        create_link_artifact(report.csv.resolve().as_uri(), link_text=report.csv.name,
+                             key=f"{key_prefix}-csv")

@@ -156,3 +156,13 @@ def test_terminal_deny_and_approve_answer_a_waiting_run(
         thread.join(timeout=60)
         assert out["state"].result()["status"] == "removed"
         assert not _inventory(small)[2]
+
+
+def test_the_run_is_named_after_the_stack(prefect_harness: None, stack: LocalStack) -> None:
+    from prefect import get_client
+
+    state = cleanup(**_params(stack, dry_run=True), return_state=True)
+    with get_client(sync_client=True) as client:
+        assert state.state_details.flow_run_id is not None
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == f"cleanup-{stack.config.stack}"

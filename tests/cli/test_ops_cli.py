@@ -217,3 +217,53 @@ def test_bad_arguments_name_the_argument(env: dict[str, str]) -> None:
     assert both.exit_code == 2 and "RUN_ID" in both.output
     neither = runner.invoke(app, ["approve", "--approver", "me"], env=env)
     assert neither.exit_code == 2 and "RUN_ID" in neither.output
+
+
+def test_status_json_has_every_fact_and_whole_reasons(
+        stack: LocalStack, env: dict[str, str]) -> None:
+    words = [f"w{n:02d}" for n in range(40)]  # a reason far longer than the old 80-char cut
+    reason = "scale-up held: " + " ".join(words)
+    ScalingLog(stack.home / "data" / "history.sqlite").append(ScalingLogEntry(
+        ts=datetime.now(UTC), kind="decision", from_count=2, to_count=2, reason=reason,
+        outcome="noop"))
+    result = runner.invoke(app, ["status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert sorted(i["address"] for i in doc["instances"]) == _addresses(stack)
+    assert {t["health"] for t in doc["targets"]} == {"HEALTHY"}
+    assert doc["decisions"][0]["reason"] == reason
+    assert doc["policy"]["fields"]["max_instances"] == {"value": 3, "from": "environment"}
+    assert "Prefect server not running" in doc["cooldowns"]["note"]
+    table = runner.invoke(app, ["status"], env=env | {"COLUMNS": "100"})
+    assert table.exit_code == 0 and all(w in table.output for w in words), table.output
+    assert "…" not in table.output
+
+
+def test_health_json_and_exit_code_3_when_redis_does_not_answer(
+        stack: LocalStack, env: dict[str, str]) -> None:
+    from kongstack.core.procs import free_port
+
+    result = runner.invoke(app, ["health", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["exit_code"] == 0
+    assert {c["component"] for c in doc["checks"]} >= {"gateway", "redis", "prefect server"}
+    closed = runner.invoke(app, ["health", "--json"],
+                           env=env | {"KONGSTACK_REDIS_PORT": str(free_port())})
+    assert closed.exit_code == 3, closed.output
+    redis = next(c for c in json.loads(closed.stdout)["checks"] if c["component"] == "redis")
+    assert redis["ok"] is False and redis["answered"] is False
+
+
+def test_scale_and_monitor_once_print_json(stack: LocalStack, env: dict[str, str]) -> None:
+    planned = runner.invoke(app, ["scale", "3", "--dry-run", "--json"], env=env)
+    assert planned.exit_code == 0, planned.output
+    doc = json.loads(planned.stdout)
+    assert (doc["from"], doc["to"], doc["outcome"], doc["dry_run"]) == (2, 3, "dry_run", True)
+    same = json.loads(runner.invoke(app, ["scale", "2", "--json"], env=env).stdout)
+    assert same["outcome"] == "noop" and same["from"] == same["to"] == 2
+    once = runner.invoke(app, ["monitor", "--once", "--json", "--sample-seconds", "0.2"],
+                         env=env)
+    assert once.exit_code == 0, once.output
+    reading = json.loads(once.stdout)
+    assert sorted(r["address"] for r in reading["instances"]) == _addresses(stack)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,15 +62,21 @@ def test_maintenance_prunes_then_reports_the_known_numbers(
     files = [Path(f) for f in result["files"]]
     assert {f.suffix for f in files} == {".csv", ".png"} and all(f.exists() for f in files)
 
-    async def artifacts() -> set[str]:
+    async def artifacts() -> dict[str, Any]:
         from prefect import get_client
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
         async with get_client() as client:
             found = await client.read_artifacts(artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(like_="scaling-")))
-            return {a.key for a in found if a.key}
+            return {a.key: a.data for a in found if a.key}
 
-    keys = asyncio.run(artifacts())
+    published = asyncio.run(artifacts())
     assert {"scaling-analysis", "scaling-actions-per-day", "scaling-time-at-instance-count",
-            "scaling-png", "scaling-csv"} <= keys
+            "scaling-chart", "scaling-csv"} <= set(published)
+    # The chart is in the artifact itself (the UI renders it), the same bytes as the PNG.
+    match = re.search(r"\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)",
+                      str(published["scaling-chart"]))
+    assert match is not None
+    png = next(f for f in files if f.suffix == ".png")
+    assert base64.b64decode(match.group(1)) == png.read_bytes()

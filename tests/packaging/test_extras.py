@@ -73,7 +73,9 @@ def test_cli_help_of_every_command_works_without_extras() -> None:
         import click, typer
 
         def paths(group, prefix):
-            for name, command in group.commands.items():
+            # list_commands/get_command: the app loads a command's module on demand.
+            for name in group.list_commands(None):
+                command = group.get_command(None, name)
                 yield [*prefix, name]
                 if isinstance(command, click.Group):
                     yield from paths(command, [*prefix, name])

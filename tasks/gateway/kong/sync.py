@@ -234,6 +234,7 @@ class KongGateway:
 
     def add_target(self, address: str, weight: int = 100) -> None:
         """POST the target; 409 means it exists (then only its weight is corrected)."""
+        log.info("upstream %s: adding target %s (weight %d)", self.upstream, address, weight)
         if self.dbless:
             dbless.edit_targets(self.client, self.upstream, self.tags, add=(address, weight))
             return
@@ -252,6 +253,7 @@ class KongGateway:
         """Weight 0 (the balancer stops picking it; open requests continue), then wait
         until this node reports it and the propagation grace has passed."""
         path = f"{self._targets_path}/{_q(address)}"
+        log.info("upstream %s: draining target %s (weight 0)", self.upstream, address)
         if self.dbless:
             dbless.edit_targets(self.client, self.upstream, self.tags, drain=address)
         else:
@@ -272,6 +274,7 @@ class KongGateway:
 
     def remove_target(self, address: str) -> None:
         """DELETE the target; 404 (unknown target or upstream) counts as done."""
+        log.info("upstream %s: removing target %s", self.upstream, address)
         if self.dbless:
             dbless.edit_targets(self.client, self.upstream, self.tags, remove=address)
             return

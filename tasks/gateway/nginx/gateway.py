@@ -303,6 +303,9 @@ class NginxGateway:
                 raise GatewayError("nginx gateway has no configuration yet: apply the "
                                    "gateway state first")
             self._sync_targets(state)
+        # The gateway step, visible in the run logs (tasks.runlog.forward_project_logs).
+        log.info("upstream %s: %s", self.upstream, f"target {address} removed" if weight is None
+                 else f"target {address} added (weight {weight})")
 
     def add_target(self, address: str, weight: int = 100) -> None:
         if not _ADDRESS.match(address):
@@ -315,6 +318,7 @@ class NginxGateway:
         """Weight 0: the balancer picks it no more from the next request on; requests it
         is serving finish (nothing reloads, no connection is closed)."""
         self._set_weight(address, 0)
+        log.info("upstream %s: target %s draining (weight 0)", self.upstream, address)
 
     def remove_target(self, address: str) -> None:
         self._set_weight(address, None)
