@@ -58,17 +58,27 @@ COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values())
 
 def load_module(module: str) -> dict[str, Command]:
     """Import ``kongstack.cli.<module>`` and return the click commands it registers."""
+    from pydantic import ValidationError
+
     from kongstack.cli.localprefect import use_local_prefect
     from kongstack.core.settings import LocalSettings
 
-    # Prefect reads its settings when first imported, so point this process at the local
-    # server started by `kongstack up` (or, when it is not running, at its database through
-    # Prefect's ephemeral API) before a command module imports prefect.
-    use_local_prefect(LocalSettings())
     # At exit Prefect's event sender reports "Still processing items: N items remaining..."
     # on stderr while it delivers what a command emitted; the events are still delivered,
     # the note is not for CLI users (nor for scripts reading stderr).
     logging.getLogger("EventsWorker").setLevel(logging.ERROR)
+    # Prefect reads its settings when first imported, so point this process at the local
+    # server started by `kongstack up` (or, when it is not running, at its database through
+    # Prefect's ephemeral API) before a command module imports prefect.
+    try:
+        settings = LocalSettings()
+    except ValidationError:
+        return _register(module)  # the command reports the bad setting itself (exit 2)
+    use_local_prefect(settings)
+    return _register(module)
+
+
+def _register(module: str) -> dict[str, Command]:
     holder = typer.Typer()
     importlib.import_module(f"kongstack.cli.{module}").register(holder)
     return dict(typer.main.get_group(holder).commands)
