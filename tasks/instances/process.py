@@ -132,7 +132,7 @@ class ProcessDriver:
         self._forget(instance_id)
         self._cpu_seen.pop(instance_id, None)
         if was_running:
-            log.info("stopped process %s (pid %d)", instance_id, session)
+            log.info("stopped process %s (pid %s)", instance_id, session)
 
     def _home_marker(self) -> str:
         return str(self.settings.run_dir.resolve())

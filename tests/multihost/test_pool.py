@@ -23,7 +23,7 @@ from tasks.instances.base import InstanceState
 from tasks.instances.common import DockerSettings
 from tasks.instances.hosts import HOST_LABEL, LOST_LABEL, HostConfig, HostStateStore
 from tasks.instances.multihost import MultiHostDriver, PoolFullError
-from tests.support.autoscale_stack import Stack, autoscale_stack
+from tests.support.autoscale_stack import API_HEADERS, Stack, autoscale_stack
 from tests.support.multihost import NetnsHost, NetnsLab, netns_lab
 from tests.support.services import redis_server
 from tests.support.sshd import ed25519_keypair
@@ -163,7 +163,7 @@ class Load:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=API_HEADERS) as client:  # the gateway is keyed
             while not self.stop.is_set():
                 try:
                     code = client.get(f"{self.url}/api/stocks").status_code
