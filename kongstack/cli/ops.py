@@ -31,7 +31,7 @@ from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
 from tasks.tick.manual_scale import scale_by_hand
 from tasks.tick.pool import build_driver
-from tasks.tick.scaling_log import ScalingLogEntry
+from tasks.tick.record import ActionRecord, record_manual
 from tasks.tick.targets import publish_scrape_targets
 
 console = Console()
@@ -109,7 +109,7 @@ def restart(instance: Annotated[str | None, typer.Argument(
             raise typer.BadParameter(f"{instance!r}: no active instance with that name, id "
                                      "or address (see `kongstack status`)",
                                      param_hint="INSTANCE")
-        started = time.monotonic()
+        began, started = datetime.now(UTC), time.monotonic()
         for n, old in enumerate(chosen, 1):
             with console.status(f"[{n}/{len(chosen)}] replacing {old.name}..."):
                 up = scale_up.fn(pool, to_count=len(current) + 1)
@@ -122,10 +122,12 @@ def restart(instance: Annotated[str | None, typer.Argument(
                                if str(i.state) == "ready"])
     except StackError as exc:
         raise fail(exc) from None
-    opts.history().append(ScalingLogEntry(
-        ts=datetime.now(UTC), kind="manual", from_count=len(current), to_count=len(current),
-        outcome="ok", source="cli", duration_s=time.monotonic() - started,
-        reason=f"rolling restart of {', '.join(i.name for i in chosen)}"))
+    # The same "manual" row a `kongstack scale` writes (record_manual): the pool size is
+    # unchanged, the instances are new.
+    replaced = ActionRecord(kind="manual", from_count=len(current), to_count=len(current),
+                            outcome="ok", reason=f"replaced {', '.join(i.name for i in chosen)}")
+    record_manual(opts.config().record, replaced, at=began, reason="rolling restart",
+                  source="cli", duration_s=time.monotonic() - started)
 
 
 def _answer(run_id: str | None, latest: bool, approver: str, reason: str,

@@ -22,7 +22,7 @@ from kongstack.cli.views import StackOptions, active, learned_target, read_coold
 from kongstack.core.errors import StackError
 from tasks.instances.hosts import HOST_LABEL
 from tasks.tick.config import LoadedConfig
-from tasks.tick.pool import build_driver, build_gateway
+from tasks.tick.pool import build_gateway, build_reader
 from tasks.tick.scaling_log import ScalingLogEntry
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
     try:
         # First: a configured Prefect server that does not answer ends it (exit 3) quickly.
         cd = read_cooldowns(opts.policy(), opts.loaded.config.memory_block)
-        instance_driver = build_driver(pool)
+        instance_driver = build_reader(pool)  # no docker SDK for a local engine
         instances = instance_driver.list()
         gw = build_gateway(pool)
         try:

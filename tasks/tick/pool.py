@@ -30,6 +30,7 @@ from tasks.tick.record import ActionRecord
 from tasks.tick.scaling_log import Intent
 
 if TYPE_CHECKING:
+    from tasks.instances.factory import InstanceLister
     from tasks.instances.multihost import MultiHostDriver
 
 ACTIVE = (InstanceState.STARTING, InstanceState.READY, InstanceState.DEGRADED)
@@ -114,19 +115,25 @@ def build_driver(config: PoolConfig) -> InstanceDriver:
 
     if config.hosts:
         return build_multihost_driver(config)
+    return make_driver(config.driver, **_driver_options(config))
 
-    return make_driver(
-        config.driver,
-        settings=config.settings(),
-        stack=config.stack,
-        redis_url=config.redis_url,
-        data_dir=config.data_dir,
-        env=config.instance_env or None,
-        base_port=config.base_port,
-        cpus=config.cpus,
-        memory=config.memory,
-        startup_grace=config.startup_grace_seconds,
-    )
+
+def build_reader(config: PoolConfig) -> InstanceLister:
+    """What ``build_driver(config).list()`` lists, for commands that only look
+    (``kongstack status``): a local engine is read without the docker SDK."""
+    from tasks.instances.factory import make_reader
+
+    if config.hosts:
+        return build_multihost_driver(config)
+    return make_reader(config.driver, **_driver_options(config))
+
+
+def _driver_options(config: PoolConfig) -> dict[str, Any]:
+    return {"settings": config.settings(), "stack": config.stack,
+            "redis_url": config.redis_url, "data_dir": config.data_dir,
+            "env": config.instance_env or None, "base_port": config.base_port,
+            "cpus": config.cpus, "memory": config.memory,
+            "startup_grace": config.startup_grace_seconds}
 
 
 def build_multihost_driver(config: PoolConfig) -> MultiHostDriver:

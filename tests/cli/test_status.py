@@ -60,6 +60,8 @@ def test_status_json_reads_the_memory_without_importing_prefect(tmp_path: Path) 
     assert lines[-1] == "EXIT 0", done.stdout + done.stderr
     loaded = json.loads(lines[-2].removeprefix("MODULES "))
     assert "prefect" not in loaded, "status must not import prefect"
+    # nor the docker SDK (and paramiko) for a pool of processes: the drivers load when chosen
+    assert not {"docker", "paramiko"} & set(loaded), loaded
     doc = json.loads("\n".join(lines[:-2]))
     up = doc["cooldowns"]["scale_up_remaining_s"]
     assert up is not None and 0 < up <= 600, doc["cooldowns"]  # read from the block
