@@ -18,15 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, write_to_textfile
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack.core.settings import LocalSettings
 from tasks.tick.scaling_log import ScalingLog, ScalingLogEntry, default_scaling_log_path
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
 
 EVENT_PREFIX = "kongstack.autoscale"
 EVENT_FOR_KIND = {
@@ -142,6 +143,10 @@ def write_textfile(path: Path, tick: TickRecord) -> None:
     """The node_exporter textfile, replaced atomically (prometheus_client's
     ``write_to_textfile``: node_exporter never sees half a file); the failure counter
     survives ticks."""
+    # Imported here: readers of the records (``kongstack status``) never write the textfile.
+    from prometheus_client import CollectorRegistry, write_to_textfile
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     failures = read_counter(path, "kongstack_autoscaler_tick_failures_total")
     if not tick.success:
         failures += 1
@@ -160,19 +165,20 @@ def write_textfile(path: Path, tick: TickRecord) -> None:
     families.append(CounterMetricFamily("kongstack_autoscaler_tick_failures",
                                         "Ticks that failed.", value=failures))
     registry = CollectorRegistry()
-    registry.register(_Snapshot(families))
+    registry.register(_snapshot(families))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
 
 
-class _Snapshot(Collector):
-    """Fixed metric families (one tick's values) for a one-off registry."""
+def _snapshot(families: list[Metric]) -> Collector:
+    """A collector of fixed metric families (one tick's values) for a one-off registry."""
+    from prometheus_client.registry import Collector
 
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
+    class Snapshot(Collector):
+        def collect(self) -> Iterable[Metric]:
+            return families
 
-    def collect(self) -> Iterable[Metric]:
-        return self.families
+    return Snapshot()
 
 
 def read_counter(path: Path, name: str) -> int:
