@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
@@ -157,7 +158,7 @@ def fetch_memory(api_url: str, block_name: str = DEFAULT_BLOCK_NAME, *,
     default with its reason. Raises ServerUnreachable when the server does not answer, so
     the caller can say so instead of showing a default as if it were the state."""
     url = (f"{api_url.rstrip('/')}/block_types/slug/{BLOCK_TYPE_SLUG}"
-           f"/block_documents/name/{block_name}")
+           f"/block_documents/name/{quote(block_name, safe='')}")
     try:
         with httpx.Client(timeout=timeout, headers=dict(headers or {}),
                           transport=transport) as client:
