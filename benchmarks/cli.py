@@ -9,7 +9,8 @@ stretches with the load while the CPU time stays close to what a quiet machine g
 
 Run: .venv/bin/python benchmarks/cli.py [--runs 10] [--no-status] [--baseline OTHER/kongstack]
 (``--baseline``: another checkout's ``kongstack`` script, e.g. the eager CLI before the lazy one,
-timed in the same run for a before/after ratio.)
+timed in the same run for a before/after ratio: its ``--help`` and, with the demo running,
+its ``status --json``.)
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ def main() -> None:
     ]
     if args.baseline:
         cases.append(("baseline kongstack --help", [args.baseline, "--help"]))
-    if not args.no_status:
-        if demo_running():
-            cases.append(("kongstack status --json", [str(KONGSTACK), "status", "--json"]))
-        else:
-            print("status --json: skipped, the demo is not running (make demo)")
+    status = not args.no_status and demo_running()
+    if status:
+        cases.append(("kongstack status --json", [str(KONGSTACK), "status", "--json"]))
+        if args.baseline:
+            cases.append(("baseline status --json", [args.baseline, "status", "--json"]))
+    elif not args.no_status:
+        print("status --json: skipped, the demo is not running (make demo)")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     print(f"{'command':<30} {'min s':>7} {'median s':>9} {'max s':>7} {'CPU s':>7}  exit")
     medians, cpus = {}, {}
@@ -86,6 +89,11 @@ def main() -> None:
         base = "baseline kongstack --help"
         print(f"kongstack --help / baseline: wall {medians[helps] / medians[base]:.2f}x, "
               f"CPU {cpus[helps] / cpus[base]:.2f}x")
+    if status:
+        st, bare = "kongstack status --json", cases[0][0]
+        for other in (prefect, bare, *(["baseline status --json"] if args.baseline else [])):
+            print(f"status --json / {other}: wall {medians[st] / medians[other]:.2f}x, "
+                  f"CPU {cpus[st] / cpus[other]:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(f"command: .venv/bin/python benchmarks/cli.py --runs {args.runs}"
           + (f" --baseline {args.baseline}" if args.baseline else "")

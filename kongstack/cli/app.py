@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                       "services)."),
     "deploy": ("deploy", "Deploy the stack described by --config (default "
                          "deployments/stack.yaml)."),
-    "status": ("ops", "Instances, gateway targets with health, the last decisions, cooldown "
+    "status": ("status", "Instances, gateway targets with health, the last decisions, cooldown "
                       "remaining."),
     "health": ("health", "Check every component; exit 1 if the gateway, an instance or Redis "
                          "is unhealthy, 3 if one does not answer."),

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kongstack.cli.exits import FAILED, OK, UNREACHABLE, exit_code_for, fail
-from kongstack.cli.ops import (
+from kongstack.cli.stackopts import (
     Driver,
     DriverOpt,
     GatewayKind,

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kongstack.cli.exits import fail
-from kongstack.cli.ops import DriverOpt, GatewayOpt, JsonOpt, StackOpt, options
+from kongstack.cli.stackopts import DriverOpt, GatewayOpt, JsonOpt, StackOpt, options
 from kongstack.cli.views import InstanceRow, Sample, StackOptions, Thresholds, rates, scrape
 from kongstack.core.errors import StackError
 from kongstack.core.files import write_atomic

@@ -1,7 +1,8 @@
 """What the operator commands read: the pool, the policy, the history, live instance metrics.
 
-No typer here: the commands in ``kongstack.cli.ops`` / ``.monitor`` format; this module
-fetches and computes (so it is testable without a terminal).
+No typer here: the commands in ``kongstack.cli.status`` / ``.ops`` / ``.monitor`` format; this
+module fetches and computes (so it is testable without a terminal). No Prefect either:
+``status`` must start fast.
 """
 
 from __future__ import annotations
@@ -15,14 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from autoscaler import remaining_cooldowns
 from autoscaler.capacity import CapacityEstimate
 from autoscaler.config import AutoscalePolicy
 from autoscaler.learning import rps_target
+from kongstack.core.errors import UnreachableError
 from kongstack.core.settings import LocalSettings
 from tasks.instances.base import Instance
 from tasks.tick.config import AutoscaleConfig, LoadedConfig, load_autoscale_config
+from tasks.tick.memory_state import (
+    DEFAULT_BLOCK_NAME,
+    ServerUnreachable,
+    TickMemory,
+    api_headers,
+    fetch_memory,
+)
 from tasks.tick.pool import ACTIVE, PoolConfig
 from tasks.tick.scaling_log import ScalingLog
 
@@ -81,15 +91,25 @@ class Cooldowns:
     """The learned capacity the tick memory holds (None: unknown)."""
 
 
-def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldowns:
-    """From the tick memory block, when a Prefect server is reachable."""
+def read_cooldowns(policy: AutoscalePolicy, block: str = DEFAULT_BLOCK_NAME) -> Cooldowns:
+    """From the tick memory block, when a Prefect server is configured or runs locally.
+
+    The block document is read over the server's REST API (no Prefect import: ~0.7 s of a
+    ``status``). No local server and none configured: the cooldowns are unknown, said so.
+    A server that should answer and does not: UnreachableError (the CLI's exit code 3)."""
+    import os
+
     from kongstack.cli.localprefect import use_local_server_if_running
 
     if not use_local_server_if_running(LocalSettings()):
         return Cooldowns(None, None, "Prefect server not running: autoscale state unknown")
-    from tasks.tick.memory import read_memory
-
-    state = read_memory(block)
+    api = os.environ["PREFECT_API_URL"]  # set by use_local_server_if_running, or by the user
+    try:
+        state = _fetch_memory_retrying(api, block)
+    except ServerUnreachable as exc:
+        raise UnreachableError(f"{exc}; the autoscale state (cooldowns) cannot be read. Start "
+                               "the stack's server (kongstack up) or correct PREFECT_API_URL"
+                               ) from exc
     if state.is_default:
         return Cooldowns(None, None, state.default_reason or "no state yet")
     # The same rule decide() applies, so the CLI never disagrees with the autoscaler.
@@ -98,6 +118,17 @@ def read_cooldowns(policy: AutoscalePolicy, block: str = "autoscale") -> Cooldow
             "scale-down also waits for the stabilisation window "
             f"({policy.scale_down_stabilization_seconds:g}s)")
     return Cooldowns(up, down, note, state.history.capacity)
+
+
+def _fetch_memory_retrying(api: str, block: str) -> TickMemory:
+    """fetch_memory, retried briefly: a server that is starting or busy answers a moment
+    later; one that is down still fails within about a second and a half."""
+    for attempt in Retrying(retry=retry_if_exception_type(ServerUnreachable),
+                            wait=wait_exponential(multiplier=0.25, max=1.0),
+                            stop=stop_after_attempt(3), reraise=True):
+        with attempt:
+            return fetch_memory(api, block, headers=api_headers(), timeout=5.0)
+    raise AssertionError("unreachable: tenacity reraises")  # for mypy
 
 
 def learned_target(policy: AutoscalePolicy, capacity: CapacityEstimate | None) -> str | None:

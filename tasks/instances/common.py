@@ -194,6 +194,10 @@ def poll_ready(
 
 def engine_usable(base_url: str, image: str | None = None, timeout: float = 3.0) -> str | None:
     """None when the engine answers (and has ``image``, if given); else why it is not usable."""
+    from tasks.instances.engine_http import engine_usable_http, reads_over_http
+
+    if reads_over_http(base_url):  # a local engine: two GETs, no docker SDK (~0.3 s import)
+        return engine_usable_http(base_url, image, timeout)
     try:
         import docker
         from docker.errors import DockerException, ImageNotFound

@@ -15,10 +15,8 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -44,10 +42,10 @@ from tasks.instances.common import (
     ROLE_LABEL,
     DockerSettings,
     instance_name,
-    live_state,
     pick_port,
     poll_ready,
 )
+from tasks.instances.engine_http import instance_from_inspect
 
 log = logging.getLogger("kongstack.instances")
 T = TypeVar("T")
@@ -250,25 +248,9 @@ class DockerDriver:
         return None
 
     def _instance(self, container: Container, state: InstanceState | None = None) -> Instance:
-        labels = dict(container.labels)
-        port = labels.get(PORT_LABEL, "0")
-        address = f"{self.address_host}:{port}"
-        started = _parse_time(container.attrs.get("State", {}).get("StartedAt")) or _parse_time(
-            container.attrs.get("Created")
-        ) or datetime.now(UTC)
-        if state is None:
-            status = container.status
-            if status == "running":
-                state = live_state(address, started, self.settings)
-            elif status in ("created", "restarting", "configured", "initialized"):
-                state = InstanceState.STARTING
-            elif status == "paused":
-                state = InstanceState.UNHEALTHY
-            else:
-                state = InstanceState.EXITED
-        return Instance(id=container.id or container.name or "", name=container.name or "",
-                        address=address, state=state, started_at=started, labels=labels,
-                        version=container.attrs.get("Image") or None)
+        # The inspect document the SDK holds, read as tasks/instances/engine_http.py reads it
+        # for `kongstack status`: one reading of a container for both.
+        return instance_from_inspect(container.attrs, self.address_host, self.settings, state)
 
     def _limits(self) -> dict[str, Any]:
         """nano_cpus / mem_limit that the engine can enforce; a missing capability is logged
@@ -347,25 +329,6 @@ def memory_usage(stats: dict[str, Any]) -> tuple[int | None, float | None]:
     if not isinstance(limit, int) or limit <= 0:
         return used, None
     return used, used / limit * 100.0
-
-
-_TIME = re.compile(r"^(?P<base>[^.Z+]+(?:-\d\d)?)(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d\d:\d\d)?$")
-
-
-def _parse_time(value: object) -> datetime | None:
-    """Engine timestamps (RFC 3339 with nanoseconds) as aware datetimes; None when unset."""
-    if not isinstance(value, str) or not value or value.startswith("0001-"):
-        return None
-    match = _TIME.match(value.strip())
-    if match is None:
-        return None
-    frac = (match.group("frac") or "")[:6]
-    tz = match.group("tz") or "Z"
-    text = match.group("base") + (f".{frac}" if frac else "") + ("+00:00" if tz == "Z" else tz)
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _make_writable(path: Path) -> None:

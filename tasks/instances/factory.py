@@ -7,9 +7,10 @@ gunicorn processes otherwise; the reason for the choice is logged.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kongstack.core.settings import LocalSettings
-from tasks.instances.base import InstanceDriver
+from tasks.instances.base import Instance, InstanceDriver
 from tasks.instances.common import (
     DockerSettings,
     DriverKind,
@@ -18,8 +19,18 @@ from tasks.instances.common import (
     engine_usable,
     log,
 )
-from tasks.instances.docker import DockerDriver
-from tasks.instances.process import ProcessDriver
+from tasks.instances.engine_http import EngineInstanceReader, reads_over_http
+
+
+class InstanceLister(Protocol):
+    """Anything that lists a pool's instances (a driver, or engine_http's reader)."""
+
+    def list(self) -> list[Instance]: ...
+
+
+if TYPE_CHECKING:
+    from tasks.instances.docker import DockerDriver
+    from tasks.instances.process import ProcessDriver
 
 
 def make_driver(
@@ -43,6 +54,43 @@ def make_driver(
     the store in ``<home>/data/stock_api`` (shared by all instances), pid/metadata files in
     ``<home>/run/instances``. A remote engine (``ssh://``) gets instances bound on all of
     its interfaces and a named volume for the store instead of a local directory."""
+    chosen = driver_settings(kind, settings=settings, stack=stack, redis_url=redis_url,
+                             data_dir=data_dir, env=env, base_port=base_port, cpus=cpus,
+                             memory=memory, docker_host=docker_host, image=image,
+                             startup_grace=startup_grace)
+    if isinstance(chosen, DockerSettings):
+        return _docker(chosen)
+    return _process(chosen)
+
+
+def make_reader(kind: DriverKind = "auto", **options: Any) -> InstanceLister:
+    """What ``make_driver(kind, **options)`` would list, for a command that only looks
+    (``kongstack status``): a local engine is read over httpx (engine_http), without the
+    docker SDK; an ``ssh://`` engine and a pool of processes by their driver."""
+    chosen = driver_settings(kind, **options)
+    if isinstance(chosen, DockerSettings):
+        if reads_over_http(chosen.base_url):
+            return EngineInstanceReader(chosen)
+        return _docker(chosen)
+    return _process(chosen)
+
+
+def driver_settings(
+    kind: DriverKind = "auto",
+    *,
+    settings: LocalSettings | None = None,
+    stack: str = "kongstack",
+    redis_url: str | None = None,
+    data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    base_port: int | None = None,
+    cpus: float | None = None,
+    memory: str | None = None,
+    docker_host: str | None = None,
+    image: str | None = None,
+    startup_grace: float | None = None,
+) -> DockerSettings | ProcessSettings:
+    """The chosen driver's settings ("auto" decided here, the reason logged)."""
     local = settings or LocalSettings()
     base_url = docker_host or local.docker_host
     image = image or local.image
@@ -70,15 +118,21 @@ def make_driver(
     if kind == "docker":
         if remote:
             common["host"] = "0.0.0.0"  # the gateway reaches the VM from outside
-        return _docker(DockerSettings(base_url=base_url, image=image, cpus=cpus,
-                                      memory=memory, **common))
-    return _process(ProcessSettings(run_dir=local.run_dir / "instances",
-                                    log_dir=local.log_dir / "instances", **common))
+        return DockerSettings(base_url=base_url, image=image, cpus=cpus, memory=memory,
+                              **common)
+    return ProcessSettings(run_dir=local.run_dir / "instances",
+                           log_dir=local.log_dir / "instances", **common)
 
 
+# The drivers are imported when chosen: the docker SDK (and paramiko behind it) costs ~0.2 s
+# of every command's start, and a pool of processes never needs it.
 def _docker(settings: DockerSettings) -> DockerDriver:
+    from tasks.instances.docker import DockerDriver
+
     return DockerDriver(settings)
 
 
 def _process(settings: ProcessSettings) -> ProcessDriver:
+    from tasks.instances.process import ProcessDriver
+
     return ProcessDriver(settings)

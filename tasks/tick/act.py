@@ -21,9 +21,10 @@ from autoscaler import AutoscalePolicy, Decision, InstanceView, Observation, sel
 from kongstack.core.errors import InstanceError
 from tasks.instances.base import Instance, InstanceState
 from tasks.tick.intent import begin, carried_out
-from tasks.tick.pool import ACTIVE, POOL_CHANGING_TASK, PoolConfig, pool_clients
+from tasks.tick.pool import ACTIVE, PoolConfig, pool_clients
 from tasks.tick.record import ActionRecord
 from tasks.tick.scaling_log import ScalingLog
+from tasks.tick.task_options import POOL_CHANGING_TASK
 
 
 def act(pool: PoolConfig, policy: AutoscalePolicy, decision: Decision,

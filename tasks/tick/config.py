@@ -27,7 +27,7 @@ from autoscaler.errors import PolicyError
 from kongstack.core.errors import ConfigError
 from kongstack.core.settings import REPO_ROOT
 from kongstack.core.yamlfile import load_yaml
-from tasks.tick.memory import DEFAULT_BLOCK_NAME
+from tasks.tick.memory_state import DEFAULT_BLOCK_NAME
 from tasks.tick.pool import PoolConfig
 from tasks.tick.prometheus import PrometheusConfig
 from tasks.tick.record import RecordConfig

@@ -15,7 +15,7 @@ from autoscaler.learning import learn
 from autoscaler.manual import detect_manual_change, respect_manual_change
 from tasks.runlog import run_logger
 from tasks.tick.intent import remember_recovered
-from tasks.tick.memory import TickMemory
+from tasks.tick.memory_state import TickMemory
 from tasks.tick.observe import Seen
 from tasks.tick.pool import PoolView
 from tasks.tick.record import ActionRecord

@@ -10,13 +10,13 @@ a different thing: the scaling log, tasks/tick/scaling_log.py.)
 A missing or unreadable block never fails the tick: it yields a *safe default* whose window
 is seeded with "keep the current size" at load time, so no scale-down can happen until a full
 stabilisation window of real recommendations has been collected again (scale-up still can).
+The block's fields and the Prefect-free reader (``kongstack status``) are in memory_state.py.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
@@ -29,103 +29,32 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
-from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from autoscaler.model import Recommendation, ScalingHistory
+from autoscaler.model import ScalingHistory
 from kongstack.core.retry import retry_on
+from tasks.tick.memory_state import (
+    BLOCK_TYPE_SLUG,
+    DEFAULT_BLOCK_NAME,
+    MemoryState,
+    TickMemory,
+    memory_from_state,
+    missing_memory,
+    unreadable_memory,
+)
 
-DEFAULT_BLOCK_NAME = "autoscale"
+__all__ = ["DEFAULT_BLOCK_NAME", "MemoryBlock", "TickMemory", "load_memory", "read_memory",
+           "save_memory"]
 
 
-class MemoryBlock(Block):
-    """What the autoscale flow remembers between ticks (one document per stack)."""
+class MemoryBlock(Block, MemoryState):
+    """What the autoscale flow remembers between ticks (one document per stack); the fields
+    and their conversions are ``MemoryState``'s (tasks/tick/memory_state.py)."""
 
     # The block type keeps its first name, so memories saved before the rename still load.
     _block_type_name = "Kongstack Autoscale State"
-    _block_type_slug = "kongstack-autoscale-state"
+    _block_type_slug = BLOCK_TYPE_SLUG
     _description = "Cooldown times, recommendation window and generation of the autoscaler."
-
-    generation: int = Field(default=0, ge=0, description="ticks that wrote this state")
-    last_scale_up_at: datetime | None = None
-    last_scale_down_at: datetime | None = None
-    recommendations: list[dict[str, Any]] = Field(
-        default_factory=list, description="[{at, desired}] raw recommendations (the window)"
-    )
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    rates: list[dict[str, Any]] = Field(default_factory=list)
-    latencies: list[dict[str, Any]] = Field(default_factory=list)
-    capacity: dict[str, Any] = Field(
-        default_factory=dict, description="the learned capacity estimate and its evidence"
-    )
-    profile: dict[str, Any] | None = Field(
-        default=None, description="the seasonal load profile maintenance precomputed"
-    )
-    last_pool_size: int | None = Field(
-        default=None, description="active instances the last tick left (manual-change check)"
-    )
-    updated_at: datetime | None = None
-
-    def to_history(self) -> ScalingHistory:
-        return ScalingHistory.model_validate(
-            {
-                "last_scale_up_at": self.last_scale_up_at,
-                "last_scale_down_at": self.last_scale_down_at,
-                "recommendations": self.recommendations,
-                "events": self.events,
-                "rates": self.rates,
-                "latencies": self.latencies,
-                "capacity": self.capacity,
-                "profile": self.profile,
-            }
-        )
-
-    @classmethod
-    def from_history(
-        cls, history: ScalingHistory, *, generation: int, pool_size: int | None, now: datetime
-    ) -> MemoryBlock:
-        data = history.model_dump(mode="json")
-        return cls(
-            generation=generation,
-            last_scale_up_at=history.last_scale_up_at,
-            last_scale_down_at=history.last_scale_down_at,
-            recommendations=data["recommendations"],
-            events=data["events"],
-            rates=data["rates"],
-            latencies=data["latencies"],
-            capacity=data["capacity"],
-            profile=data["profile"],
-            last_pool_size=pool_size,
-            updated_at=now,
-        )
-
-
-@dataclass(frozen=True)
-class TickMemory:
-    """The state a tick starts from, and whether it is the safe default (and why)."""
-
-    history: ScalingHistory
-    generation: int
-    last_pool_size: int | None
-    default_reason: str | None = None
-    document_id: UUID | None = None
-    """The block document to update in place (one cheap API call instead of a full save)."""
-
-    @property
-    def is_default(self) -> bool:
-        return self.default_reason is not None
-
-    def seeded(self, current: int, now: datetime) -> ScalingHistory:
-        """For a default state: a window that says "keep ``current``" as of ``now``.
-
-        The scale-down stabilisation takes the highest recommendation in its window, so this
-        seed forbids scaling below ``current`` until one window has passed.
-        """
-        if not self.is_default:
-            return self.history
-        return self.history.model_copy(
-            update={"recommendations": (Recommendation(at=now, desired=current),)}
-        )
 
 
 def read_memory(block_name: str) -> TickMemory:
@@ -134,23 +63,12 @@ def read_memory(block_name: str) -> TickMemory:
         block = cast(MemoryBlock, MemoryBlock.load(block_name, _sync=True))  # type: ignore[call-arg]
     except ValueError as exc:  # Prefect raises ValueError for a missing document
         text = str(exc).lower()
-        missing = "unable to find" in text or "not found" in text
-        reason = f"no memory block {block_name!r} yet" if missing else (
-            f"memory block {block_name!r} unreadable: {str(exc)[:200]}"
-        )
-        return TickMemory(ScalingHistory(), 0, None, reason)
+        if "unable to find" in text or "not found" in text:
+            return missing_memory(block_name)
+        return unreadable_memory(block_name, str(exc))
     except Exception as exc:  # unreadable for any reason must not become a crash loop
-        return TickMemory(
-            ScalingHistory(), 0, None, f"memory block {block_name!r} unreadable: {exc!r:.200}"
-        )
-    try:
-        history = block.to_history()
-    except Exception as exc:
-        return TickMemory(
-            ScalingHistory(), block.generation, None, f"memory block content invalid: {exc!r:.200}"
-        )
-    return TickMemory(history, block.generation, block.last_pool_size,
-                       document_id=block._block_document_id)
+        return unreadable_memory(block_name, repr(exc))
+    return memory_from_state(block, block._block_document_id)
 
 
 @task(name="load-memory", cache_policy=NO_CACHE, timeout_seconds=20)

@@ -5,6 +5,9 @@ Tasks receive a ``PoolConfig`` (plain data), never a live client. Inside ``pool_
 gets the same driver and gateway, built once on first use: an "auto" driver pings the engine
 once per tick, not once per task. Outside a session (the CLI, tests) each call builds its own
 clients and closes them afterwards.
+
+No Prefect here (``kongstack status`` uses this module); the Prefect options of the tasks
+that change the pool are in tasks/tick/task_options.py.
 """
 
 from __future__ import annotations
@@ -15,35 +18,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kongstack.core.errors import GatewayError, InstanceError
-from kongstack.core.retry import retry_on
 from kongstack.core.settings import LocalSettings
 from tasks.gateway.protocol import Gateway, Target
 from tasks.instances.base import Instance, InstanceDriver, InstanceState
 from tasks.instances.hosts import HostConfig, HostStateStore, check_unique
-from tasks.instances.multihost import MultiHostDriver
 from tasks.tick.record import ActionRecord
 from tasks.tick.scaling_log import Intent
 
+if TYPE_CHECKING:
+    from tasks.instances.factory import InstanceLister
+    from tasks.instances.multihost import MultiHostDriver
+
 ACTIVE = (InstanceState.STARTING, InstanceState.READY, InstanceState.DEGRADED)
 """Instance states that count toward the pool size (a degraded instance is alive: it stays)."""
-
-POOL_CHANGING_TASK: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": [1.0, 3.0],
-    "retry_jitter_factor": 0.3,
-    # engine and gateway hiccups go away; configuration and logic errors will not
-    "retry_condition_fn": retry_on(GatewayError, InstanceError, OSError, TimeoutError),
-    "cache_policy": NO_CACHE,
-}
-"""Prefect options of every task that changes the pool: retried on transient faults only
-(each step re-reads the world, so a retry never duplicates work), never cached."""
-
 
 class PoolConfig(BaseModel):
     """How the autoscaler reaches the pool: which driver and gateway, and the act timings."""
@@ -124,23 +115,31 @@ def build_driver(config: PoolConfig) -> InstanceDriver:
 
     if config.hosts:
         return build_multihost_driver(config)
+    return make_driver(config.driver, **_driver_options(config))
 
-    return make_driver(
-        config.driver,
-        settings=config.settings(),
-        stack=config.stack,
-        redis_url=config.redis_url,
-        data_dir=config.data_dir,
-        env=config.instance_env or None,
-        base_port=config.base_port,
-        cpus=config.cpus,
-        memory=config.memory,
-        startup_grace=config.startup_grace_seconds,
-    )
+
+def build_reader(config: PoolConfig) -> InstanceLister:
+    """What ``build_driver(config).list()`` lists, for commands that only look
+    (``kongstack status``): a local engine is read without the docker SDK."""
+    from tasks.instances.factory import make_reader
+
+    if config.hosts:
+        return build_multihost_driver(config)
+    return make_reader(config.driver, **_driver_options(config))
+
+
+def _driver_options(config: PoolConfig) -> dict[str, Any]:
+    return {"settings": config.settings(), "stack": config.stack,
+            "redis_url": config.redis_url, "data_dir": config.data_dir,
+            "env": config.instance_env or None, "base_port": config.base_port,
+            "cpus": config.cpus, "memory": config.memory,
+            "startup_grace": config.startup_grace_seconds}
 
 
 def build_multihost_driver(config: PoolConfig) -> MultiHostDriver:
+    # Imported here: the docker SDK and paramiko are for pools that use them.
     from tasks.instances.common import DockerSettings
+    from tasks.instances.multihost import MultiHostDriver
 
     local = config.settings()
     base = DockerSettings(

@@ -5,30 +5,29 @@
 * a Prefect markdown artifact per action (not for a no-op tick: 2,880 a day would bury them);
 * a Prefect event per action (``kongstack.autoscale.scaled-up`` ...) for automations;
 * the node_exporter textfile ``autoscaler.prom`` (written atomically every tick).
+
+This module holds the records and the local writers, without Prefect (``kongstack status``
+reads the config through it); the ``record`` task that also publishes the artifact and the
+event is ``tasks.tick.record_task.record_tick``.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
-from prometheus_client import CollectorRegistry, write_to_textfile
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from kongstack.core.settings import LocalSettings
 from tasks.tick.scaling_log import ScalingLog, ScalingLogEntry, default_scaling_log_path
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
 
 EVENT_PREFIX = "kongstack.autoscale"
 EVENT_FOR_KIND = {
@@ -144,6 +143,10 @@ def write_textfile(path: Path, tick: TickRecord) -> None:
     """The node_exporter textfile, replaced atomically (prometheus_client's
     ``write_to_textfile``: node_exporter never sees half a file); the failure counter
     survives ticks."""
+    # Imported here: readers of the records (``kongstack status``) never write the textfile.
+    from prometheus_client import CollectorRegistry, write_to_textfile
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     failures = read_counter(path, "kongstack_autoscaler_tick_failures_total")
     if not tick.success:
         failures += 1
@@ -162,19 +165,20 @@ def write_textfile(path: Path, tick: TickRecord) -> None:
     families.append(CounterMetricFamily("kongstack_autoscaler_tick_failures",
                                         "Ticks that failed.", value=failures))
     registry = CollectorRegistry()
-    registry.register(_Snapshot(families))
+    registry.register(_snapshot(families))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
 
 
-class _Snapshot(Collector):
-    """Fixed metric families (one tick's values) for a one-off registry."""
+def _snapshot(families: list[Metric]) -> Collector:
+    """A collector of fixed metric families (one tick's values) for a one-off registry."""
+    from prometheus_client.registry import Collector
 
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
+    class Snapshot(Collector):
+        def collect(self) -> Iterable[Metric]:
+            return families
 
-    def collect(self) -> Iterable[Metric]:
-        return self.families
+    return Snapshot()
 
 
 def read_counter(path: Path, name: str) -> int:
@@ -194,54 +198,3 @@ def record_manual(config: RecordConfig, action: ActionRecord, *, at: datetime, r
         ts=at, kind="manual", from_count=action.from_count, to_count=action.to_count,
         outcome=action.outcome, source=source, reason=f"{reason}: {action.reason}",
         duration_s=duration_s))
-
-
-@task(name="record", cache_policy=NO_CACHE, timeout_seconds=30)
-def record_tick(config: RecordConfig, tick: TickRecord) -> list[str]:
-    """Write the tick everywhere; returns the Prefect event names emitted.
-
-    No task retries: the history append is not idempotent (a failure leaves the actions'
-    intents open; the next tick records them, tasks/tick/intent.py). The history and the
-    textfile are local and must succeed; an artifact or event the API refuses is logged,
-    not fatal."""
-    ScalingLog(config.scaling_log_path).append_many(
-        history_events(tick),
-        close_intents=[a.intent_id for a in tick.actions if a.intent_id is not None])
-    write_textfile(config.textfile_path, tick)
-    emitted: list[str] = []
-    resource = {
-        "prefect.resource.id": f"kongstack.autoscale.{config.stack}",
-        "prefect.resource.name": config.stack,
-    }
-    for action in tick.actions:
-        if config.artifacts:
-            _best_effort("artifact", partial(
-                create_markdown_artifact,
-                markdown=artifact_markdown(tick, action),
-                key=f"autoscale-{action.kind.replace('_', '-')}",
-                description=f"{action.kind} {action.from_count}→{action.to_count}",
-            ))
-        event = EVENT_FOR_KIND.get(action.kind)
-        if config.events and event is not None:
-            payload = {
-                "from": action.from_count,
-                "to": action.to_count,
-                "reason": action.reason,
-                "outcome": action.outcome,
-                "duration_s": round(action.duration_s, 3),
-                "metrics": tick.metrics,
-                "dry_run": tick.dry_run,
-            }
-            if _best_effort("event", partial(
-                    emit_event, event=event, resource=resource, payload=payload)):
-                emitted.append(event)
-    return emitted
-
-
-def _best_effort(what: str, call: Callable[[], object]) -> bool:
-    try:
-        call()
-    except Exception as exc:
-        logging.getLogger("kongstack.autoscale").warning("could not record %s: %s", what, exc)
-        return False
-    return True

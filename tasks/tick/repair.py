@@ -28,8 +28,9 @@ from kongstack.core.errors import InstanceError
 from tasks.gateway.protocol import Gateway, Target, TargetHealth
 from tasks.instances.base import Instance, InstanceDriver, InstanceState
 from tasks.runlog import run_logger
-from tasks.tick.pool import ACTIVE, POOL_CHANGING_TASK, PoolConfig, PoolView, pool_clients
+from tasks.tick.pool import ACTIVE, PoolConfig, PoolView, pool_clients
 from tasks.tick.record import ActionRecord
+from tasks.tick.task_options import POOL_CHANGING_TASK
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from tasks.tick.decide import TickDecision
 from tasks.tick.memory import TickMemory, save_memory
 from tasks.tick.observe import Seen
 from tasks.tick.pool import ACTIVE, PoolView, pool_clients, pool_session
-from tasks.tick.record import ActionRecord, TickRecord, record_tick
+from tasks.tick.record import ActionRecord, TickRecord
+from tasks.tick.record_task import record_tick
 from tasks.tick.targets import publish_scrape_targets
 
 

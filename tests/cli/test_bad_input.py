@@ -36,6 +36,10 @@ def no_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.param(lambda d: (d / "e.yaml", (d / "e.yaml").write_text(""))[0],
                  ["deploy", "--dry-run", "--config", "{}"], "is empty",
                  id="deploy: an empty stack file"),
+    pytest.param(lambda d: d, ["status", "--config", "{}"], "directory:",
+                 id="status: a directory as the config file"),
+    pytest.param(lambda d: d / "absent.yaml", ["status", "--config", "{}"], "absent.yaml:",
+                 id="status: a config file that is not there"),
     pytest.param(lambda d: (d / "a.yaml", (d / "a.yaml").write_text(
         "policy: {max_instances: 1000}\n"))[0], ["status", "--config", "{}"],
         "max_instances", id="status: max_instances above the hard cap"),

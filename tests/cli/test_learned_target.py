@@ -10,7 +10,7 @@ from rich.console import Console
 
 from autoscaler import AutoscalePolicy
 from autoscaler.capacity import CapacityEstimate, CapacitySample, observe
-from kongstack.cli import ops
+from kongstack.cli import status
 from kongstack.cli.views import learned_target
 from tasks.tick.config import load_autoscale_config
 
@@ -53,11 +53,11 @@ def test_learned_target(why: str, policy: AutoscalePolicy, capacity: CapacityEst
 def test_status_names_the_learned_target(monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path) -> None:
     console = Console(width=240, record=True)
-    monkeypatch.setattr(ops, "console", console)
+    monkeypatch.setattr(status, "console", console)
     # A policy file with only the bounds gets everything, the learned target included.
     file = tmp_path / "autoscale.yaml"
     file.write_text("policy: {min_instances: 1, max_instances: 20}\n")
     loaded = load_autoscale_config(file=file, environ={})
-    ops.print_policy(loaded, learned_target(loaded.policy, estimate(20)))
+    status.print_policy(loaded, learned_target(loaded.policy, estimate(20)))
     rows = [line for line in console.export_text().splitlines() if "target_rps" in line]
     assert len(rows) == 1 and "72.0" in rows[0] and rows[0].rstrip(" │|").endswith("learned")

@@ -203,6 +203,10 @@ def test_rolling_restart_replaces_every_instance(stack: LocalStack, env: dict[st
     assert len(after) == len(before)  # ports may be reused; the processes are new
     assert all(i.started_at >= began - timedelta(seconds=1) for i in after)
     assert _targets(stack) == _addresses(stack)
+    (row, *_) = ScalingLog(stack.home / "data" / "history.sqlite").recent(1)
+    assert (row.kind, row.source, row.outcome) == ("manual", "cli", "ok")
+    assert (row.from_count, row.to_count) == (len(before), len(before))
+    assert row.reason.startswith("rolling restart: replaced ") and row.ts >= began
     assert runner.invoke(app, ["restart"], env=env).exit_code == 2
     missing = runner.invoke(app, ["restart", "kongstack-api-1"], env=env)
     assert missing.exit_code == 2 and "INSTANCE" in missing.output

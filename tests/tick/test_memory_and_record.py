@@ -20,8 +20,8 @@ from tasks.tick.record import (
     TickRecord,
     artifact_markdown,
     read_counter,
-    record_tick,
 )
+from tasks.tick.record_task import record_tick
 from tasks.tick.run import learned
 from tasks.tick.scaling_log import ScalingLog
 

@@ -188,6 +188,17 @@ def _answer_in_the_browser(page: Any, base: str, run_id: UUID, stack: LocalStack
     expect(form).to_be_hidden()
 
 
+def _finished(thread: threading.Thread, out: dict[str, Any],
+              timeout: float = 300.0) -> dict[str, Any]:
+    """The cleanup run's result once its thread ends (a deadline, not a pause: join returns
+    as soon as the run does); a run still going says so instead of a KeyError."""
+    thread.join(timeout=timeout)
+    assert not thread.is_alive() and "state" in out, (
+        f"the cleanup run did not finish within {timeout:g} s of the answer")
+    result: dict[str, Any] = off_the_browser_loop(out["state"].result)
+    return result
+
+
 def _fill(form: Any, *, approve: bool, approver: str, reason: str) -> None:
     expect = _expect()
     switch = form.get_by_role("switch")
@@ -210,8 +221,7 @@ def test_approving_in_the_browser_removes_exactly_the_plan(
         page, ui_api, run_id, owned_stack,
         lambda form: _fill(form, approve=True, approver="ops@example.com",
                            reason="decommission"), screenshots, "ui-cleanup-approval")
-    thread.join(timeout=180)
-    result = off_the_browser_loop(out["state"].result)
+    result = _finished(thread, out)
     assert result["status"] == "removed", result
     assert result["approver"] == "ops@example.com" and result["still_present"] == []
     assert len(result["removed"]) == len(result["planned"]) and result["failed"] == []
@@ -228,7 +238,6 @@ def test_denying_in_the_browser_removes_nothing(
         page, ui_api, run_id, owned_stack,
         lambda form: _fill(form, approve=False, approver="lead", reason="still in use"),
         screenshots, "ui-cleanup-deny")
-    thread.join(timeout=120)
-    result = off_the_browser_loop(out["state"].result)
+    result = _finished(thread, out)
     assert result["status"] == "denied" and result["reason"] == "still in use", result
     assert _inventory(owned_stack) == before and owned_stack.data_dir.exists()
