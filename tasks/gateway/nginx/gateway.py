@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from kongstack.core.errors import GatewayError
@@ -62,13 +62,29 @@ class _State:
     @classmethod
     def from_json(cls, text: str) -> _State:
         raw = json.loads(text)
-        site = raw.get("site")
-        if site is not None:
-            site["consumers"] = {u: {**c, "key": SecretStr(c["key"])}
-                                 for u, c in site["consumers"].items()}
         return cls(generation=int(raw.get("generation", 0)),
-                   site=NginxSite.model_validate(site) if site is not None else None,
+                   site=_stored_site(raw.get("site")),
                    targets={str(k): int(v) for k, v in raw.get("targets", {}).items()})
+
+
+def _stored_site(site: Any) -> NginxSite | None:
+    """The stored configuration, or None when it was written by an older kongstack.
+
+    The site is derived from the stack file and the Secret blocks and is applied again on
+    every ``up``/deploy, so an unreadable one is dropped (with a warning) rather than
+    blocking the gateway; the targets, which only the running pool knows, are kept.
+    """
+    if site is None:
+        return None
+    try:
+        site["consumers"] = {u: {**c, "key": SecretStr(c["key"])}
+                             for u, c in site["consumers"].items()}
+        return NginxSite.model_validate(site)
+    except (KeyError, TypeError, AttributeError, ValidationError) as exc:
+        log.warning("nginx gateway: the stored configuration is from an older kongstack "
+                    "and is dropped; it is rebuilt from the stack file on the next apply "
+                    "(%s)", type(exc).__name__)
+        return None
 
 
 class NginxGateway:
