@@ -11,6 +11,7 @@ import pytest
 
 from kongstack.core.procs import free_port, wait_until
 from tasks.maintenance.prune import (
+    bulk_concurrency_for,
     prune_files,
     prune_flow_runs,
     prune_prometheus_series,
@@ -102,8 +103,10 @@ async def _end_time(run_id: uuid.UUID) -> datetime:
         return run.end_time
 
 
-@pytest.mark.parametrize("bulk", [True, False], ids=["bulk-delete", "read-and-delete"])
-def test_flow_runs_older_than_retention_are_deleted(prefect_backend: str, bulk: bool) -> None:
+@pytest.mark.parametrize(("bulk", "in_flight"), [(True, 1), (True, 4), (False, 1)],
+                         ids=["bulk-delete", "bulk-delete-4-in-flight", "read-and-delete"])
+def test_flow_runs_older_than_retention_are_deleted(prefect_backend: str, bulk: bool,
+                                                    in_flight: int) -> None:
     flow_name = f"autoscale-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:
@@ -112,18 +115,49 @@ def test_flow_runs_older_than_retention_are_deleted(prefect_backend: str, bulk: 
         cutoff = await _end_time(old[-1])
         new = await _make_runs(flow_name, "autoscale", 3)
         first = await prune_flow_runs(cutoff, flow_name=flow_name, deployment_name="autoscale",
-                                      batch_size=3, bulk=bulk, max_runs=4)
+                                      batch_size=3, bulk=bulk, bulk_concurrency=in_flight,
+                                      max_runs=4)
         assert first.removed == 4  # bounded: the rest waits for the next maintenance run
         assert len(await _existing(old)) == 3
         result = await prune_flow_runs(cutoff, flow_name=flow_name, deployment_name="autoscale",
-                                       batch_size=3, concurrency=2, bulk=bulk)
+                                       batch_size=3, concurrency=2, bulk=bulk,
+                                       bulk_concurrency=in_flight)
         assert result.removed == 3
         assert await _existing(old + other + new) == set(other + new)
         again = await prune_flow_runs(cutoff, flow_name=flow_name, deployment_name="autoscale",
-                                      bulk=bulk)
+                                      bulk=bulk, bulk_concurrency=in_flight)
         assert again.removed == 0
 
     asyncio.run(scenario())
+
+
+def test_end_time_slices_are_disjoint_and_cover_to_the_cutoff() -> None:
+    from tasks.maintenance.prune import _end_time_slices
+
+    class OldestRun:  # what read_flow_runs answers: the earliest scheduled matching run
+        expected_start_time = datetime(2026, 1, 1, tzinfo=UTC)
+        end_time = None
+
+    class Client:
+        async def read_flow_runs(self, **_: object) -> list[OldestRun]:
+            return [OldestRun()]
+
+    cutoff = datetime(2026, 1, 2, tzinfo=UTC)
+    slices = asyncio.run(_end_time_slices(Client(), None, cutoff, 16))
+    assert len(slices) == 16 and slices[0][0] is None and slices[-1][1] == cutoff
+    for (_, end), (start, _) in zip(slices, slices[1:], strict=False):
+        assert start is not None and start - end == timedelta(microseconds=1)
+    nothing_older = asyncio.run(_end_time_slices(Client(), None, OldestRun.expected_start_time, 16))
+    assert nothing_older == [(None, OldestRun.expected_start_time)]  # one open slice
+
+
+def test_bulk_concurrency_is_one_on_sqlite_and_more_on_postgresql() -> None:
+    assert bulk_concurrency_for(False) == 1 and bulk_concurrency_for(True) > 1
+
+
+def test_bulk_concurrency_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="bulk_concurrency must be at least 1, got 0"):
+        asyncio.run(prune_flow_runs(datetime.now(UTC), bulk_concurrency=0))
 
 
 def test_flow_run_prune_without_the_deployment_is_skipped(prefect_backend: str) -> None:
