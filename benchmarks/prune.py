@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sqlite3
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from kongstack.cli.localprefect import api_url  # noqa: E402
+from kongstack.cli.localprefect import api_url, server_daemon  # noqa: E402
 from kongstack.core import prefectdb  # noqa: E402
 from kongstack.core.settings import LocalSettings  # noqa: E402
 from tasks.maintenance.prune import bulk_concurrency_for, prune_flow_runs  # noqa: E402
@@ -157,6 +158,45 @@ async def count_runs(deployment_id: uuid.UUID) -> int:
             deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
 
 
+def _proc_cpu(pid: int, *, reaped: bool) -> float:
+    """CPU seconds of one process from /proc (with its reaped children's if ``reaped``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15 if reaped else 13])  # utime stime [cutime cstime]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int | None) -> float:
+    """CPU seconds of ``root`` and all its descendants, live and reaped: where the pruning's
+    CPU goes (the API server's processes; PostgreSQL's postmaster and backends)."""
+    if root is None:
+        return 0.0
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier += children
+    return sum(_proc_cpu(pid, reaped=True) for pid in tree)
+
+
+def cpu_now(backend: Backend, settings: LocalSettings) -> dict[str, float]:
+    """CPU seconds so far of the API server, the database server and this client."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    database = (tree_cpu(prefectdb.local_cluster(settings).daemon.pid())
+                if backend == "postgresql" else 0.0)
+    return {"server": tree_cpu(server_daemon(settings).pid()), "database": database,
+            "client": usage.ru_utime + usage.ru_stime}
+
+
 def prune(cutoff: datetime, *, bulk: bool, max_runs: int,
           bulk_concurrency: int = 1) -> tuple[int, float]:
     t0 = time.perf_counter()
@@ -189,6 +229,7 @@ def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
         print(f"per-run path (read_flow_runs + delete_flow_run, concurrency 4): {each_n:,} in "
               f"{each_s:.1f}s = {each_n / each_s:.0f}/s", flush=True)
         bulk_n, bulk_s, chunk_rates = 0, 0.0, []
+        cpu_before = cpu_now(backend, settings)
         inflight = (args.bulk_concurrency if args.bulk_concurrency
                     else bulk_concurrency_for(backend == "postgresql"))
         while True:
@@ -201,8 +242,13 @@ def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
             chunk_rates.append(removed / took)
             print(f"  bulk chunk: {removed:,} of {before:,} runs in {took:.1f}s = "
                   f"{removed / took:.0f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
+        cpu_after = cpu_now(backend, settings)
         left = asyncio.run(count_runs(dep_id))
-    result = {"backend": backend, "runs": total, "db_mib": size / 2**20,
+    # CPU per 1,000 runs of the bulk phase: on 2 cores, what bounds the rate.
+    cpu = {k: (cpu_after[k] - cpu_before[k]) * 1000 / max(bulk_n, 1) for k in cpu_before}
+    print("bulk path CPU per 1,000 runs: " + ", ".join(f"{k} {v:.1f}s" for k, v in cpu.items())
+          + f" (wall {bulk_s * 1000 / max(bulk_n, 1):.1f}s)", flush=True)
+    result = {"cpu": cpu, "backend": backend, "runs": total, "db_mib": size / 2**20,
               "client_rate": rate, "each_n": each_n, "each_s": each_s,
               "bulk_n": bulk_n, "bulk_s": bulk_s, "left": left, "inflight": inflight,
               "chunk_min": min(chunk_rates, default=0.0),
@@ -246,6 +292,13 @@ def main() -> None:
               f"(chunks {r['chunk_min']:.0f}-{r['chunk_max']:.0f}/s) | "
               f"{r['each_n'] + r['bulk_n']:,} in {r['each_s'] + r['bulk_s']:.0f}s = "
               f"{overall:.0f}/s, left {r['left']} |")
+    print("\n| backend | bulk path CPU s per 1,000 runs: API server | database server | "
+          "client | wall s per 1,000 runs |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        c = r["cpu"]
+        print(f"| {r['backend']} | {c['server']:.1f} | {c['database']:.1f} | "
+              f"{c['client']:.1f} | {1000 * r['bulk_s'] / max(r['bulk_n'], 1):.1f} |")
     by = {r["backend"]: r for r in results}
     if {"sqlite", "postgresql"} <= by.keys():
         def overall(r: dict[str, Any]) -> float:
