@@ -295,7 +295,13 @@ async def _bulk_delete(
                 pending.append((after, before))
                 return
 
-    await asyncio.gather(*(deleter() for _ in range(concurrency)))
+    deleters = [asyncio.ensure_future(deleter()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*deleters)
+    except BaseException:
+        for other in deleters:  # one failed: stop the rest before the client closes
+            other.cancel()
+        raise
     return None if unsupported and removed == 0 else removed
 
 
