@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+# SQLite's sizes are measured as the single-backend tick benchmark measures them.
+from benchmarks.autoscale import db_bytes, table_bytes  # noqa: E402
 from flows.autoscale import autoscale  # noqa: E402
 from kongstack.cli.localprefect import api_url  # noqa: E402
 from kongstack.core import prefectdb  # noqa: E402
@@ -43,13 +44,7 @@ TICKS_PER_DAY = 2880
 def relation_bytes(backend: Backend, settings: LocalSettings) -> dict[str, int]:
     """Bytes per table/index of the server's database."""
     if backend == "sqlite":
-        db = settings.home / "prefect" / "prefect.db"
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
-        finally:
-            conn.close()
-        return {str(name): int(size) for name, size in rows}
+        return table_bytes(settings.home / "prefect")
     out = prefectdb.local_cluster(settings).psql(
         "SELECT c.relname, pg_relation_size(c.oid) + CASE WHEN c.reltoastrelid = 0 THEN 0 "
         "ELSE pg_total_relation_size(c.reltoastrelid) END FROM pg_class c JOIN pg_namespace n "
@@ -65,15 +60,7 @@ def relation_bytes(backend: Backend, settings: LocalSettings) -> dict[str, int]:
 def used_bytes(backend: Backend, settings: LocalSettings) -> int:
     if backend == "postgresql":
         return sum(relation_bytes(backend, settings).values())
-    db = settings.home / "prefect" / "prefect.db"
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        size = conn.execute("PRAGMA page_size").fetchone()[0]
-        return int((pages - free) * size)
-    finally:
-        conn.close()
+    return db_bytes(settings.home / "prefect")
 
 
 def tick(config: AutoscaleConfig) -> dict[str, Any]:

@@ -20,21 +20,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sqlite3
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from kongstack.cli.localprefect import api_url  # noqa: E402
+from kongstack.cli.localprefect import api_url, server_daemon  # noqa: E402
 from kongstack.core import prefectdb  # noqa: E402
 from kongstack.core.settings import LocalSettings  # noqa: E402
-from tasks.maintenance.prune import prune_flow_runs  # noqa: E402
+from tasks.maintenance.prune import bulk_concurrency_for, prune_flow_runs  # noqa: E402
 from tests.support.prefect_servers import Backend, prefect_server  # noqa: E402
 
 
@@ -49,6 +50,21 @@ async def create_via_client(deployment: str, n: int) -> tuple[float, uuid.UUID]:
         for _ in range(n):
             await client.create_flow_run_from_deployment(dep_id, state=Completed())
         return time.perf_counter() - started, dep_id
+
+
+# Clones are spread back in time as the 30 s schedule spreads real runs (the pruner's
+# concurrent path slices by end time; identical times would make one slice).
+SPACING_S = 30
+SHIFTED = ("expected_start_time", "start_time", "end_time")
+
+
+def _earlier(value: Any, seconds: int) -> Any:
+    """A SQLite timestamp ``seconds`` earlier, in SQLAlchemy's sqlite.DATETIME text form
+    (naive UTC, microseconds), which is how Prefect stores it there."""
+    if value is None:
+        return None
+    moved = datetime.fromisoformat(str(value)) - timedelta(seconds=seconds)
+    return moved.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def clone_sqlite(db: Path, deployment_id: uuid.UUID, n: int) -> float:
@@ -72,7 +88,9 @@ def clone_sqlite(db: Path, deployment_id: uuid.UUID, n: int) -> float:
         rid, sid = uuid.uuid4(), uuid.uuid4()
         rid_s, sid_s = (str(rid), str(sid)) if dashed else (rid.hex, sid.hex)
         runs.append([rid_s if c == "id" else sid_s if c == "state_id" else
-                     f"bench-{i}" if c == "name" else template[c] for c in run_cols])
+                     f"bench-{i}" if c == "name" else
+                     _earlier(template[c], SPACING_S * (i + 1)) if c in SHIFTED else
+                     template[c] for c in run_cols])
         states.append([sid_s if c == "id" else rid_s if c == "flow_run_id" else state[c]
                        for c in state_cols])
     with conn:
@@ -97,6 +115,7 @@ def clone_postgres(settings: LocalSettings, deployment_id: uuid.UUID, n: int) ->
 
     run_exprs = {"id": "b.rid", "state_id": "NULL", "name": "'bench-' || b.i",
                  "idempotency_key": "NULL"}
+    run_exprs |= {c: f"t.{c} - b.i * interval '{SPACING_S} seconds'" for c in SHIFTED}
     state_exprs = {"id": "b.sid", "flow_run_id": "b.rid"}
     run_cols, state_cols = columns("flow_run"), columns("flow_run_state")
     template = f"(SELECT id FROM flow_run WHERE deployment_id = '{deployment_id}' LIMIT 1)"
@@ -139,10 +158,51 @@ async def count_runs(deployment_id: uuid.UUID) -> int:
             deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
 
 
-def prune(cutoff: datetime, *, bulk: bool, max_runs: int) -> tuple[int, float]:
+def _proc_cpu(pid: int, *, reaped: bool) -> float:
+    """CPU seconds of one process from /proc (with its reaped children's if ``reaped``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15 if reaped else 13])  # utime stime [cutime cstime]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int | None) -> float:
+    """CPU seconds of ``root`` and all its descendants, live and reaped: where the pruning's
+    CPU goes (the API server's processes; PostgreSQL's postmaster and backends)."""
+    if root is None:
+        return 0.0
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier += children
+    return sum(_proc_cpu(pid, reaped=True) for pid in tree)
+
+
+def cpu_now(backend: Backend, settings: LocalSettings) -> dict[str, float]:
+    """CPU seconds so far of the API server, the database server and this client."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    database = (tree_cpu(prefectdb.local_cluster(settings).daemon.pid())
+                if backend == "postgresql" else 0.0)
+    return {"server": tree_cpu(server_daemon(settings).pid()), "database": database,
+            "client": usage.ru_utime + usage.ru_stime}
+
+
+def prune(cutoff: datetime, *, bulk: bool, max_runs: int,
+          bulk_concurrency: int = 1) -> tuple[int, float]:
     t0 = time.perf_counter()
     result = asyncio.run(prune_flow_runs(cutoff, flow_name="autoscale",
                                          deployment_name="autoscale", bulk=bulk,
+                                         bulk_concurrency=bulk_concurrency,
                                          max_runs=max_runs))
     return result.removed, time.perf_counter() - t0
 
@@ -169,22 +229,32 @@ def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
         print(f"per-run path (read_flow_runs + delete_flow_run, concurrency 4): {each_n:,} in "
               f"{each_s:.1f}s = {each_n / each_s:.0f}/s", flush=True)
         bulk_n, bulk_s, chunk_rates = 0, 0.0, []
+        cpu_before = cpu_now(backend, settings)
+        inflight = (args.bulk_concurrency if args.bulk_concurrency
+                    else bulk_concurrency_for(backend == "postgresql"))
         while True:
             before = asyncio.run(count_runs(dep_id))
-            removed, took = prune(cutoff, bulk=True, max_runs=args.chunk)
+            removed, took = prune(cutoff, bulk=True, max_runs=args.chunk,
+                                  bulk_concurrency=inflight)
             if not removed:
                 break
             bulk_n, bulk_s = bulk_n + removed, bulk_s + took
             chunk_rates.append(removed / took)
             print(f"  bulk chunk: {removed:,} of {before:,} runs in {took:.1f}s = "
                   f"{removed / took:.0f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
+        cpu_after = cpu_now(backend, settings)
         left = asyncio.run(count_runs(dep_id))
-    result = {"backend": backend, "runs": total, "db_mib": size / 2**20,
+    # CPU per 1,000 runs of the bulk phase: on 2 cores, what bounds the rate.
+    cpu = {k: (cpu_after[k] - cpu_before[k]) * 1000 / max(bulk_n, 1) for k in cpu_before}
+    print("bulk path CPU per 1,000 runs: " + ", ".join(f"{k} {v:.1f}s" for k, v in cpu.items())
+          + f" (wall {bulk_s * 1000 / max(bulk_n, 1):.1f}s)", flush=True)
+    result = {"cpu": cpu, "backend": backend, "runs": total, "db_mib": size / 2**20,
               "client_rate": rate, "each_n": each_n, "each_s": each_s,
-              "bulk_n": bulk_n, "bulk_s": bulk_s, "left": left,
+              "bulk_n": bulk_n, "bulk_s": bulk_s, "left": left, "inflight": inflight,
               "chunk_min": min(chunk_rates, default=0.0),
               "chunk_max": max(chunk_rates, default=0.0)}
-    print(f"bulk path (POST /flow_runs/bulk_delete x50): {bulk_n:,} in {bulk_s:.1f}s = "
+    print(f"bulk path (POST /flow_runs/bulk_delete x50, {inflight} in flight): "
+          f"{bulk_n:,} in {bulk_s:.1f}s = "
           f"{bulk_n / bulk_s:.0f}/s; all {each_n + bulk_n:,} in {each_s + bulk_s:.1f}s; "
           f"left {left}", flush=True)
     return result
@@ -197,6 +267,9 @@ def main() -> None:
     parser.add_argument("--each-runs", type=int, default=1_000,
                         help="runs deleted one by one (the rest in bulk)")
     parser.add_argument("--chunk", type=int, default=5_000, help="bulk runs per timed chunk")
+    parser.add_argument("--bulk-concurrency", type=int, default=0,
+                        help="bulk requests in flight on every backend (default: what the "
+                        "maintenance flow uses, bulk_concurrency_for: 1 SQLite, 4 PostgreSQL)")
     parser.add_argument("--backends", default="sqlite,postgresql",
                         help="comma-separated, measured in this order in one run")
     args = parser.parse_args()
@@ -214,10 +287,18 @@ def main() -> None:
     for r in results:
         overall = (r["each_n"] + r["bulk_n"]) / (r["each_s"] + r["bulk_s"])
         print(f"| {r['backend']} | {r['runs']:,} | {r['db_mib']:.0f} MiB | "
-              f"{r['each_n'] / r['each_s']:.0f}/s | {r['bulk_n'] / r['bulk_s']:.0f}/s "
+              f"{r['each_n'] / r['each_s']:.0f}/s | {r['bulk_n'] / r['bulk_s']:.0f}/s, "
+              f"{r['inflight']} in flight "
               f"(chunks {r['chunk_min']:.0f}-{r['chunk_max']:.0f}/s) | "
               f"{r['each_n'] + r['bulk_n']:,} in {r['each_s'] + r['bulk_s']:.0f}s = "
               f"{overall:.0f}/s, left {r['left']} |")
+    print("\n| backend | bulk path CPU s per 1,000 runs: API server | database server | "
+          "client | wall s per 1,000 runs |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        c = r["cpu"]
+        print(f"| {r['backend']} | {c['server']:.1f} | {c['database']:.1f} | "
+              f"{c['client']:.1f} | {1000 * r['bulk_s'] / max(r['bulk_n'], 1):.1f} |")
     by = {r["backend"]: r for r in results}
     if {"sqlite", "postgresql"} <= by.keys():
         def overall(r: dict[str, Any]) -> float:
@@ -229,7 +310,8 @@ def main() -> None:
               f"overall {overall(pg) / overall(lite):.1f}x (target >= 3x)")
     print(f"command: .venv/bin/python benchmarks/prune.py --runs {args.runs} "
           f"--client-runs {args.client_runs} --each-runs {args.each_runs} --chunk {args.chunk} "
-          f"--backends {args.backends}")
+          f"--backends {args.backends}"
+          + (f" --bulk-concurrency {args.bulk_concurrency}" if args.bulk_concurrency else ""))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def maintenance(
         # instead of holding the SQLite server for an hour (benchmarks/prune.py).
         pruned.append(prune_flow_runs_task(now - timedelta(days=flow_run_retention_days),
                                            autoscale_flow, autoscale_deployment,
-                                           max_flow_runs_pruned))
+                                           max_flow_runs_pruned, settings.uses_postgresql))
     for result in pruned:
         log.info("prune: %s", result.describe())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -132,6 +132,7 @@ async def prune_flow_runs(
     batch_size: int = 200,
     concurrency: int = 4,
     bulk: bool = True,
+    bulk_concurrency: int = 1,
     max_runs: int | None = None,
 ) -> PruneResult:
     """Delete terminal flow runs of ``flow_name`` (optionally only of ``deployment_name``) that
@@ -140,7 +141,12 @@ async def prune_flow_runs(
     ``bulk`` uses the server's ``POST /flow_runs/bulk_delete`` (up to 50 runs per request, one
     transaction each: ~30x faster on SQLite, measured in benchmarks/prune.py); otherwise runs
     are read with ``read_flow_runs`` and deleted one by one with bounded concurrency.
-    ``max_runs`` bounds one call (the rest waits for the next run), in whole batches."""
+    ``bulk_concurrency`` > 1 keeps that many bulk requests in flight, each on its own slice of
+    end times, so no two delete the same runs: for a server on PostgreSQL (no single-writer
+    lock; :func:`bulk_concurrency_for`). ``max_runs`` bounds one call (the rest waits for the
+    next run)."""
+    if bulk_concurrency < 1:
+        raise ValueError(f"bulk_concurrency must be at least 1, got {bulk_concurrency}")
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -177,9 +183,9 @@ async def prune_flow_runs(
             deployment_id=FlowRunFilterDeploymentId(any_=[d.id for d in deployments])
             if deployment_name else None,
         )
-        if bulk:
-            removed = await _bulk_delete(client, run_filter, flow_filter if not deployment_name
-                                         else None, max_runs)
+        if bulk and deployment_name:
+            removed = await _bulk_delete(client, run_filter, older_than, bulk_concurrency,
+                                         max_runs)
             if removed is not None:
                 result.removed = removed
                 return result
@@ -188,29 +194,115 @@ async def prune_flow_runs(
     return result
 
 
+def bulk_concurrency_for(uses_postgresql: bool) -> int:
+    """Bulk delete requests to keep in flight: one on SQLite, whose single writer serialises
+    them anyway (concurrent writers only wait on its lock), four on PostgreSQL, where the
+    server's Python and the database work on different cores (benchmarks/prune.py)."""
+    return 4 if uses_postgresql else 1
+
+
+class _Budget:
+    """What is left of ``max_runs``, shared by the concurrent deleters (one event loop)."""
+
+    def __init__(self, max_runs: int | None) -> None:
+        self.left = max_runs
+
+    def take(self, want: int) -> int:
+        if self.left is None:
+            return want
+        granted = min(want, self.left)
+        self.left -= granted
+        return granted
+
+    def give_back(self, unused: int) -> None:
+        if self.left is not None:
+            self.left += unused
+
+
+_TICK = timedelta(microseconds=1)  # the resolution of Prefect's timestamps
+
+
+async def _end_time_slices(
+    client: Any, run_filter: Any, older_than: datetime, count: int
+) -> list[tuple[datetime | None, datetime]]:
+    """``count`` disjoint (after, before) end-time slices, both bounds inclusive, that
+    together cover every run ``run_filter`` matches: the first is open below, the last ends at
+    ``older_than``. The bounds come from the earliest scheduled start among the matching runs
+    (there is no sort by end time); a run that ended before it falls in the first slice."""
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    if count == 1:
+        return [(None, older_than)]
+    oldest = await client.read_flow_runs(flow_run_filter=run_filter,
+                                         sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1)
+    begin = (oldest[0].expected_start_time or oldest[0].end_time) if oldest else None
+    if begin is None or begin >= older_than:
+        return [(None, older_than)]
+    step = (older_than - begin) / count
+    ends = [begin + step * k for k in range(1, count)] + [older_than]
+    return [(None if k == 0 else ends[k - 1] + _TICK, ends[k]) for k in range(count)]
+
+
 async def _bulk_delete(
-    client: Any, run_filter: Any, flow_filter: Any, max_runs: int | None
+    client: Any, run_filter: Any, older_than: datetime, concurrency: int,
+    max_runs: int | None,
 ) -> int | None:
-    """Server-side batches of 50; None when the server has no bulk endpoint (older server)
-    or the filter needs a flow join the endpoint does not take."""
-    if flow_filter is not None:
-        return None
-    flow_runs = run_filter.model_dump(mode="json", exclude_none=True)
+    """Server-side batches of 50, ``concurrency`` requests in flight, each on its own slice
+    of end times; None when the server has no bulk endpoint (older server)."""
+    from prefect.client.schemas.filters import FlowRunFilterEndTime
+
+    # More slices than deleters: a slice that empties early frees its deleter for the next.
+    slices = await _end_time_slices(client, run_filter, older_than,
+                                    1 if concurrency == 1 else concurrency * 4)
+    pending = list(reversed(slices))  # oldest last: popped first
+    budget = _Budget(max_runs)
     removed = 0
-    while max_runs is None or removed < max_runs:
-        limit = 50 if max_runs is None else min(50, max_runs - removed)
-        body = {"flow_runs": flow_runs, "limit": limit}
-        # No public client method wraps this endpoint in 3.9; the request goes through the
-        # client's own (authenticated, retrying) HTTP session.
-        response = await client._client.post("/flow_runs/bulk_delete", json=body, timeout=60)
-        if response.status_code in (404, 405):
-            return None if removed == 0 else removed
-        response.raise_for_status()
-        deleted = response.json().get("deleted", [])
-        if not deleted:
-            return removed
-        removed += len(deleted)
-    return removed
+    unsupported = False
+
+    async def drain(after: datetime | None, before: datetime) -> bool:
+        """Delete this slice's runs until it is empty (True) or the budget is spent (False;
+        another deleter may still hand some back)."""
+        nonlocal removed, unsupported
+        window = run_filter.model_copy(update={"end_time": FlowRunFilterEndTime(
+            before_=before, after_=after)})  # type: ignore[arg-type]
+        flow_runs = window.model_dump(mode="json", exclude_none=True)
+        while not unsupported:
+            limit = budget.take(50)
+            if not limit:
+                return False
+            # No public client method wraps this endpoint in 3.9; the request goes through
+            # the client's own (authenticated, retrying) HTTP session.
+            response = await client._client.post(
+                "/flow_runs/bulk_delete", json={"flow_runs": flow_runs, "limit": limit},
+                timeout=60)
+            if response.status_code in (404, 405):
+                unsupported = True
+                budget.give_back(limit)
+                return True
+            response.raise_for_status()
+            deleted = len(response.json().get("deleted", []))
+            budget.give_back(limit - deleted)
+            removed += deleted
+            if not deleted:
+                return True
+        return True
+
+    async def deleter() -> None:
+        while pending and not unsupported:
+            after, before = pending.pop()
+            if not await drain(after, before):
+                # Budget spent for now: the slice stays for a deleter that holds some.
+                pending.append((after, before))
+                return
+
+    deleters = [asyncio.ensure_future(deleter()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*deleters)
+    except BaseException:
+        for other in deleters:  # one failed: stop the rest before the client closes
+            other.cancel()
+        raise
+    return None if unsupported and removed == 0 else removed
 
 
 async def _delete_each(

@@ -17,6 +17,7 @@ from tasks.maintenance.analysis import Analysis, AnalysisConfig, analyse, load_s
 from tasks.maintenance.profile import ProfileResult, store_profile
 from tasks.maintenance.prune import (
     PruneResult,
+    bulk_concurrency_for,
     prune_files,
     prune_flow_runs,
     prune_prometheus_series,
@@ -59,10 +60,11 @@ def prune_prometheus_task(url: str, older_than: datetime, enabled: bool) -> Prun
 @task(name="prune-flow-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       timeout_seconds=3600)
 def prune_flow_runs_task(older_than: datetime, flow_name: str, deployment_name: str,
-                         max_runs: int | None) -> PruneResult:
+                         max_runs: int | None, uses_postgresql: bool = False) -> PruneResult:
     return run_coro_as_sync(
         prune_flow_runs(older_than, flow_name=flow_name, deployment_name=deployment_name or None,
-                        max_runs=max_runs)
+                        max_runs=max_runs,
+                        bulk_concurrency=bulk_concurrency_for(uses_postgresql))
     )
 
 

@@ -4,29 +4,12 @@ Redis, answers the rest 503, and recovers on its own when the store is back."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from kongstack.core.procs import free_port
 from stock_api.app import create_app
 from tests.stock_api.conftest import cache_count, dependency_up, make_config
-
-
-@contextmanager
-def store_unreachable(data_dir: Path) -> Iterator[None]:
-    """The embedded store's stocks file replaced by one SQLite cannot open (a real
-    ``DatabaseError`` on every access); the original is put back on exit."""
-    stocks = data_dir / "kongstack" / "stocks.collection"
-    aside = stocks.with_name("stocks.collection.aside")
-    os.rename(stocks, aside)
-    stocks.write_bytes(b"this is not a database\n" * 64)
-    try:
-        yield
-    finally:
-        stocks.unlink()
-        os.rename(aside, stocks)
+from tests.support.faults import store_unreachable
 
 
 def test_store_outage_degrades_serves_cached_reads_and_recovers(

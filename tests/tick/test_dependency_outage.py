@@ -6,10 +6,8 @@ everything is ready again once the dependency is back."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +18,7 @@ from stock_api.seed import SeedParams, seed
 from stock_api.store import open_embedded
 from tasks.instances.base import InstanceState
 from tests.support.autoscale_stack import Stack, autoscale_stack
+from tests.support.faults import store_unreachable
 from tests.tick.conftest import _require
 
 pytestmark = pytest.mark.slow
@@ -113,21 +112,6 @@ def test_redis_down_for_three_ticks(outage_stack: tuple[Stack, OwnRedis]) -> Non
     wait_until(lambda: all(d == [] for d in readiness(s).values()), timeout=30,
                what="every instance to see redis again")
     assert s.tick()["after"] == 2 and pool_ids(s) == ids and s.targets() == s.ready()
-
-
-@contextmanager
-def store_unreachable(data_dir: Path) -> Iterator[None]:
-    """The embedded store's stocks file replaced by one SQLite cannot open (a real error on
-    every access; tests/stock_api/test_store_down.py); put back on exit."""
-    [stocks] = list(data_dir.rglob("stocks.collection"))
-    aside = stocks.with_name("stocks.collection.aside")
-    os.rename(stocks, aside)
-    stocks.write_bytes(b"this is not a database\n" * 64)
-    try:
-        yield
-    finally:
-        stocks.unlink()
-        os.rename(aside, stocks)
 
 
 def test_store_down_for_three_ticks(outage_stack: tuple[Stack, OwnRedis]) -> None:

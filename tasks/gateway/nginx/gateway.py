@@ -222,16 +222,22 @@ class NginxGateway:
                                f"{type(exc).__name__}") from exc
 
     def _sync_targets(self, state: _State) -> None:
-        """Persist the targets and put them into the running balancer (no reload); start
-        nginx if it is not running."""
-        self._save(state)
+        """Put the targets into the running balancer (no reload), then persist them; start
+        nginx with the persisted file if it is not running."""
         if self.server.pid() is None or self.server.served_generation() != state.generation:
+            self._save(state)
             self._converge(state)  # not running (or not ours yet): start it with the file
             return
+        # In effect first, durable next: the balancer call is a ~1 ms loopback round trip,
+        # while the two fsync'd writes of _save took 8 ms median and up to 113 ms on the
+        # shared disk (benchmarks/gateway.py), which every change used to wait for. A failed
+        # call persists nothing; a failed save leaves the balancer ahead of the file until the
+        # caller's retry (the same call, idempotent) or the next change writes it.
         _, answer = self._admin("PUT", body={"targets": state.targets})
         served = {t["target"]: t["weight"] for t in answer.get("data", [])}
         if served != state.targets:
             raise GatewayError(f"nginx target API holds {served}, expected {state.targets}")
+        self._save(state)
 
     # -- Gateway protocol -----------------------------------------------------------------
 

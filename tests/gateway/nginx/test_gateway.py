@@ -173,6 +173,34 @@ def test_killed_nginx_comes_back_with_its_targets(
         assert httpx.get(f"{nginx.url}/api/x", headers=AUTH).json()["backend"] == b.port
 
 
+def test_a_target_change_is_in_effect_before_it_is_persisted(
+    nginx: NginxGateway, stack_config: GatewayStackConfig
+) -> None:
+    """The balancer takes the change first; the fsync'd save follows (a slow disk does not
+    delay the change). A failed save leaves the balancer ahead of the file until the retry,
+    the same call, persists it."""
+    with backends(2) as (a, b):
+        nginx.apply(build_gateway_state(stack_config, [a.address]))
+        real_save = nginx._save
+        seen_by_save: list[set[str]] = []
+
+        def failing_save(state: object) -> None:
+            # What the running balancer holds (its target API; the state lock is ours now).
+            seen_by_save.append({t["target"] for t in nginx._admin("GET")[1]["data"]})
+            raise OSError(28, "No space left on device")
+
+        nginx._save = failing_save  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="No space left"):
+            nginx.add_target(b.address)
+        assert seen_by_save == [{a.address, b.address}]  # in the balancer before the save
+        persisted = json.loads((nginx.prefix / "targets.json").read_text())["targets"]
+        assert b.address not in persisted
+        nginx._save = real_save  # type: ignore[method-assign]
+        nginx.add_target(b.address)  # the retry
+        persisted = json.loads((nginx.prefix / "targets.json").read_text())["targets"]
+        assert persisted == {a.address: 100, b.address: 100}
+
+
 def test_target_api_is_loopback_only_and_validates(
     nginx: NginxGateway, stack_config: GatewayStackConfig
 ) -> None:
