@@ -18,6 +18,16 @@ from autoscaler.model import Observation, ScalingHistory
 from autoscaler.readings import total_rps
 
 
+@dataclass(frozen=True)
+class Peak:
+    """The rate scale-in must still carry, and why."""
+
+    rps: float
+    why: str | None = None
+    steady: bool = False
+    """The load has settled (flat or falling steadily): no further stabilisation needed."""
+
+
 @dataclass
 class StrategyResult:
     """Per-metric recommendations and the words that explain them."""
@@ -39,6 +49,9 @@ class StrategyResult:
     neither adds instances nor holds them."""
     sustained_rps: float | None = None
     burst_note: str = ""
+    peak: Peak | None = None
+    """What scale-in must still carry (``recent_peak_rps``), once computed this tick: the
+    flapping check asks for the same value."""
 
     @property
     def recommendation(self) -> int:
@@ -55,16 +68,6 @@ class StrategyResult:
 def ceil_count(x: float) -> int:
     """``ceil`` that does not turn 2.0000000001 (float noise) into 3."""
     return math.ceil(round(x, 9))
-
-
-@dataclass(frozen=True)
-class Peak:
-    """The rate scale-in must still carry, and why."""
-
-    rps: float
-    why: str | None = None
-    steady: bool = False
-    """The load has settled (flat or falling steadily): no further stabilisation needed."""
 
 
 def recent_peak_rps(
@@ -96,12 +99,14 @@ def recent_peak_rps(
         if age > window:
             break
         value = sample.rps
-        raw_peak = max(raw_peak, value)
+        if value > raw_peak:
+            raw_peak = value
         if profile is not None and now_level is not None:
             then = profile.expected(sample.at)
             if then is not None and then > now_level > 0:
                 value *= now_level / then  # what that rate means at this time of day
-        peak = max(peak, value)
+        if value > peak:
+            peak = value
         if 0 < age <= short:
             recent.append((-age, sample.rps))
     held = Peak(peak)
@@ -199,6 +204,7 @@ def rps_recommendation(
         and not result.short_bursts
     ):
         held = recent_peak_rps(history, now, rps, policy, profile)
+        result.peak = held
         result.steady = held.steady
         if held.rps > expected:
             label += f"; carry {held.rps:.1f}/s"
