@@ -198,14 +198,21 @@ def rps_recommendation(
     if result.rps_source and result.rps_source != "set in the policy":
         label += f" ({result.rps_source})"
     ratio = expected / (target * current) if current else math.inf
+    # The wide scale-down band is a margin for noise. Once the recent rates lie on a flat or
+    # falling line (settled), the rate to carry is known and the plain band suffices: a
+    # quiet load sheds instances as it falls instead of idling inside the wide band.
+    down_band = policy.down_tolerance
+    settled_band = min(policy.tolerance, down_band)
     if (
-        ratio < 1 - policy.down_tolerance
+        ratio < 1 - settled_band
         and policy.scale_down_peak_window_seconds > 0
         and not result.short_bursts
     ):
         held = recent_peak_rps(history, now, rps, policy, profile)
         result.peak = held
         result.steady = held.steady
+        if held.steady:
+            down_band = settled_band
         if held.rps > expected:
             label += f"; carry {held.rps:.1f}/s"
             expected = held.rps
@@ -213,7 +220,7 @@ def rps_recommendation(
             label += f" ({held.why})"
         # What the pool must carry can hold it, never grow it.
         ratio = min(expected / (target * current), 1.0)
-    if 1 - policy.down_tolerance <= ratio <= 1 + policy.up_tolerance:
+    if 1 - down_band <= ratio <= 1 + policy.up_tolerance:
         result.recommendations["rps"] = current
         result.explanations["rps"] = f"{label}: within tolerance"
         return
