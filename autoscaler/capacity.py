@@ -239,8 +239,11 @@ def _is_outlier(
         return False
     idle = estimate.idle_cpu_percent or 0.0
     predicted = idle + (100.0 - idle) * point.rps / estimate.capacity_rps
+    off = abs(point.cpu - predicted)
+    if off <= settings.outlier_sigmas * settings.min_noise_cpu_percent:
+        return False  # within the floor of the scale: no need to measure the noise
     scale = max(_noise(estimate), settings.min_noise_cpu_percent)
-    return abs(point.cpu - predicted) > settings.outlier_sigmas * scale
+    return off > settings.outlier_sigmas * scale
 
 
 def _noise(estimate: CapacityEstimate) -> float:

@@ -94,6 +94,7 @@ def recent_peak_rps(
     now_level = profile.expected(now) if profile is not None else None
     peak = raw_peak = rps
     recent: list[tuple[float, float]] = [(0.0, rps)]
+    levels: dict[int, float | None] = {}
     for sample in reversed(history.rates):  # newest first
         age = (now - sample.at).total_seconds()
         if age > window:
@@ -102,7 +103,11 @@ def recent_peak_rps(
         if value > raw_peak:
             raw_peak = value
         if profile is not None and now_level is not None:
-            then = profile.expected(sample.at)
+            slot = profile.slot(sample.at)  # 30 s samples share a slot: look each up once
+            if slot in levels:
+                then = levels[slot]
+            else:
+                then = levels[slot] = profile.expected(sample.at)
             if then is not None and then > now_level > 0:
                 value *= now_level / then  # what that rate means at this time of day
         if value > peak:

@@ -8,7 +8,7 @@ import importlib
 import math
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -16,7 +16,7 @@ from autoscaler import capacity, rate
 from autoscaler.capacity import CapacityPoint, LearnerSettings
 from autoscaler.config import AutoscalePolicy
 from autoscaler.forecast import LoadProfile
-from autoscaler.model import ScalingHistory
+from autoscaler.model import RateSample, ScalingHistory
 from autoscaler.presets import PRESETS
 from autoscaler.rate import Peak, StrategyResult, _settled
 from autoscaler.replay import simulate
@@ -25,6 +25,7 @@ from autoscaler.service_model import ServiceModel
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 # The module, not the function the package exports under the same name.
 decide_module = importlib.import_module("autoscaler.decide")
+forecast_module = importlib.import_module("autoscaler.forecast")
 SETTINGS = LearnerSettings()
 
 
@@ -246,3 +247,32 @@ def test_replayed_slice_is_identical_with_the_reference(monkeypatch: pytest.Monk
     assert fast.summary() == slow.summary()
     assert fast.active == slow.active
     assert fast.learned == slow.learned
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_peak_with_a_seasonal_profile_equals_the_reference(seed: int) -> None:
+    """Why: the peak scan looks each profile slot up once; every rate must still be carried
+    to this time of day by its own slot's level."""
+    rng = random.Random(seed)
+    slots = 96
+    profile = LoadProfile(
+        day=tuple(rng.choice((None, rng.uniform(10, 500))) for _ in range(slots)), days=3
+    )
+    now = T0 + timedelta(seconds=rng.randrange(86_400), microseconds=rng.randrange(10**6))
+    rates = tuple(
+        RateSample(at=now - timedelta(seconds=30 * k + rng.random()), rps=rng.uniform(0, 400))
+        for k in range(rng.randrange(2, 120))
+    )[::-1]
+    history = ScalingHistory(rates=rates, profile=profile)
+    policy = AutoscalePolicy(scale_down_steady_spread=rng.choice((None, 0.25, 5.0)))
+    rps = rng.uniform(0, 400)
+    fast = rate.recent_peak_rps(history, now, rps, policy, profile)
+    assert fast == ref_recent_peak_rps(history, now, rps, policy, profile)
+
+
+def test_profile_slot_times_are_those_of_astimezone() -> None:
+    """Why: the slot of a time is taken from ``timestamp()`` directly; for aware times in
+    any zone that is the UTC time ``astimezone(UTC)`` gave."""
+    plus_two = timezone(timedelta(hours=2))
+    for at in (T0, T0.astimezone(plus_two) + timedelta(seconds=12_345.678), T0 - timedelta(days=3)):
+        assert forecast_module._seconds(at) == at.astimezone(UTC).timestamp() - 4 * 86_400
