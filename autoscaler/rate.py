@@ -3,7 +3,9 @@
 Scale-out uses the rate expected one forecast horizon ahead (``autoscaler.forecast``); scale-in
 uses the rate the pool must still carry (``recent_peak_rps``): the recent peak unless the load
 has settled or is falling steadily, what the seasonal profile expects soon, and, for on/off
-load with short bursts, the sustained rate rather than the bursts.
+load with short bursts, the sustained rate rather than the bursts. The dead band is
+asymmetric: scale-in waits for the wide ``scale_down_tolerance`` (a margin for noise) unless
+the load has settled, when the plain ``tolerance`` applies (the rate to carry is known).
 """
 
 from __future__ import annotations
