@@ -29,6 +29,7 @@ The estimate is plain pydantic data: the autoscale tick keeps it in its state bl
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -238,8 +239,11 @@ def _is_outlier(
         return False
     idle = estimate.idle_cpu_percent or 0.0
     predicted = idle + (100.0 - idle) * point.rps / estimate.capacity_rps
+    off = abs(point.cpu - predicted)
+    if off <= settings.outlier_sigmas * settings.min_noise_cpu_percent:
+        return False  # within the floor of the scale: no need to measure the noise
     scale = max(_noise(estimate), settings.min_noise_cpu_percent)
-    return abs(point.cpu - predicted) > settings.outlier_sigmas * scale
+    return off > settings.outlier_sigmas * scale
 
 
 def _noise(estimate: CapacityEstimate) -> float:
@@ -262,17 +266,24 @@ def _agree(points: Sequence[CapacityPoint], settings: LearnerSettings) -> bool:
     return worst <= settings.outlier_sigmas * settings.min_noise_cpu_percent
 
 
+@functools.lru_cache(maxsize=4096)
 def _bucket(rps: float) -> int:
-    """Load bands of about 10 %: the reservoir keeps the range of loads, not just the latest."""
+    """Load bands of about 10 %: the reservoir keeps the range of loads, not just the latest.
+    (Cached: a point's band is asked for at every tick it is kept.)"""
     return -1000 if rps <= 0 else round(math.log(rps) / math.log(1.1))
 
 
 def _keep(
     points: tuple[CapacityPoint, ...], point: CapacityPoint, settings: LearnerSettings
 ) -> tuple[CapacityPoint, ...]:
-    kept = [
-        p for p in points if (point.at - p.at).total_seconds() <= settings.max_age_seconds
-    ] + [point]
+    at, max_age = point.at, settings.max_age_seconds
+    if points and (at - points[0].at).total_seconds() <= max_age:
+        kept = [*points, point]  # in time order: the oldest is young enough, so are all
+    else:
+        kept = [p for p in points if (at - p.at).total_seconds() <= max_age]
+        kept.append(point)
+    if len(kept) <= settings.max_points:
+        return tuple(kept)
     bands = [_bucket(p.rps) for p in kept]
     while len(kept) > settings.max_points:
         counts: dict[int, int] = {}
@@ -286,16 +297,25 @@ def _keep(
 
 
 def _weighted_line(data: Sequence[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """Weighted least squares ``y = a + b x`` over (x, y, weight); None if x does not vary."""
-    total = sum(w for _, _, w in data)
+    """Weighted least squares ``y = a + b x`` over (x, y, weight); None if x does not vary.
+    (Plain loops, summing left to right as ``sum`` does: a tick runs this on every fit.)"""
+    total = swx = swy = 0.0
+    for x, y, w in data:
+        total += w
+        swx += w * x
+        swy += w * y
     if total <= 0:
         return None
-    mx = sum(w * x for x, _, w in data) / total
-    my = sum(w * y for _, y, w in data) / total
-    sxx = sum(w * (x - mx) ** 2 for x, _, w in data)
+    mx = swx / total
+    my = swy / total
+    sxx = sxy = 0.0
+    for x, y, w in data:
+        dx = x - mx
+        sxx += w * dx**2
+        sxy += w * dx * (y - my)
     if sxx <= 1e-12 * max(1.0, mx * mx) * total:
         return None
-    b = sum(w * (x - mx) * (y - my) for x, y, w in data) / sxx
+    b = sxy / sxx
     return my - b * mx, b
 
 
@@ -330,8 +350,9 @@ def _fit(
     }
     if len(points) < 3:
         return empty
+    half_life = settings.half_life_seconds
     data = [
-        (p.rps, p.cpu, 0.5 ** (max(0.0, (now - p.at).total_seconds()) / settings.half_life_seconds))
+        (p.rps, p.cpu, 0.5 ** (max(0.0, (now - p.at).total_seconds()) / half_life))
         for p in points
     ]
     line = _theil_sen(data)
@@ -341,7 +362,8 @@ def _fit(
     idle, slope = line
     residuals = [abs(y - idle - slope * x) for x, y, _ in data]
     scale = max(1.4826 * sorted(residuals)[len(residuals) // 2], settings.min_noise_cpu_percent)
-    trimmed = [d for d, r in zip(data, residuals, strict=True) if r <= 3 * scale]
+    limit = 3 * scale
+    trimmed = [d for d, r in zip(data, residuals, strict=True) if r <= limit]
     line = _weighted_line(trimmed) if len(trimmed) >= 3 else None
     if line is None:
         return empty
@@ -350,7 +372,8 @@ def _fit(
         return {**empty, "samples": len(trimmed)}
     capacity = (100.0 - idle) / slope
     error = _relative_error(trimmed, idle, slope, capacity)
-    spread = (max(x for x, _, _ in trimmed) - min(x for x, _, _ in trimmed)) / capacity
+    loads = [x for x, _, _ in trimmed]
+    spread = (max(loads) - min(loads)) / capacity
     confidence = 1.0 / (1.0 + (error / settings.confident_relative_error) ** 2)
     if len(trimmed) < settings.min_points or spread < settings.min_relative_spread:
         confidence = min(confidence, 0.25)  # a guess from a few points or one load level
@@ -368,13 +391,20 @@ def _relative_error(
 ) -> float:
     """Standard error of the capacity (the x where the line reaches 100 %), relative to it:
     ``s / |b| x sqrt(1/n + (x0 - mean x)^2 / Sxx)`` (inverse prediction, weights as counts)."""
-    total = sum(w for _, _, w in data)
     n = len(data)
+    total = swx = 0.0
+    for x, _, w in data:
+        total += w
+        swx += w * x
     if n <= 2 or total <= 0:
         return math.inf
-    mx = sum(w * x for x, _, w in data) / total
-    sxx = sum(w * (x - mx) ** 2 for x, _, w in data) * n / total
-    ss = sum(w * (y - idle - slope * x) ** 2 for x, y, w in data) * n / total
+    mx = swx / total
+    sxx = ss = 0.0
+    for x, y, w in data:
+        sxx += w * (x - mx) ** 2
+        ss += w * (y - idle - slope * x) ** 2
+    sxx = sxx * n / total
+    ss = ss * n / total
     s = math.sqrt(ss / (n - 2))
     if sxx <= 0:
         return math.inf

@@ -68,8 +68,10 @@ class AutoscalePolicy(BaseModel):
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     scale_up_tolerance: float | None = Field(default=None, ge=0, lt=1)
     # A wider band downwards (Azure's "out at 80, in at 60" margin): scale in only below
-    # 47.6 % on a 68 % target; fewer direction reversals on noisy traffic
-    # (docs/benchmarks.md, "Autoscaler").
+    # 70 % of the target; fewer direction reversals on noisy traffic
+    # (docs/benchmarks.md, "Autoscaler"). With a rate target, a load whose recent rates have
+    # settled (``scale_down_steady_spread``) gets the plain ``tolerance`` instead: the band is
+    # a margin for noise, and a settled load has shown it has little.
     scale_down_tolerance: float | None = Field(default=0.3, ge=0, lt=1)
     seasonal_forecast: bool = True
     """Use the seasonal profile the maintenance flow precomputes (``ScalingHistory.profile``):

@@ -116,6 +116,8 @@ def _projected_loads(
     rps = result.values.get("rps")
     if result.sustained_rps is not None:
         rps = result.sustained_rps
+    elif result.peak is not None:
+        rps = result.peak.rps  # the rps recommendation's (same inputs)
     elif rps is not None and policy.scale_down_peak_window_seconds > 0:
         profile = history.profile if policy.seasonal_forecast else None
         rps = recent_peak_rps(history, now, rps, policy, profile).rps

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +64,11 @@ class LoadProfile(BaseModel):
                 return value
         return _lookup(self.day, _DAY, self.slot_seconds, at)
 
+    def slot(self, at: datetime) -> int:
+        """The number of the slot holding ``at`` (two times with the same number have the
+        same ``expected`` value)."""
+        return math.floor(_seconds(at) / self.slot_seconds)
+
     def ratio(self, start: datetime, end: datetime) -> float | None:
         """Profile at ``end`` over profile at ``start`` (None if unknown or near zero)."""
         a, b = self.expected(start), self.expected(end)
@@ -94,8 +99,10 @@ def _lookup(
 
 
 def _seconds(at: datetime) -> float:
-    """Seconds since Monday 1970-01-05 00:00 UTC (so ``% _WEEK`` starts the week on Monday)."""
-    return at.astimezone(UTC).timestamp() - 4 * _DAY
+    """Seconds since Monday 1970-01-05 00:00 UTC (so ``% _WEEK`` starts the week on Monday).
+    (An aware time's ``timestamp`` is already UTC; a naive one is taken as local time, as
+    ``astimezone`` would.)"""
+    return at.timestamp() - 4 * _DAY
 
 
 def build_profile(

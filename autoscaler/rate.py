@@ -3,7 +3,9 @@
 Scale-out uses the rate expected one forecast horizon ahead (``autoscaler.forecast``); scale-in
 uses the rate the pool must still carry (``recent_peak_rps``): the recent peak unless the load
 has settled or is falling steadily, what the seasonal profile expects soon, and, for on/off
-load with short bursts, the sustained rate rather than the bursts.
+load with short bursts, the sustained rate rather than the bursts. The dead band is
+asymmetric: scale-in waits for the wide ``scale_down_tolerance`` (a margin for noise) unless
+the load has settled, when the plain ``tolerance`` applies (the rate to carry is known).
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from autoscaler.config import AutoscalePolicy
 from autoscaler.forecast import LoadProfile, forecast
 from autoscaler.model import Observation, ScalingHistory
 from autoscaler.readings import total_rps
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The rate scale-in must still carry, and why."""
+
+    rps: float
+    why: str | None = None
+    steady: bool = False
+    """The load has settled (flat or falling steadily): no further stabilisation needed."""
 
 
 @dataclass
@@ -39,6 +51,9 @@ class StrategyResult:
     neither adds instances nor holds them."""
     sustained_rps: float | None = None
     burst_note: str = ""
+    peak: Peak | None = None
+    """What scale-in must still carry (``recent_peak_rps``), once computed this tick: the
+    flapping check asks for the same value."""
 
     @property
     def recommendation(self) -> int:
@@ -55,16 +70,6 @@ class StrategyResult:
 def ceil_count(x: float) -> int:
     """``ceil`` that does not turn 2.0000000001 (float noise) into 3."""
     return math.ceil(round(x, 9))
-
-
-@dataclass(frozen=True)
-class Peak:
-    """The rate scale-in must still carry, and why."""
-
-    rps: float
-    why: str | None = None
-    steady: bool = False
-    """The load has settled (flat or falling steadily): no further stabilisation needed."""
 
 
 def recent_peak_rps(
@@ -91,17 +96,24 @@ def recent_peak_rps(
     now_level = profile.expected(now) if profile is not None else None
     peak = raw_peak = rps
     recent: list[tuple[float, float]] = [(0.0, rps)]
+    levels: dict[int, float | None] = {}
     for sample in reversed(history.rates):  # newest first
         age = (now - sample.at).total_seconds()
         if age > window:
             break
         value = sample.rps
-        raw_peak = max(raw_peak, value)
+        if value > raw_peak:
+            raw_peak = value
         if profile is not None and now_level is not None:
-            then = profile.expected(sample.at)
+            slot = profile.slot(sample.at)  # 30 s samples share a slot: look each up once
+            if slot in levels:
+                then = levels[slot]
+            else:
+                then = levels[slot] = profile.expected(sample.at)
             if then is not None and then > now_level > 0:
                 value *= now_level / then  # what that rate means at this time of day
-        peak = max(peak, value)
+        if value > peak:
+            peak = value
         if 0 < age <= short:
             recent.append((-age, sample.rps))
     held = Peak(peak)
@@ -193,13 +205,21 @@ def rps_recommendation(
     if result.rps_source and result.rps_source != "set in the policy":
         label += f" ({result.rps_source})"
     ratio = expected / (target * current) if current else math.inf
+    # The wide scale-down band is a margin for noise. Once the recent rates lie on a flat or
+    # falling line (settled), the rate to carry is known and the plain band suffices: a
+    # quiet load sheds instances as it falls instead of idling inside the wide band.
+    down_band = policy.down_tolerance
+    settled_band = min(policy.tolerance, down_band)
     if (
-        ratio < 1 - policy.down_tolerance
+        ratio < 1 - settled_band
         and policy.scale_down_peak_window_seconds > 0
         and not result.short_bursts
     ):
         held = recent_peak_rps(history, now, rps, policy, profile)
+        result.peak = held
         result.steady = held.steady
+        if held.steady:
+            down_band = settled_band
         if held.rps > expected:
             label += f"; carry {held.rps:.1f}/s"
             expected = held.rps
@@ -207,7 +227,7 @@ def rps_recommendation(
             label += f" ({held.why})"
         # What the pool must carry can hold it, never grow it.
         ratio = min(expected / (target * current), 1.0)
-    if 1 - policy.down_tolerance <= ratio <= 1 + policy.up_tolerance:
+    if 1 - down_band <= ratio <= 1 + policy.up_tolerance:
         result.recommendations["rps"] = current
         result.explanations["rps"] = f"{label}: within tolerance"
         return

@@ -32,6 +32,7 @@ from autoscaler import (  # noqa: E402
     ScalingHistory,
     decide,
 )
+from autoscaler.config import HARD_MAX_INSTANCES  # noqa: E402
 from autoscaler.forecast import build_profile  # noqa: E402
 from autoscaler.learning import learn  # noqa: E402
 
@@ -54,7 +55,8 @@ def observation(instances: int, at: datetime, load: float) -> Observation:
 
 
 def build(instances: int) -> tuple[AutoscalePolicy, Observation, ScalingHistory]:
-    policy = AutoscalePolicy(min_instances=1, max_instances=200)
+    # The policy's ceiling (issue 15 made it 100): a pool of 100 is decided at its bound.
+    policy = AutoscalePolicy(min_instances=1, max_instances=HARD_MAX_INSTANCES)
     days = [(NOW - timedelta(days=d, minutes=m), 5000.0 + 20 * (m % 300))
             for d in (1, 2) for m in range(0, 1440, 5)]
     history = ScalingHistory(profile=build_profile(days))

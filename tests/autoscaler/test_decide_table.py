@@ -295,6 +295,44 @@ CASES = [
         driver="rps",
     ),
     Case(
+        "a settled load inside the wide down band sheds instances (changed in issue 12: it "
+        "used to hold): 230-240/s steady for 300 s on 6 x 50 is 0.77-0.8, inside the 0.3 band "
+        "but outside the plain 0.1 one; the rate to carry is known, so ceil(240/50) = 5",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=230),
+        5,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_tolerance": 0.3,
+            "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": 0.25,
+        },
+        history=ScalingHistory(
+            rates=(RateSample(at=ago(240), rps=240), RateSample(at=ago(120), rps=235))
+        ),
+        driver="rps",
+    ),
+    Case(
+        "the same level with noisy rates (180-260/s) keeps the wide band: the 260/s peak on "
+        "6 x 50 is 0.87, inside 0.3: hold",
+        pool(20, 20, 20, 20, 20, 20, memory=20, rps=230),
+        6,
+        policy={
+            "min_instances": 1,
+            "target_rps_per_instance": 50,
+            "target_cpu_percent": None,
+            "target_memory_percent": None,
+            "scale_down_tolerance": 0.3,
+            "scale_down_peak_window_seconds": 1200,
+            "scale_down_steady_spread": 0.25,
+        },
+        history=ScalingHistory(
+            rates=(RateSample(at=ago(240), rps=260), RateSample(at=ago(120), rps=180))
+        ),
+    ),
+    Case(
         "bursty recent rates (90-160/s, more than 25 % apart) keep the long peak: 250/s needs 5",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         5,
