@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,7 @@ from kongstack.cli.warmrun import WarmRunner
 
 ALERT_EVENT = "kongstack.alert.firing"
 AUTOMATION_PREFIX = "kongstack-autoscale-fastpath"
+STOP_GRACE_S = 12.0  # a tick takes ~1 s; `kongstack down` SIGKILLs after 15 s
 MAX_BODY = 1 << 20  # Alertmanager groups are small; refuse anything absurd
 
 log = logging.getLogger("kongstack.fastpath")
@@ -224,11 +227,15 @@ def main(argv: list[str] | None = None) -> None:
         server = WebhookServer(args.host, args.port, prefect_emitter(args.stack))
     log.info("autoscale fast path (%s mode): POST http://%s:%d/alerts", args.mode, args.host,
              args.port)
+    # SIGTERM (`kongstack down`): stop taking alerts and let a running tick finish (it has
+    # STOP_GRACE_S; `down` waits 15 s before SIGKILL, which a tick also survives).
+    signal.signal(signal.SIGTERM,
+                  lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever()
     finally:
         server.server_close()
-        if server.runner is not None and not server.runner.wait_idle(timeout=60):
+        if server.runner is not None and not server.runner.wait_idle(timeout=STOP_GRACE_S):
             log.warning("stopping while a fast-path run is still executing")
 
 

@@ -4,7 +4,7 @@
 default (Redis, the embedded store with seed data, Prometheus, Alertmanager, exporters, the
 nginx gateway with a key per consumer, 3 stock API instances), then the process that serves
 the four deployments (autoscale every 30 s) and the Alertmanager webhook of the autoscale fast
-path; last, how to use the keys (never a key itself). Every part is idempotent: a second
+path (a warm process that executes the autoscale deployment's alert runs itself); last, how to use the keys (never a key itself). Every part is idempotent: a second
 ``up`` finds everything running and says so.
 """
 
@@ -78,7 +78,10 @@ def start_orchestration(settings: LocalSettings, console: Console) -> None:
         cwd=REPO_ROOT,
         timeout=120,
     )
-    console.print("[bold]alert fast path[/bold] (Alertmanager webhook → Prefect event)")
+    # After serve: the webhook runs the autoscale deployment's runs itself (warm process,
+    # kongstack/cli/warmrun.py), so the deployment must be registered by then.
+    console.print("[bold]alert fast path[/bold] (Alertmanager webhook → a run of the autoscale "
+                  "deployment, executed in the webhook's warm process)")
     _fastpath_daemon(settings).start(
         [sys.executable, "-m", "kongstack.cli.fastpath", "--host", settings.host,
          "--port", str(settings.webhook_port)],
