@@ -20,6 +20,7 @@ from kongstack.cli.fastpath import WebhookServer
 from kongstack.cli.warmrun import WarmRunner
 from kongstack.core.errors import ConfigError
 from kongstack.core.procs import free_port
+from tests.support.autoscale_stack import Stack
 from tests.tick.test_fastpath import alertmanager_body
 
 WAIT_S = 60.0  # bound on every wait: a hung run fails the test instead of hanging it
@@ -195,3 +196,35 @@ def test_bad_wiring_is_refused_before_serving() -> None:
         WarmRunner(probe, "autoscale")
     with pytest.raises(ValueError, match="exactly one of emit"):
         WebhookServer("127.0.0.1", free_port())
+
+
+def test_the_real_tick_runs_in_the_warm_process_alert_after_alert(process_stack: Stack) -> None:
+    """The autoscale flow itself, as the webhook runs it: a run of the deployment that acts
+    (an empty pool grows to min 3), then a second alert's run in the same process that holds."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+
+    from flows.autoscale import autoscale
+
+    s = process_stack
+    grow = s.with_policy(min_instances=3)
+    name = f"warm-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name(autoscale.name), name=name,
+            parameters={"config": grow.model_dump(mode="json"), "trigger": "schedule"},
+            concurrency_limit=1, concurrency_options=ConcurrencyOptions(
+                collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+    warm = WarmRunner(autoscale, f"{autoscale.name}/{name}", parameters={"trigger": "alert"})
+    ids: list[UUID] = []
+    for _ in range(2):
+        started = warm.trigger()
+        assert started.outcome == "started" and started.flow_run_id, started
+        assert warm.wait_idle(120)
+        ids.append(started.flow_run_id)
+    runs = [read_run(i) for i in ids]
+    assert [r.deployment_id for r in runs] == [deployment_id, deployment_id]
+    assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
+    # The tick's own name for what it did: it acted once, then held.
+    assert [r.name for r in runs] == ["autoscale-alert-0to3", "autoscale-alert-3to3"]
+    assert len(s.ready()) == 3 and s.targets() == s.ready()
