@@ -376,8 +376,11 @@ def run_all(stack: Stack, work: Path, api_url: str, webhook_port: int,
         print(json.dumps(cost))
         return
     # The seed's threshold rules, with its one cooldown shortened from 300 s to one tick.
+    # The trials repeat a 75 s step every ~2 minutes: the policy's on/off rule
+    # (short_burst_seconds) would rightly size the pool for the sustained rate between such
+    # bursts and not scale at all. This measures the reaction chain, so the rule is off.
     variants: dict[str, dict[str, Any]] = {
-        "proportional": {},
+        "proportional": {"short_burst_seconds": 0},
         "threshold": {"strategy": "threshold", "scale_up_rps": 30.0,
                       "scale_down_rps": 5.0, "cooldown_seconds": 30.0},
     }
