@@ -4,8 +4,9 @@
 default (Redis, the embedded store with seed data, Prometheus, Alertmanager, exporters, the
 nginx gateway with a key per consumer, 3 stock API instances), then the process that serves
 the four deployments (autoscale every 30 s) and the Alertmanager webhook of the autoscale fast
-path (a warm process that executes the autoscale deployment's alert runs itself); last, how to use the keys (never a key itself). Every part is idempotent: a second
-``up`` finds everything running and says so.
+path (a warm process that executes the autoscale deployment's alert runs itself); last, how
+to use the keys (never a key itself). Every part is idempotent: a second ``up`` finds
+everything running and says so.
 """
 
 from __future__ import annotations
