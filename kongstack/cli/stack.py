@@ -104,9 +104,10 @@ def _print_where(settings: LocalSettings, urls: dict[str, str], console: Console
     table.add_row("alert fast path", f"http://{settings.host}:{settings.webhook_port}/alerts")
     console.print(table)
     console.print(
-        "Next: [bold]kongstack load --rps 400 --duration 300[/bold] (watch the pool grow toward 6 "
-        "and shrink back to 3), [bold]kongstack status[/bold], [bold]kongstack monitor[/bold]; "
-        "stop with [bold]make stop[/bold]. Logs: var/log/."
+        "Next: [bold]kongstack load --rps 400 --duration 300[/bold], then [bold]kongstack "
+        "status[/bold] (the capacity the autoscaler learns per instance, and the pool it sizes "
+        "from it: it grows when CPU or p95 latency say the load needs more), [bold]kongstack "
+        "monitor[/bold]; stop with [bold]make stop[/bold]. Logs: var/log/."
     )
 
 
