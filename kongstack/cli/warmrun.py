@@ -46,7 +46,8 @@ class Started:
     state: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"run": self.outcome, "flow_run_id": str(self.flow_run_id or "") or None,
+        return {"run": self.outcome,
+                "flow_run_id": str(self.flow_run_id) if self.flow_run_id else None,
                 "state": self.state}
 
 
