@@ -1,13 +1,22 @@
 """The autoscale fast path: an Alertmanager alert runs a tick at once instead of waiting for
 the next 30-second slot.
 
-    Prometheus alert (autoscale="true") -> Alertmanager -> POST /alerts (this webhook)
-      -> Prefect event ``kongstack.alert.firing`` -> automation / deployment trigger
-      -> run of the ``autoscale`` deployment (parameter trigger="alert")
+Two modes (``--mode``):
 
-The run goes through the deployment, so its concurrency limit (1, CANCEL_NEW) still holds: an
-alert that arrives while a tick runs is cancelled, never run alongside it. Several firing
-alerts in one webhook call give one event (one tick is enough).
+- ``run`` (the default, what ``kongstack up`` starts): this long-lived process has the
+  autoscale flow imported and executes the run itself (kongstack/cli/warmrun.py):
+      Prometheus alert (autoscale="true") -> Alertmanager -> POST /alerts (this webhook)
+        -> run of the ``autoscale`` deployment created here (trigger="alert") -> Pending
+        (the server applies the deployment's concurrency rule) -> executed in this process
+  No new Python process per run, which was most of the fast path's time on a busy machine.
+- ``event``: the webhook only emits the Prefect event ``kongstack.alert.firing``; the
+  deployment trigger (prefect.yaml) / automation has the runner or a worker start the run,
+  in a new process. For a receiver that cannot run the flow (no flow code or pool access).
+
+Either way the run is a run of the deployment, so its concurrency limit (1, CANCEL_NEW) still
+holds: an alert that arrives while a tick runs is cancelled, never run alongside it. Several
+firing alerts in one webhook call give one run (one tick is enough), and in ``run`` mode an
+alert that arrives while this process runs a tick is coalesced into it.
 
 Run the receiver with ``python -m kongstack.cli.fastpath --port 18090 --stack kongstack``.
 """
@@ -17,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,8 +36,11 @@ from uuid import UUID
 
 from prefect.events import emit_event
 
+from kongstack.cli.warmrun import WarmRunner
+
 ALERT_EVENT = "kongstack.alert.firing"
 AUTOMATION_PREFIX = "kongstack-autoscale-fastpath"
+STOP_GRACE_S = 12.0  # a tick takes ~1 s; `kongstack down` SIGKILLs after 15 s
 MAX_BODY = 1 << 20  # Alertmanager groups are small; refuse anything absurd
 
 log = logging.getLogger("kongstack.fastpath")
@@ -79,7 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path == "/health":
-            self._reply(200, {"status": "ok", "emitted": self.server.emitted})
+            runner = self.server.runner
+            self._reply(200, {"status": "ok", "emitted": self.server.emitted,
+                              "mode": "event" if runner is None else "run",
+                              "running": bool(runner and runner.busy)})
         else:
             self._reply(404, {"error": "not found"})
 
@@ -99,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         if payload is None:
             self._reply(200, {"emitted": 0})
             return
+        if self.server.runner is not None:
+            self._run(payload)
+            return
         try:
             self.server.emit(payload)
         except Exception as exc:  # Alertmanager retries a 5xx, so say it failed
@@ -109,14 +129,39 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("alert firing (%s): emitted %s", ", ".join(payload["alerts"]), ALERT_EVENT)
         self._reply(200, {"emitted": 1})
 
+    def _run(self, payload: dict[str, Any]) -> None:
+        runner = self.server.runner
+        assert runner is not None
+        try:
+            started = runner.trigger()
+        except Exception as exc:  # Prefect unreachable or the deployment missing: 503, retried
+            log.error("could not start a run of %s: %s", runner.deployment, exc)
+            self._reply(503, {"error": f"run not started: {exc}"})
+            return
+        if started.outcome == "started":
+            self.server.emitted += 1
+        log.info("alert firing (%s): %s %s", ", ".join(payload["alerts"]), started.outcome,
+                 started.flow_run_id or "")
+        self._reply(200, started.as_json())
+
 
 class WebhookServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, emit: Emit) -> None:
+    def __init__(self, host: str, port: int, emit: Emit | None = None, *,
+                 runner: WarmRunner | None = None) -> None:
+        if (emit is None) == (runner is None):
+            raise ValueError("WebhookServer: give exactly one of emit (event mode) or runner "
+                             "(run mode)")
         super().__init__((host, port), _Handler)
-        self.emit = emit
+        self.emit: Emit = emit or _no_emit
+        self.runner = runner
         self.emitted = 0
+        """Events emitted (event mode) or runs started (run mode)."""
+
+
+def _no_emit(payload: dict[str, Any]) -> None:
+    raise RuntimeError("run mode emits no event")
 
 
 def fastpath_trigger(stack: str = "kongstack") -> dict[str, Any]:
@@ -166,14 +211,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18090)
     parser.add_argument("--stack", default="kongstack")
+    parser.add_argument("--mode", choices=["run", "event"], default="run",
+                        help="run: execute the deployment's run in this warm process; event: "
+                             "emit a Prefect event for the deployment trigger")
+    parser.add_argument("--deployment", default="autoscale/autoscale",
+                        help="run mode: the deployment to run (flow-name/deployment-name)")
+    parser.add_argument("--entrypoint", default="flows/autoscale.py:autoscale",
+                        help="run mode: the flow the deployment runs (imported now, once)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = WebhookServer(args.host, args.port, prefect_emitter(args.stack))
-    log.info("autoscale fast path: POST http://%s:%d/alerts", args.host, args.port)
+    if args.mode == "run":
+        server = WebhookServer(args.host, args.port,
+                               runner=warm_runner(args.entrypoint, args.deployment))
+    else:
+        server = WebhookServer(args.host, args.port, prefect_emitter(args.stack))
+    log.info("autoscale fast path (%s mode): POST http://%s:%d/alerts", args.mode, args.host,
+             args.port)
+    # SIGTERM (`kongstack down`): stop taking alerts and let a running tick finish (it has
+    # STOP_GRACE_S; `down` waits 15 s before SIGKILL, which a tick also survives).
+    signal.signal(signal.SIGTERM,
+                  lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever()
     finally:
         server.server_close()
+        if server.runner is not None and not server.runner.wait_idle(timeout=STOP_GRACE_S):
+            log.warning("stopping while a fast-path run is still executing")
+
+
+def warm_runner(entrypoint: str, deployment: str) -> WarmRunner:
+    """The flow imported now (the point of a warm process), plus Prefect's flow engine."""
+    import prefect.flow_engine  # noqa: F401 - imported here, not on the first alert
+
+    from kongstack.cli.serve import load_flow
+
+    return WarmRunner(load_flow(entrypoint), deployment, parameters={"trigger": "alert"})
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 default (Redis, the embedded store with seed data, Prometheus, Alertmanager, exporters, the
 nginx gateway with a key per consumer, 3 stock API instances), then the process that serves
 the four deployments (autoscale every 30 s) and the Alertmanager webhook of the autoscale fast
-path; last, how to use the keys (never a key itself). Every part is idempotent: a second
-``up`` finds everything running and says so.
+path (a warm process that executes the autoscale deployment's alert runs itself); last, how
+to use the keys (never a key itself). Every part is idempotent: a second ``up`` finds
+everything running and says so.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def start_orchestration(settings: LocalSettings, console: Console) -> None:
         cwd=REPO_ROOT,
         timeout=120,
     )
-    console.print("[bold]alert fast path[/bold] (Alertmanager webhook → Prefect event)")
+    # After serve: the webhook runs the autoscale deployment's runs itself (warm process,
+    # kongstack/cli/warmrun.py), so the deployment must be registered by then.
+    console.print("[bold]alert fast path[/bold] (Alertmanager webhook → a run of the autoscale "
+                  "deployment, executed in the webhook's warm process)")
     _fastpath_daemon(settings).start(
         [sys.executable, "-m", "kongstack.cli.fastpath", "--host", settings.host,
          "--port", str(settings.webhook_port)],
@@ -100,9 +104,10 @@ def _print_where(settings: LocalSettings, urls: dict[str, str], console: Console
     table.add_row("alert fast path", f"http://{settings.host}:{settings.webhook_port}/alerts")
     console.print(table)
     console.print(
-        "Next: [bold]kongstack load --rps 400 --duration 300[/bold] (watch the pool grow toward 6 "
-        "and shrink back to 3), [bold]kongstack status[/bold], [bold]kongstack monitor[/bold]; "
-        "stop with [bold]make stop[/bold]. Logs: var/log/."
+        "Next: [bold]kongstack load --rps 400 --duration 300[/bold], then [bold]kongstack "
+        "status[/bold] (the capacity the autoscaler learns per instance, and the pool it sizes "
+        "from it: it grows when CPU or p95 latency say the load needs more), [bold]kongstack "
+        "monitor[/bold]; stop with [bold]make stop[/bold]. Logs: var/log/."
     )
 
 

@@ -1,0 +1,230 @@
+"""The fast path in run mode: an alert becomes a run of the deployment, executed in the warm
+webhook process by Prefect's flow engine, under the deployment's concurrency rule (real
+Prefect server; runs synchronise on events, never on sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect import flow
+
+from kongstack.cli.fastpath import WebhookServer
+from kongstack.cli.warmrun import WarmRunner
+from kongstack.core.errors import ConfigError
+from kongstack.core.procs import free_port
+from tests.support.autoscale_stack import Stack
+from tests.tick.test_fastpath import alertmanager_body
+
+WAIT_S = 60.0  # bound on every wait: a hung run fails the test instead of hanging it
+
+
+class Gate:
+    """A run that says when it started and waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.pids: list[int] = []
+
+
+GATES: dict[str, Gate] = {}
+
+
+@flow(name="warm-probe", retries=0, timeout_seconds=120)
+async def probe(gate: str, trigger: str = "schedule") -> dict[str, Any]:
+    """Stands in for the tick: records the process it ran in, then holds the slot."""
+    g = GATES[gate]
+    g.pids.append(os.getpid())
+    g.started.set()
+    released = await asyncio.to_thread(g.release.wait, WAIT_S)
+    return {"trigger": trigger, "released": released}
+
+
+def make_deployment(gate: str) -> tuple[str, UUID]:
+    """A deployment of the probe with the autoscale deployment's rule: 1, CANCEL_NEW."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+
+    name = f"warm-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name(probe.name)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name=name, parameters={"gate": gate, "trigger": "schedule"},
+            concurrency_limit=1,
+            concurrency_options=ConcurrencyOptions(
+                collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+    return f"{probe.name}/{name}", deployment_id
+
+
+def runs_of(deployment_id: UUID) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        return list(client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id]))))
+
+
+def read_run(run_id: str | UUID) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(str(run_id)))
+
+
+@pytest.fixture
+def gate() -> Iterator[str]:
+    key = uuid.uuid4().hex
+    GATES[key] = Gate()
+    yield key
+    GATES[key].release.set()  # never leave a run waiting
+    GATES.pop(key)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Any]:
+    """``start(runner)`` -> the URL of a run-mode webhook in this process; stopped after."""
+    servers: list[WebhookServer] = []
+
+    def start(warm: WarmRunner) -> str:
+        server = WebhookServer("127.0.0.1", free_port(), runner=warm)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/alerts"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+        assert server.runner is not None and server.runner.wait_idle(WAIT_S)
+
+
+def alert(url: str) -> dict[str, Any]:
+    r = httpx.post(url, json=alertmanager_body("firing"), timeout=WAIT_S)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_alert_runs_the_deployment_in_this_process_and_repeats_coalesce(
+        gate: str, webhook: Any) -> None:
+    start = webhook
+    name, deployment_id = make_deployment(gate)
+    warm = WarmRunner(probe, name, parameters={"trigger": "alert"})
+    url = start(warm)
+
+    first = alert(url)
+    assert first["run"] == "started" and first["state"] == "Pending"
+    assert GATES[gate].started.wait(WAIT_S), "the run did not start"
+    # Rapid repeats while the tick runs start nothing: no pile of runs.
+    assert [alert(url)["run"] for _ in range(3)] == ["coalesced"] * 3
+    assert warm.busy
+    GATES[gate].release.set()
+    assert warm.wait_idle(WAIT_S)
+
+    run = read_run(first["flow_run_id"])
+    assert run.deployment_id == deployment_id  # a run OF the deployment (shows under it)
+    assert run.parameters == {"gate": gate, "trigger": "alert"}  # deployment's + the alert's
+    assert run.state.is_completed(), run.state
+    assert GATES[gate].pids == [os.getpid()]  # executed here: no process was started
+    assert warm.finished == [(run.id, "Completed")]
+    assert len(runs_of(deployment_id)) == 1
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_deployment_concurrency_rule_holds_between_schedule_and_fast_path(
+        gate: str, webhook: Any) -> None:
+    start = webhook
+    name, deployment_id = make_deployment(gate)
+    # The scheduled run, taken the runner's way (Pending first, then the engine). Another
+    # WarmRunner does exactly those steps; only the process start is missing.
+    scheduled = WarmRunner(probe, name, parameters={"trigger": "schedule"})
+    fast = WarmRunner(probe, name, parameters={"trigger": "alert"})
+    url = start(fast)
+
+    held = scheduled.trigger()
+    assert held.outcome == "started"
+    assert GATES[gate].started.wait(WAIT_S)
+    # A fast-path run while the scheduled one runs: the server cancels it (CANCEL_NEW).
+    refused = alert(url)
+    assert refused["run"] == "refused" and refused["state"] == "Cancelled"
+    assert "concurrency limit" in (read_run(refused["flow_run_id"]).state.message or "")
+    GATES[gate].release.set()
+    assert scheduled.wait_idle(WAIT_S)
+
+    # The other way round: the fast-path run holds the slot, the schedule's run is refused.
+    GATES[gate].started.clear()
+    GATES[gate].release.clear()
+    went = alert(url)
+    assert went["run"] == "started"
+    assert GATES[gate].started.wait(WAIT_S)
+    assert scheduled.trigger().state == "Cancelled"
+    GATES[gate].release.set()
+    assert fast.wait_idle(WAIT_S)
+    assert read_run(went["flow_run_id"]).state.is_completed()
+
+    # The slot was given back each time: the next scheduled run goes ahead.
+    assert scheduled.trigger().outcome == "started"
+    assert scheduled.wait_idle(WAIT_S)
+    states = sorted(r.state.name for r in runs_of(deployment_id))
+    assert states == ["Cancelled", "Cancelled", "Completed", "Completed", "Completed"]
+    assert len(GATES[gate].pids) == 3 and set(GATES[gate].pids) == {os.getpid()}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_missing_deployment_is_a_503_naming_it(webhook: Any) -> None:
+    start = webhook
+    url = start(WarmRunner(probe, "warm-probe/not-registered"))
+    r = httpx.post(url, json=alertmanager_body("firing"), timeout=WAIT_S)
+    assert r.status_code == 503  # Alertmanager retries a 5xx
+    assert "warm-probe/not-registered" in r.json()["error"] and "not registered" in \
+        r.json()["error"]
+    r = httpx.post(url, json=alertmanager_body("firing"), timeout=WAIT_S)
+    assert r.status_code == 503  # the failure released the process: it tries again
+
+
+def test_bad_wiring_is_refused_before_serving() -> None:
+    with pytest.raises(ConfigError, match="deployment: expected 'flow-name/deployment-name'"):
+        WarmRunner(probe, "autoscale")
+    with pytest.raises(ValueError, match="exactly one of emit"):
+        WebhookServer("127.0.0.1", free_port())
+
+
+def test_the_real_tick_runs_in_the_warm_process_alert_after_alert(process_stack: Stack) -> None:
+    """The autoscale flow itself, as the webhook runs it: a run of the deployment that acts
+    (an empty pool grows to min 3), then a second alert's run in the same process that holds."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+
+    from flows.autoscale import autoscale
+
+    s = process_stack
+    grow = s.with_policy(min_instances=3)
+    name = f"warm-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name(autoscale.name), name=name,
+            parameters={"config": grow.model_dump(mode="json"), "trigger": "schedule"},
+            concurrency_limit=1, concurrency_options=ConcurrencyOptions(
+                collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW))
+    warm = WarmRunner(autoscale, f"{autoscale.name}/{name}", parameters={"trigger": "alert"})
+    ids: list[UUID] = []
+    for _ in range(2):
+        started = warm.trigger()
+        assert started.outcome == "started" and started.flow_run_id, started
+        assert warm.wait_idle(120)
+        ids.append(started.flow_run_id)
+    runs = [read_run(i) for i in ids]
+    assert [r.deployment_id for r in runs] == [deployment_id, deployment_id]
+    assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
+    # The tick's own name for what it did: it acted once, then held.
+    assert [r.name for r in runs] == ["autoscale-alert-0to3", "autoscale-alert-3to3"]
+    assert len(s.ready()) == 3 and s.targets() == s.ready()
