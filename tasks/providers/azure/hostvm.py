@@ -57,6 +57,8 @@ with requires_extra("azure", "the Azure provider"):
     from azure.mgmt.network.models import NetworkInterface, PublicIPAddress
 
 POOL_HOST_SCRIPT = REPO_ROOT / "deployments" / "install" / "pool-host.sh"
+COMPUTE_API_VERSION = "2026-04-01"
+"""The api-version azure-mgmt-compute 39 sends (its run-command request builder's)."""
 TRANSIENT = ("Creating", "Updating", "Deleting")
 FAILED = ("Failed", "Canceled")
 InstallState = Literal["absent", "running", "done", "failed"]
@@ -106,7 +108,9 @@ class AzureHostFactory:
     # -- names, bodies ---------------------------------------------------------------------
 
     def vm_for(self, name: str) -> VM:
-        return self.template.model_copy(update={"name": name})
+        """The stock API VM's plan under ``name``, with the stock API as its only role."""
+        api = self.template.service(Role.STOCK_API)
+        return self.template.model_copy(update={"name": name, "services": [api]})
 
     def tags(self, vm: VM) -> dict[str, str]:
         return {**self.topo.owner_tags(), "kongstack.vm": vm.name,
@@ -158,9 +162,8 @@ class AzureHostFactory:
         if isinstance(pip, Progress):
             return pip
         nic_body = plan.nic_body(self.topo, vm, subnet_id=str(subnet.id), pip_id=str(pip.id),
-                                 nsg_id=str(nsg.id))
-        nic_body["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = (
-            added_address(self.topo, vm.name))
+                                 nsg_id=str(nsg.id),
+                                 private_address=added_address(self.topo, vm.name))
         nic = self._step(f"network interface {names.nic}", lambda: net.network_interfaces.get(
             rg, names.nic), lambda: net.network_interfaces.begin_create_or_update(
             rg, names.nic, NetworkInterface({**nic_body, "tags": tags}), polling=False))
@@ -228,13 +231,17 @@ class AzureHostFactory:
             return None
         status_url = record.memo.get("hostkey_status")
         if not status_url:
-            headers = self.clients.compute.virtual_machines.begin_run_command(
-                self.rg, vm_name, {"commandId": "RunShellScript",
-                                   "script": ["cat /etc/ssh/ssh_host_ed25519_key.pub"]},
-                polling=False, cls=lambda response, *_: response.http_response.headers,
-            ).result()
-            memo = {"hostkey_status": headers.get("Azure-AsyncOperation", ""),
-                    "hostkey_result": headers.get("Location", "")}
+            # The request begin_run_command sends, sent without its poller: the operation
+            # runs on in Azure and a later tick follows its status URL.
+            path = (f"/subscriptions/{self.clients.subscription_id}/resourceGroups/{self.rg}"
+                    f"/providers/Microsoft.Compute/virtualMachines/{vm_name}/runCommand")
+            response = self.clients.compute.send_request(HttpRequest(
+                "POST", path, params={"api-version": COMPUTE_API_VERSION},
+                json={"commandId": "RunShellScript",
+                      "script": ["cat /etc/ssh/ssh_host_ed25519_key.pub"]}))
+            response.raise_for_status()
+            memo = {"hostkey_status": response.headers.get("Azure-AsyncOperation", ""),
+                    "hostkey_result": response.headers.get("Location", "")}
             if not memo["hostkey_status"]:
                 raise ProviderError(f"{vm_name}: Run Command gave no operation to follow")
             return Progress("pending", f"reading the host key of {vm_name} over ARM", memo=memo)
