@@ -55,16 +55,14 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 def pool(instances: int, hosts: int, load_factor: float) -> tuple[
         AutoscalePolicy, Observation, ScalingHistory, dict[str, int]]:
     """``instances`` spread over ``hosts`` (capacity 25 each), at ``load_factor`` x target."""
-    policy = AutoscalePolicy(min_instances=1, max_instances=HARD_MAX_INSTANCES,
-                             target_rps_per_instance=70, victim_selection="newest",
-                             target_cpu_percent=None, target_memory_percent=None,
-                             scale_down_cooldown_seconds=0, scale_down_stabilization_seconds=0,
-                             scale_down_peak_window_seconds=0,
-                             scale_up_limit_instances=HARD_MAX_INSTANCES)
-    # The policy's validated bound is HARD_MAX_INSTANCES (100); a pool of 1,000 is past it,
-    # so the bound is lifted here, unvalidated, to time the code at the issue's scale.
-    policy = policy.model_copy(update={"max_instances": hosts * 25,
-                                       "scale_up_limit_instances": hosts * 25})
+    # A real, validated policy for the whole pool (hosts x 25 = 1,000 = HARD_MAX_INSTANCES).
+    policy = AutoscalePolicy.build({
+        "min_instances": 1, "max_instances": min(hosts * 25, HARD_MAX_INSTANCES),
+        "target_rps_per_instance": 70, "victim_selection": "newest",
+        "target_cpu_percent": None, "target_memory_percent": None,
+        "scale_down_cooldown_seconds": 0, "scale_down_stabilization_seconds": 0,
+        "scale_down_peak_window_seconds": 0,
+        "scale_up_limit_instances": min(hosts * 25, HARD_MAX_INSTANCES)}, source="benchmark")
     views = tuple(
         InstanceView(id=f"i{k}", host=f"h{k % hosts:02d}",
                      started_at=NOW - timedelta(seconds=3600 + k),

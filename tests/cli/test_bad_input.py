@@ -46,7 +46,7 @@ def no_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.param(lambda d: (d / "a.yaml", (d / "a.yaml").write_text(
         "policy: {cooldown_seconds: .inf}\n"))[0], ["status", "--config", "{}"],
         "cooldown_seconds", id="status: an infinite cooldown"),
-    pytest.param(lambda d: d, ["scale", "101", "--force"], "less than or equal to 100",
+    pytest.param(lambda d: d, ["scale", "1001", "--force"], "less than or equal to 1000",
                  id="scale: above the hard cap even with --force"),
     pytest.param(lambda d: d, ["simulate", "--tick", "0", "trace.csv"], "--tick",
                  id="simulate: --tick 0 is refused, not clamped"),

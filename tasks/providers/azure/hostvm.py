@@ -48,6 +48,7 @@ from tasks.instances.hosts import HostConfig
 from tasks.providers.azure import plan
 from tasks.providers.azure.clients import AzureClients
 from tasks.providers.azure.cloud_init import render_cloud_init
+from tasks.providers.azure.nsg import added_range
 from tasks.providers.azure.provision import describe_error
 
 with requires_extra("azure", "the Azure provider"):
@@ -73,16 +74,18 @@ class Installer(Protocol):
 
 
 def added_address(topo: Topology, name: str) -> str:
-    """The static private address of added host ``<prefix>-N``: the subnet's upper half
-    (the deploy-stack's VMs take .4, .5, ... of the lower half)."""
-    subnet = ipaddress.ip_network(topo.azure.subnet_cidr)
+    """The static private address of added host ``<prefix>-N``: in the subnet's upper half
+    (``nsg.added_range``, which the NSG opens when ``azure.added_hosts`` > 0), from its
+    fourth address on (.132 for ``added-1`` in a /24)."""
+    upper = ipaddress.ip_network(added_range(topo))
     match = re.search(r"-(\d+)$", name)
     if match is None:
         raise ConfigError(f"added host {name!r}: its name must end in -<number>")
-    offset = subnet.num_addresses // 2 + 3 + int(match.group(1))
-    if offset >= subnet.num_addresses - 1:
-        raise ConfigError(f"azure.subnet_cidr {subnet}: no room for added host {name}")
-    return str(subnet.network_address + offset)
+    offset = 3 + int(match.group(1))
+    if offset >= upper.num_addresses - 1:
+        raise ConfigError(f"azure.subnet_cidr {topo.azure.subnet_cidr}: no room for added "
+                          f"host {name}")
+    return str(upper.network_address + offset)
 
 
 @dataclass
@@ -102,6 +105,18 @@ class AzureHostFactory:
         if template is None:
             raise ConfigError(f"pool.growth: the topology {self.topo.name} has no stock-api VM "
                               "to copy for added hosts")
+        if self.config.max_added_hosts > self.topo.azure.added_hosts:
+            raise ConfigError(
+                f"pool.growth.max_added_hosts: {self.config.max_added_hosts} exceeds "
+                f"azure.added_hosts ({self.topo.azure.added_hosts}) of stack {self.topo.name}: "
+                "its NSG opens the added hosts' range only for that many (set it and run "
+                "deploy-stack)")
+        api = template.service(Role.STOCK_API)
+        if api is not None and self.config.capacity > api.count:
+            raise ConfigError(
+                f"pool.growth.capacity: {self.config.capacity} exceeds the stock API's count "
+                f"({api.count}) on {template.name}: the NSG opens only its {api.count} ports "
+                "on added hosts")
         self.template = template
         self.rg = self.topo.azure.resource_group
 
@@ -330,6 +345,8 @@ class SshInstaller:
     env: dict[str, str]
     script: Path = POOL_HOST_SCRIPT
     connect_timeout: float = 15.0
+    state_dir: str = "~/.kongstack"
+    """Where on the host the script, its log and exit code are kept."""
 
     def _run(self, address: str, user: str, command: str, stdin: bytes = b"") -> str:
         from tasks.providers.ssh import SSHTarget, connect
@@ -350,7 +367,7 @@ class SshInstaller:
             client.close()
 
     def state(self, address: str, user: str) -> tuple[InstallState, str]:
-        out = self._run(address, user, "d=~/.kongstack; if [ -f $d/pool-host.rc ]; then echo "
+        out = self._run(address, user, f"d={self.state_dir}; if [ -f $d/pool-host.rc ]; then echo "
                         "rc=$(cat $d/pool-host.rc); tail -n 5 $d/pool-host.log; elif [ -f "
                         "$d/pool-host.started ]; then echo running; tail -n 1 $d/pool-host.log;"
                         " else echo absent; fi")
@@ -364,7 +381,7 @@ class SshInstaller:
     def start(self, address: str, user: str) -> None:
         sudo = "" if user == "root" else "sudo -n "
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
-        self._run(address, user, "d=~/.kongstack; mkdir -p $d && cat > $d/pool-host.sh && "
+        self._run(address, user, f"d={self.state_dir}; mkdir -p $d && cat > $d/pool-host.sh && "
                   "rm -f $d/pool-host.rc && touch $d/pool-host.started && (setsid nohup sh -c "
                   f"'{sudo}env {exports} bash '$d'/pool-host.sh > '$d'/pool-host.log 2>&1; "
                   "echo $? > '$d'/pool-host.rc' </dev/null >/dev/null 2>&1 &)",

@@ -8,6 +8,7 @@ test_added_hosts.py; here the installer is a recording stand-in."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 
 from autoscaler.placement import HostLoad
 from kongstack.core import OWNER_LABEL
+from kongstack.core.errors import ConfigError
 from kongstack.core.procs import wait_until
 from kongstack.core.topology import Topology
 from tasks.instances.added import (
@@ -29,6 +31,7 @@ from tasks.instances.added import (
 )
 from tasks.providers.azure.clients import AzureClients
 from tasks.providers.azure.hostvm import AzureHostFactory, InstallState, added_address
+from tasks.providers.azure.nsg import nsg_rules
 from tasks.providers.azure.provision import AzureProvisioner
 from tasks.tick.grow import HostGrowth
 from tasks.tick.pool import PoolConfig
@@ -112,12 +115,17 @@ class Rig:
 FULL = [HostLoad("h1", 2, 2)]
 
 
+def with_added_hosts(topo: Topology, count: int) -> Topology:
+    return topo.model_copy(update={"azure": topo.azure.model_copy(
+        update={"added_hosts": count})})
+
+
 @pytest.fixture
 def rig(arm: ArmServer, make_clients: Callable[..., AzureClients], tmp_path: Path
         ) -> Iterator[Rig]:
     arm.state.delays = dict(DELAYS)
     arm.state.host_keys["added-1"] = HOST_KEY
-    topo = azure_topology(tmp_path)
+    topo = with_added_hosts(azure_topology(tmp_path), 1)
     AzureProvisioner(topology=topo, clients=make_clients(), ssh_public_key=PUBLIC_KEY,
                      known_hosts=tmp_path / "deploy_known_hosts").ensure_shared()
     pool = PoolConfig.model_validate({
@@ -250,3 +258,31 @@ def test_max_added_hosts_is_a_ceiling(rig: Rig) -> None:
     actions = rig.tick(full, desired=8)
     assert actions == []
     assert len(rig.added("virtualMachines")) == 1
+
+
+def test_the_nsg_opens_the_added_range_only_when_the_stack_allows_added_hosts(
+        tmp_path: Path) -> None:
+    plain = azure_topology(tmp_path)
+    assert not [r for r in nsg_rules(plain) if "added" in r.name]
+    rules = {r.name: r for r in nsg_rules(with_added_hosts(plain, 2))}
+    api = rules["allow-stock-api-added-hosts"]
+    assert api.destinations == ("10.20.1.128/25",) and api.ports == (3021, 3022, 3023)
+    assert set(api.sources) == {"10.20.1.4/32", "10.20.1.6/32"}  # Kong and Prometheus
+    ssh = rules["allow-admin-ssh-added-hosts"]
+    assert ssh.sources == ("198.51.100.0/24",) and ssh.ports == (22,)
+    assert ipaddress.ip_address(added_address(plain, "added-1")) in ipaddress.ip_network(
+        "10.20.1.128/25")
+
+
+def test_growth_beyond_what_the_stack_opened_is_refused_naming_the_fields(rig: Rig) -> None:
+    assert rig.pool.growth is not None
+    too_many = rig.pool.growth.model_copy(update={"max_added_hosts": 2})
+    with pytest.raises(ConfigError, match=r"pool.growth.max_added_hosts: 2 exceeds "
+                                          r"azure.added_hosts \(1\)"):
+        AzureHostFactory(too_many, STACK, rig.topo, rig.make_clients(), PUBLIC_KEY,
+                         rig.known_hosts, rig.installer)
+    too_big = rig.pool.growth.model_copy(update={"capacity": 4})
+    with pytest.raises(ConfigError, match=r"pool.growth.capacity: 4 exceeds the stock API's "
+                                          r"count \(3\)"):
+        AzureHostFactory(too_big, STACK, rig.topo, rig.make_clients(), PUBLIC_KEY,
+                         rig.known_hosts, rig.installer)
