@@ -109,7 +109,8 @@ def test_full_pool_gets_a_vm_installed_over_ssh_and_places_on_it(
         driver.close()
 
         # idle (cool-down 0): removed from ARM and from the pool; h1 keeps its instance
-        wait_until(lambda: state_is(None, desired=1), timeout=60, interval=0.2, what="the host removed")
+        wait_until(lambda: state_is(None, desired=1), timeout=60, interval=0.2,
+                   what="the host removed")
         assert "remove_host ok" in kinds
         assert not [r for r in arm.state.resources.values() if "added-1" in r["id"]]
         assert [h.name for h in pool.all_hosts()] == ["h1"]
