@@ -159,5 +159,14 @@ def make_factory(config: HostGrowthConfig, stack: str) -> HostFactory:
     return builder(config, stack)
 
 
+def added_host_lines(growth: HostGrowthConfig | None, path: Path) -> list[str]:
+    """Status lines of the added hosts that are not (or no longer) in the pool: being made,
+    being removed, failed (the ready ones are the driver's own host lines)."""
+    if growth is None:
+        return []
+    return [f"{r.name} (added): {r.state} since {r.changed_at} ({r.detail})"
+            for r in AddedHostStore(path).load() if r.state != "ready"]
+
+
 def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None

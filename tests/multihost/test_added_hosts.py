@@ -6,6 +6,7 @@ pool and an instance is placed on it; idle, it is removed again after the cool-d
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +21,20 @@ from tasks.providers.azure.provision import AzureProvisioner
 from tasks.providers.azure.remote import IMAGE_ENV
 from tasks.tick.grow import grow_hosts
 from tasks.tick.pool import PoolConfig, build_multihost_driver
-from tests.multihost.test_pool import BASE_PORT, host_config, owned_on, remove_stack
+from tasks.tick.scaling_log import ScalingLog
+from tests.multihost.test_pool import (
+    BASE_PORT,
+    host_config,
+    owned_on,
+    remove_stack,
+    status_output,
+)
 from tests.providers.azure.arm_double import ArmServer, arm_double
 from tests.providers.azure.conftest import azure_topology, clients_for
-from tests.support.multihost import NetnsLab
+from tests.support.autoscale_stack import autoscale_stack
+from tests.support.hostfactory import NetnsHostFactory
+from tests.support.multihost import NetnsLab, netns_lab
+from tests.support.services import redis_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,3 +145,56 @@ def _ids_on(host: object, stack: str) -> list[str]:
             all=True, filters={"label": f"kongstack.owner={stack}"})]
     finally:
         client.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ticks_grow_a_full_pool_by_a_new_namespace_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local provider's equivalent, through the autoscale flow itself: one host of
+    capacity 1 and a policy that wants 2. The first tick starts 1 (the other finds no room)
+    and starts a host; it comes up in the background; a later tick places the instance on
+    it. The history, the tick's summary and ``kongstack status`` show the added host."""
+    with netns_lab(1) as lab, redis_server(tmp_path / "redis", bind=lab.gateway) as (
+            redis_host, redis_port, _):
+        made: list[NetnsHostFactory] = []
+
+        def factory(config: HostGrowthConfig, pool_stack: str) -> HostFactory:
+            if not made:  # one factory for the test: it owns the hosts it made
+                made.append(NetnsHostFactory(lab, config))
+            return made[0]
+
+        monkeypatch.setitem(FACTORIES, "netns", factory)
+        pool = {"hosts": [host_config(lab, lab.hosts[0], 1).model_dump(mode="json")],
+                "base_port": BASE_PORT, "data_dir": None, "local": {"image": lab.image},
+                "growth": {"provider": "netns", "capacity": 2, "max_added_hosts": 1}}
+        with autoscale_stack(tmp_path / "stack", driver="docker",
+                             redis_url=f"redis://{redis_host}:{redis_port}/0",
+                             policy={"min_instances": 2, "max_instances": 3,
+                                     "target_rps_per_instance": 100000.0},
+                             pool_overrides=pool) as s:
+            try:
+                first = s.tick()
+                assert first["after"] == 1, first
+                assert "scale_up 0->1 partial" in first["actions"], first
+                assert "add_host 1->1 pending" in first["actions"], first
+                summaries = [first]
+                for _ in range(6):  # bounded: each tick moves the host on
+                    made[0].wait()
+                    summaries.append(s.tick())
+                    if summaries[-1]["after"] == 2:
+                        break
+                actions = [a for summary in summaries for a in summary["actions"]]
+                assert "add_host 1->2 ok" in actions, summaries
+                assert summaries[-1]["after"] == 2, summaries
+                assert Counter(i.labels[HOST_LABEL] for i in s.driver().list()) == {
+                    "h1": 1, "added-1": 1}
+                added = lab.hosts[1]
+                assert {t.split(":")[0] for t in s.targets()} == {lab.hosts[0].address,
+                                                                 added.address}
+                kinds = {(e.kind, e.outcome) for e in
+                         ScalingLog(s.config.record.scaling_log_path).recent(50)}
+                assert {("add_host", "pending"), ("add_host", "ok")} <= kinds
+                status = status_output(s, tmp_path)
+                assert "host added-1 (added): up 1/2" in status
+            finally:
+                remove_stack(lab, s.config.pool.stack)
