@@ -38,6 +38,7 @@ from tasks.instances.added import (
     make_factory,
     parse_time,
 )
+from tasks.instances.hosts import HostStateStore
 from tasks.instances.multihost import MultiHostDriver
 from tasks.runlog import run_logger
 from tasks.tick.pool import PoolConfig, pool_clients
@@ -172,12 +173,21 @@ class HostGrowth:
                                          time.monotonic() - started, [progress.detail]))
         (self.log.error if outcome == "failed" else self.log.info)("hosts: %s", verb)
         if progress.state == "gone":
+            self._forget(rec.name)
             return None
         state: RecordState = "failed" if progress.state == "failed" else (
             "ready" if progress.state == "ready" else rec.state)
         return replace(rec, state=state, changed_at=self.stamp, detail=progress.detail,
                        memo=memo, host=(progress.host.model_dump(mode="json")
                                         if progress.host else rec.host))
+
+    def _forget(self, name: str) -> None:
+        """Drop what the pool remembers of a removed host (its last instances, leftovers):
+        a later host of the same name starts clean."""
+        store = HostStateStore(self.pool.host_state_file())
+        records = store.load()
+        if records.pop(name, None) is not None:
+            store.save(records)
 
     def _overdue(self, rec: AddedHostRecord) -> bool:
         since = parse_time(rec.since)
