@@ -29,6 +29,7 @@ from tasks.instances.added import (
     AddedHostStore,
     HostGrowthConfig,
 )
+from tasks.instances.hosts import HostRecord, HostStateStore
 from tasks.providers.azure.clients import AzureClients
 from tasks.providers.azure.hostvm import AzureHostFactory, InstallState, added_address
 from tasks.providers.azure.nsg import nsg_rules
@@ -181,6 +182,8 @@ def test_idle_added_vm_is_removed_after_the_cool_down_and_only_it(rig: Rig) -> N
     loads = [HostLoad("h1", 2, 2), HostLoad("added-1", 3, 2)]
     assert rig.tick(loads, desired=4) == []  # busy: kept
     idle = [HostLoad("h1", 2, 1), HostLoad("added-1", 3, 0)]
+    remembered = HostStateStore(rig.pool.host_state_file())
+    remembered.save({"added-1": HostRecord(leftovers=["c0ffee"]), "h1": HostRecord()})
     rig.tick(idle, desired=1)  # idle from now on (30 s per tick, cool-down 120 s)
     for _ in range(3):
         assert rig.tick(idle, desired=1) == []
@@ -192,6 +195,7 @@ def test_idle_added_vm_is_removed_after_the_cool_down_and_only_it(rig: Rig) -> N
         rig.added("publicIPAddresses") == []
     assert rig.known_hosts.read_text() == ""
     assert [h.name for h in rig.pool.all_hosts()] == ["h1"]
+    assert list(remembered.load()) == ["h1"]  # a later added-1 starts clean
     # the deploy-stack's shared resources are untouched
     assert {r["type"].rsplit("/", 1)[-1] for r in rig.arm.state.resources.values()} == {
         "networkSecurityGroups", "virtualNetworks", "subnets"}
