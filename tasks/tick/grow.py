@@ -102,7 +102,8 @@ class HostGrowth:
             if need.action in ("add", "remove"):
                 kind = f"{need.action}_host"
                 before = self.host_count(records)
-                after = before + (1 if need.action == "add" else 0)
+                after = before + 1 if need.action == "add" else self.host_count(
+                    [r for r in records if r.name != need.host])
                 self.actions.append(ActionRecord(kind, before, after, need.reason, "dry_run"))
             return self.actions
         if need.action == "add":
@@ -121,7 +122,7 @@ class HostGrowth:
             found = factory.existing()
         except Exception as exc:  # the provider is down: carry on with what is recorded
             self.actions.append(self.failure("add_host", f"cannot list added hosts: {exc}",
-                                             len(records)))
+                                             self.host_count(records)))
             return records
         known = {r.name for r in records}
         for name in sorted(set(found) - known):

@@ -290,3 +290,14 @@ def test_growth_beyond_what_the_stack_opened_is_refused_naming_the_fields(rig: R
                                           r"count \(3\)"):
         AzureHostFactory(too_big, STACK, rig.topo, rig.make_clients(), PUBLIC_KEY,
                          rig.known_hosts, rig.installer)
+
+
+def test_a_dry_run_says_it_would_add_and_changes_nothing(rig: Rig) -> None:
+    assert rig.pool.growth is not None
+    actions = HostGrowth(rig.pool, rig.pool.growth, rig.clock[0]).run(
+        rig.factory(), FULL, 4, dry_run=True)
+    assert [(a.kind, a.from_count, a.to_count, a.outcome) for a in actions] == [
+        ("add_host", 1, 2, "dry_run")]
+    assert rig.records() == []
+    assert not [c for c in rig.arm.state.calls if c.method in ("PUT", "POST", "DELETE")
+                and "added-" in c.path]
