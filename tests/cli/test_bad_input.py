@@ -41,7 +41,7 @@ def no_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.param(lambda d: d / "absent.yaml", ["status", "--config", "{}"], "absent.yaml:",
                  id="status: a config file that is not there"),
     pytest.param(lambda d: (d / "a.yaml", (d / "a.yaml").write_text(
-        "policy: {max_instances: 1000}\n"))[0], ["status", "--config", "{}"],
+        "policy: {max_instances: 1001}\n"))[0], ["status", "--config", "{}"],
         "max_instances", id="status: max_instances above the hard cap"),
     pytest.param(lambda d: (d / "a.yaml", (d / "a.yaml").write_text(
         "policy: {cooldown_seconds: .inf}\n"))[0], ["status", "--config", "{}"],
