@@ -14,6 +14,7 @@ Run: .venv/bin/python benchmarks/scale_out.py [--instances 1000] [--hosts 50] [-
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -54,17 +55,16 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def pool(instances: int, hosts: int, load_factor: float) -> tuple[
         AutoscalePolicy, Observation, ScalingHistory, dict[str, int]]:
-    """``instances`` spread over ``hosts`` (capacity 25 each), at ``load_factor`` x target."""
-    policy = AutoscalePolicy(min_instances=1, max_instances=HARD_MAX_INSTANCES,
-                             target_rps_per_instance=70, victim_selection="newest",
-                             target_cpu_percent=None, target_memory_percent=None,
-                             scale_down_cooldown_seconds=0, scale_down_stabilization_seconds=0,
-                             scale_down_peak_window_seconds=0,
-                             scale_up_limit_instances=HARD_MAX_INSTANCES)
-    # The policy's validated bound is HARD_MAX_INSTANCES (100); a pool of 1,000 is past it,
-    # so the bound is lifted here, unvalidated, to time the code at the issue's scale.
-    policy = policy.model_copy(update={"max_instances": hosts * 25,
-                                       "scale_up_limit_instances": hosts * 25})
+    """``instances`` spread over ``hosts`` (capacity 25 each: 1,250 places for the 1,000),
+    at ``load_factor`` x target."""
+    # A real, validated policy whose max is the hard ceiling, 1,000 (HARD_MAX_INSTANCES).
+    policy = AutoscalePolicy.build({
+        "min_instances": 1, "max_instances": HARD_MAX_INSTANCES,
+        "target_rps_per_instance": 70, "victim_selection": "newest",
+        "target_cpu_percent": None, "target_memory_percent": None,
+        "scale_down_cooldown_seconds": 0, "scale_down_stabilization_seconds": 0,
+        "scale_down_peak_window_seconds": 0,
+        "scale_up_limit_instances": HARD_MAX_INSTANCES}, source="benchmark")
     views = tuple(
         InstanceView(id=f"i{k}", host=f"h{k % hosts:02d}",
                      started_at=NOW - timedelta(seconds=3600 + k),
@@ -141,9 +141,13 @@ def main() -> None:
     print(f"| tick's pure part, {args.instances} instances on {args.hosts} hosts "
           f"({args.repeat} runs) | result | median | p99 | max |")
     print("|---|---|---:|---:|---:|")
-    for label, factor in (("steady (no change)", 1.0), ("scale-out (+20 % load)", 1.2),
-                          ("scale-in (-40 % load)", 0.6)):
-        policy, obs, history, used = pool(args.instances, args.hosts, factor)
+    # Each case has ``--instances`` on one side: the scale-out grows a pool of
+    # instances / 1.2 by 20 % to the 1,000 the policy's max (the hard ceiling) allows.
+    for label, start, factor in (
+            ("steady (no change)", args.instances, 1.0),
+            (f"scale-out to {args.instances} (+20 % load)", math.ceil(args.instances / 1.2), 1.2),
+            (f"scale-in from {args.instances} (-40 % load)", args.instances, 0.6)):
+        policy, obs, history, used = pool(start, args.hosts, factor)
         args_now = (policy, obs, history, used)
         result = tick_pure(*args_now)
         timed_ms(partial(tick_pure, *args_now), 20)  # warm-up

@@ -1,5 +1,5 @@
 """The ``autoscale`` flow: one tick = repair -> recover intents -> observe -> decide -> act
-(written ahead) -> record.
+(written ahead) -> hosts (added when the pool is full, removed when idle) -> record.
 
 Scheduled every 30 s (prefect.yaml, deployment concurrency 1 with CANCEL_NEW) and run at once
 by the Alertmanager fast path (kongstack.cli.fastpath). The tick locks (a file lock on this
@@ -19,6 +19,7 @@ from tasks.runlog import forward_project_logs, rename_run
 from tasks.tick.act import act
 from tasks.tick.config import AutoscaleConfig, resolve_config
 from tasks.tick.decide import decide_tick
+from tasks.tick.grow import grow_hosts
 from tasks.tick.intent import recover_intents
 from tasks.tick.lock import limit_name, pool_lock, tick_lock
 from tasks.tick.memory import load_memory
@@ -59,7 +60,9 @@ async def autoscale(
                 plan = decide_tick(config.policy, memory, view, seen)
                 action = act(config.pool, config.policy, plan.decision, seen.observation,
                              intents=ScalingLog(config.record.scaling_log_path))
-                summary = tick.record(memory, view, seen, plan, action)
+                hosts = grow_hosts(config.pool, plan.decision.desired,
+                                   dry_run=config.policy.dry_run)
+                summary = tick.record(memory, view, seen, plan, action, hosts)
     rename_run(tick_run_name(trigger, summary, dry_run=config.policy.dry_run))
     return summary
 

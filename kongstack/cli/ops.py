@@ -8,7 +8,9 @@ which only reads, is kongstack/cli/status.py: it starts without Prefect.)
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -26,7 +28,7 @@ from kongstack.cli.stackopts import (
     StackOpt,
     options,
 )
-from kongstack.cli.views import active
+from kongstack.cli.views import StackOptions, active
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
 from tasks.tick.manual_scale import scale_by_hand
@@ -35,6 +37,17 @@ from tasks.tick.record import ActionRecord, record_manual
 from tasks.tick.targets import publish_scrape_targets
 
 console = Console()
+
+
+def prefect_of(opts: StackOptions) -> AbstractContextManager[object]:
+    """The Prefect API the stack's ticks use, for the pool lock ``scale`` takes: PREFECT_API_URL
+    when set, else the stack's local server when it runs (none: the file lock alone)."""
+    from kongstack.cli.localprefect import local_server_settings, server_daemon
+
+    settings = opts.config().pool.settings()
+    if os.environ.get("PREFECT_API_URL") or not server_daemon(settings).running():
+        return nullcontext()
+    return local_server_settings(settings)
 
 
 def scale(count: Annotated[int, typer.Argument(
@@ -60,7 +73,7 @@ def scale(count: Annotated[int, typer.Argument(
     # --json keeps stdout for the document: the spinner goes to stderr then.
     progress = Console(stderr=True) if as_json else console
     try:
-        with progress.status(f"scaling {opts.name} to {count}..."):
+        with progress.status(f"scaling {opts.name} to {count}..."), prefect_of(opts):
             record = scale_by_hand(
                 opts.config(), count, dry_run=dry_run, source="cli",
                 reason=f"manual scale to {count}{' (forced)' if force else ''}")

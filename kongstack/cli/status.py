@@ -20,6 +20,7 @@ from kongstack.cli.exits import fail
 from kongstack.cli.stackopts import ConfigOpt, DriverOpt, GatewayOpt, JsonOpt, StackOpt, options
 from kongstack.cli.views import StackOptions, active, learned_target, read_cooldowns
 from kongstack.core.errors import StackError
+from tasks.instances.added import added_host_lines
 from tasks.instances.hosts import HOST_LABEL
 from tasks.tick.config import LoadedConfig
 from tasks.tick.pool import build_gateway, build_reader
@@ -109,6 +110,8 @@ def status(stack: StackOpt = None, driver: DriverOpt = None,
         instance_driver = cast("MultiHostDriver", instance_driver)
         for line in instance_driver.status():  # one line per host: up/down/unusable, why
             console.print(f"host {line.line()}")
+        for text in added_host_lines(pool.growth, pool.added_hosts_file()):
+            console.print(f"host {text}")  # being made, being removed, or failed
         instance_driver.close()
     colour = {"HEALTHY": "green", "UNHEALTHY": "red", "DRAINING": "yellow"}
     ttable = Table(title="Gateway targets")

@@ -145,6 +145,11 @@ class AzureSettings(_Strict):
     polling_interval_s: float = Field(default=5.0, ge=0, le=300,
                                       description="LRO status poll period")
     max_parallel: int = Field(default=8, ge=1, le=32, description="VMs created at once")
+    added_hosts: int = Field(
+        default=0, ge=0, le=50,
+        description="backend VMs the autoscaler may add to a full pool (pool.growth); above 0 "
+        "the NSG opens the subnet's upper half, where they get their addresses, to the stock "
+        "API's clients on its ports and to the admin range on SSH")
 
     @field_validator("vnet_cidr", "subnet_cidr")
     @classmethod

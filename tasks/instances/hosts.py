@@ -48,6 +48,8 @@ class HostConfig(BaseModel):
     known_hosts_file: Path | None = Field(default=None, description="default: ~/.ssh/known_hosts")
     timeout_seconds: float = Field(default=10.0, gt=0, le=120,
                                    description="bound on every engine call, SSH waits included")
+    added: bool = Field(default=False, description="made by the autoscaler (pool.growth); "
+                        "removed by it when idle")
 
     @field_validator("docker_host")
     @classmethod

@@ -77,9 +77,12 @@ class HostStatus:
     capacity: int
     reason: str | None = None
     since: str | None = None
+    added: bool = False
+    """Made by the autoscaler (pool.growth)."""
 
     def line(self) -> str:
-        text = f"{self.name}: {self.state} {self.used}/{self.capacity}"
+        added = " (added)" if self.added else ""
+        text = f"{self.name}{added}: {self.state} {self.used}/{self.capacity}"
         if self.since:
             text += f" since {self.since}"
         return text + (f" ({self.reason})" if self.reason else "")
@@ -274,14 +277,15 @@ class MultiHostDriver:
         out = []
         for load in (self.loads() if self._seen is not None else []):
             rec = records.get(load.name, HostRecord())
+            added = self.hosts[load.name].added
             if load.name in self._down:
                 out.append(HostStatus(load.name, "down", len(rec.instances), load.capacity,
-                                      self._down[load.name], rec.down_since))
+                                      self._down[load.name], rec.down_since, added))
             elif load.name in self._unusable:
                 out.append(HostStatus(load.name, "unusable", load.used, load.capacity,
-                                      self._unusable[load.name]))
+                                      self._unusable[load.name], added=added))
             else:
-                out.append(HostStatus(load.name, "up", load.used, load.capacity))
+                out.append(HostStatus(load.name, "up", load.used, load.capacity, added=added))
         return out
 
     def check_image(self) -> None:

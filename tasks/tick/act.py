@@ -20,6 +20,7 @@ from prefect import task
 from autoscaler import AutoscalePolicy, Decision, InstanceView, Observation, select_victims
 from kongstack.core.errors import InstanceError
 from tasks.instances.base import Instance, InstanceState
+from tasks.instances.multihost import PoolFullError
 from tasks.tick.intent import begin, carried_out
 from tasks.tick.pool import ACTIVE, PoolConfig, pool_clients
 from tasks.tick.record import ActionRecord
@@ -84,8 +85,14 @@ def scale_up(config: PoolConfig, *, to_count: int, dry_run: bool = False) -> Act
         # Start them all first (they boot in parallel), then wait for each in turn.
         pending = [i for i in before if i.state is InstanceState.STARTING]
         fresh: list[Instance] = []
+        full = ""
         for _ in range(need):
-            fresh.append(driver.start())
+            try:
+                fresh.append(driver.start())
+            except PoolFullError as exc:  # the rest waits for a host (tasks/tick/grow.py)
+                full = str(exc)
+                details.append(f"{need - len(fresh)} not started: {full}")
+                break
         failed = 0
         for inst in pending + fresh:
             try:
@@ -98,9 +105,11 @@ def scale_up(config: PoolConfig, *, to_count: int, dry_run: bool = False) -> Act
             gateway.add_target(ready.address)
             details.append(f"{ready.name} ready at {ready.address}, target added")
         reached = len(before) + len(fresh) - failed
-        outcome = "ok" if failed == 0 else ("partial" if reached > len(before) else "failed")
+        outcome = ("ok" if failed == 0 and not full
+                   else ("partial" if reached > len(before) else "failed"))
         return ActionRecord("scale_up", len(before), reached,
-                            f"started {len(fresh)}, {failed} failed", outcome,
+                            f"started {len(fresh)}, {failed} failed"
+                            + (", the rest found no room (pool full)" if full else ""), outcome,
                             duration_s=time.monotonic() - started, details=details)
 
 

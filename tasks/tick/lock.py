@@ -21,9 +21,11 @@ second deployment of the same pool.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -154,6 +156,32 @@ async def _release_orphan(lease_file: Path) -> bool:
     log.warning("released the concurrency lease %s of a tick that died on this machine",
                 lease_id)
     return True
+
+
+@contextmanager
+def pool_lock_within(name: str, timeout: float, *, lease_file: Path | None = None,
+                     poll: float = 0.5) -> Iterator[bool]:
+    """``pool_lock`` for a synchronous caller (``kongstack scale``), waiting up to ``timeout``
+    seconds for a tick on any machine to let go (polled, bounded); yields False after that."""
+    deadline = time.monotonic() + timeout
+    with asyncio.Runner() as runner:
+        while True:
+            lock = pool_lock(name, lease_file=lease_file)
+            held = runner.run(lock.__aenter__())
+            if not held:
+                runner.run(lock.__aexit__(None, None, None))
+                if time.monotonic() < deadline:
+                    time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+                    continue
+                yield False
+                return
+            try:
+                yield True
+            except BaseException:
+                runner.run(lock.__aexit__(*sys.exc_info()))
+                raise
+            runner.run(lock.__aexit__(None, None, None))
+            return
 
 
 class LeaseRenewal:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kongstack.core.settings import LocalSettings
 from tasks.gateway.protocol import Gateway, Target
+from tasks.instances.added import AddedHostStore, HostGrowthConfig
 from tasks.instances.base import Instance, InstanceDriver, InstanceState
 from tasks.instances.hosts import HostConfig, HostStateStore, check_unique
 from tasks.tick.record import ActionRecord
@@ -78,6 +79,12 @@ class PoolConfig(BaseModel):
     host_state_path: Path | None = Field(
         default=None, description="what is remembered about the hosts between ticks "
         "(default <home>/run/hosts-<stack>.json)")
+    growth: HostGrowthConfig | None = Field(
+        default=None, description="add hosts when every host is full (tasks/tick/grow.py); "
+        "needs ``hosts``")
+    added_hosts_path: Path | None = Field(
+        default=None, description="the hosts the autoscaler added (default "
+        "<home>/run/added-hosts-<stack>.json)")
 
     @field_validator("local")
     @classmethod
@@ -99,6 +106,24 @@ class PoolConfig(BaseModel):
             raise ValueError("base_port is required with ssh:// hosts (free ports are looked "
                              "for on each host from there)")
         return self
+
+    @model_validator(mode="after")
+    def _growth_needs_hosts(self) -> PoolConfig:
+        if self.growth is not None and not self.hosts:
+            raise ValueError("growth: a pool adds hosts only when it lists its hosts (hosts:)")
+        return self
+
+    def added_hosts_file(self) -> Path:
+        return self.added_hosts_path or self.settings().run_dir / f"added-hosts-{self.stack}.json"
+
+    def all_hosts(self) -> list[HostConfig]:
+        """The configured hosts and the ready hosts the autoscaler added."""
+        if self.growth is None:
+            return list(self.hosts)
+        names = {h.name for h in self.hosts}
+        added = [h for h in AddedHostStore(self.added_hosts_file()).ready_hosts()
+                 if h.name not in names]
+        return [*self.hosts, *added]
 
     def host_state_file(self) -> Path:
         return self.host_state_path or self.settings().run_dir / f"hosts-{self.stack}.json"
@@ -147,7 +172,7 @@ def build_multihost_driver(config: PoolConfig) -> MultiHostDriver:
         redis_url=config.redis_url or f"redis://{local.host}:{local.redis_port}/0",
         data_dir=config.data_dir, env=config.instance_env, image=local.image,
         cpus=config.cpus, memory=config.memory, probe_timeout=config.probe_timeout_seconds)
-    return MultiHostDriver(config.hosts, base, HostStateStore(config.host_state_file()),
+    return MultiHostDriver(config.all_hosts(), base, HostStateStore(config.host_state_file()),
                            instance_cpus=config.cpus)
 
 

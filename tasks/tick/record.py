@@ -35,6 +35,8 @@ EVENT_FOR_KIND = {
     "scale_down": f"{EVENT_PREFIX}.scaled-down",
     "repair": f"{EVENT_PREFIX}.repaired",
     "error": f"{EVENT_PREFIX}.tick-failed",
+    "add_host": f"{EVENT_PREFIX}.host-added",
+    "remove_host": f"{EVENT_PREFIX}.host-removed",
 }
 
 
@@ -54,7 +56,7 @@ class RecordConfig(BaseModel):
 class ActionRecord:
     """One thing a tick did (or, for a dry run, would have done)."""
 
-    kind: str  # scale_up | scale_down | repair | manual | error
+    kind: str  # scale_up | scale_down | repair | manual | error | add_host | remove_host
     from_count: int
     to_count: int
     reason: str

@@ -59,12 +59,15 @@ class TickRun:
         return time.monotonic() - self._t0
 
     def record(self, memory: TickMemory, view: PoolView, seen: Seen, plan: TickDecision,
-               action: ActionRecord | None) -> dict[str, Any]:
+               action: ActionRecord | None,
+               host_actions: list[ActionRecord] | None = None) -> dict[str, Any]:
         """Remember the decision, publish the pool to Prometheus, record the tick; returns
-        the tick's summary (the flow run's result)."""
+        the tick's summary (the flow run's result). ``host_actions``: hosts added or removed
+        (tasks/tick/grow.py)."""
         config, policy, decision = self.config, self.config.policy, plan.decision
         actions = [*view.repairs, *(a for _, a in view.recovered),
-                   *([plan.manual] if plan.manual else []), *([action] if action else [])]
+                   *([plan.manual] if plan.manual else []), *([action] if action else []),
+                   *(host_actions or [])]
         acted = action is not None and action.outcome in ("ok", "partial")
         history = plan.history.record(decision, acted=acted)
         after = action.to_count if acted and action is not None else seen.active

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-EVENT_KINDS = ("decision", "scale_up", "scale_down", "repair", "manual", "error")
-OUTCOMES = ("ok", "failed", "partial", "dry_run", "noop")
+EVENT_KINDS = ("decision", "scale_up", "scale_down", "repair", "manual", "error",
+               "add_host", "remove_host")
+OUTCOMES = ("ok", "failed", "partial", "dry_run", "noop", "pending")
+"""``pending``: a host add/removal started and carried on by later ticks (tasks/tick/grow.py)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scaling_events (

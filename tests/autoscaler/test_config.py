@@ -67,3 +67,17 @@ def test_policy_is_immutable() -> None:
     policy = AutoscalePolicy()
     with pytest.raises(ValueError):
         setattr(policy, "min_instances", 5)  # noqa: B010 (frozen model: must raise)
+
+
+def test_the_hard_ceiling_admits_the_measured_1000_and_refuses_past_it() -> None:
+    """HARD_MAX_INSTANCES is the largest pool measured (1,000 on 50 hosts,
+    benchmarks/scale_out.py); a typo such as 1e9 is refused naming the field and limit."""
+    from autoscaler.config import HARD_MAX_INSTANCES
+
+    assert HARD_MAX_INSTANCES == 1000
+    policy = AutoscalePolicy.build({"max_instances": 1000, "scale_up_limit_instances": 1000})
+    assert policy.max_instances == 1000
+    for value in (1001, 1e9):
+        with pytest.raises(PolicyError, match=r"max_instances: Input should be less than or "
+                                              r"equal to 1000"):
+            AutoscalePolicy.build({"max_instances": value})

@@ -41,12 +41,12 @@ def no_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.param(lambda d: d / "absent.yaml", ["status", "--config", "{}"], "absent.yaml:",
                  id="status: a config file that is not there"),
     pytest.param(lambda d: (d / "a.yaml", (d / "a.yaml").write_text(
-        "policy: {max_instances: 1000}\n"))[0], ["status", "--config", "{}"],
+        "policy: {max_instances: 1001}\n"))[0], ["status", "--config", "{}"],
         "max_instances", id="status: max_instances above the hard cap"),
     pytest.param(lambda d: (d / "a.yaml", (d / "a.yaml").write_text(
         "policy: {cooldown_seconds: .inf}\n"))[0], ["status", "--config", "{}"],
         "cooldown_seconds", id="status: an infinite cooldown"),
-    pytest.param(lambda d: d, ["scale", "101", "--force"], "less than or equal to 100",
+    pytest.param(lambda d: d, ["scale", "1001", "--force"], "less than or equal to 1000",
                  id="scale: above the hard cap even with --force"),
     pytest.param(lambda d: d, ["simulate", "--tick", "0", "trace.csv"], "--tick",
                  id="simulate: --tick 0 is refused, not clamped"),

@@ -21,7 +21,7 @@ ALL = ",".join(EXTRAS)
 NEEDS: dict[str, set[str]] = {
     "azure": {"tasks.providers.ssh", "tasks.providers.ssh_tunnel", "tasks.providers.azure.clients",
               "tasks.providers.azure.provision", "tasks.providers.azure.teardown",
-              "tasks.providers.azure.staging",
+              "tasks.providers.azure.staging", "tasks.providers.azure.hostvm",
               "tasks.providers.azure.remote", "tasks.instances.ssh_client"},
     "analysis": {"tasks.maintenance.analysis", "tasks.maintenance.report",
                  "tasks.maintenance.steps", "flows.maintenance"},

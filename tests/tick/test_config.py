@@ -85,7 +85,7 @@ def test_the_shipped_file_is_the_default_and_loads() -> None:
         ("policy: {min_instances: [\n", r"bad.yaml: autoscale config is not valid YAML"),
         # issue 16: configs that cannot hurt
         ("policy: {max_instances: 1000000000}\n",
-         r"bad.yaml: policy: max_instances: Input should be less than or equal to 100"),
+         r"bad.yaml: policy: max_instances: Input should be less than or equal to 1000\b"),
         ("policy: {cooldown_seconds: .inf}\n",
          r"bad.yaml: autoscale config: policy.cooldown_seconds: numbers must be finite"),
         ("policy: {cooldown_seconds: 1.0e9}\n",

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -121,3 +122,54 @@ def test_a_dead_workers_slot_is_freed_when_its_lease_expires(
         assert not asyncio.run(try_lock())  # the dead worker's lease still holds the slot
         wait_until(lambda: asyncio.run(try_lock()), timeout=240, interval=2.0,
                    what="the abandoned lease to expire and free the slot")
+
+
+def test_a_manual_scale_and_a_tick_on_another_machine_never_act_at_once(
+        process_stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kongstack scale`` takes the pool lock ticks take (tasks/tick/manual_scale.py): with
+    its own file lock free (the tick runs on another machine), it still waits for the tick
+    and then refuses; and while it scales, another machine's tick does nothing."""
+    from kongstack.core.errors import StackError
+    from tasks.tick import manual_scale
+
+    s = process_stack
+    grow = s.with_policy(min_instances=3)
+    first = worker(grow, tmp_path, "machine-a", hold=True)
+    try:
+        assert read_line(first.stdout) == "inside", first.stderr.read() if first.stderr else ""
+        with pytest.raises(StackError, match="still holds the pool's concurrency limit"):
+            manual_scale.scale_by_hand(s.config, 2, reason="by hand", lock_wait_seconds=1.0)
+        assert s.driver().list() == []  # the manual scale did nothing
+        assert first.stdin is not None
+        first.stdin.write("go\n")
+        first.stdin.flush()
+        done = result_of(first)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    assert done.get("after") == 3, done
+
+    inside, release = threading.Event(), threading.Event()
+    resize = manual_scale._resize_by_hand
+
+    def held_resize(*args: Any, **kwargs: Any) -> Any:
+        inside.set()
+        release.wait(timeout=120)  # the test says when
+        return resize(*args, **kwargs)
+
+    monkeypatch.setattr(manual_scale, "_resize_by_hand", held_resize)
+    results: list[Any] = []
+    by_hand = threading.Thread(target=lambda: results.append(manual_scale.scale_by_hand(
+        s.config, 2, reason="by hand")))
+    by_hand.start()
+    try:
+        assert inside.wait(timeout=60)
+        other = result_of(worker(grow, tmp_path, "machine-b"))
+        assert other.get("skipped") is True and "concurrency limit" in other["reason"], other
+    finally:
+        release.set()
+        by_hand.join(timeout=120)
+    (action,) = results
+    assert (action.from_count, action.to_count, action.outcome) == (3, 2, "ok")
+    assert len(s.driver().list()) == 2

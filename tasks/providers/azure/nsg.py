@@ -99,6 +99,13 @@ def private_addresses(topo: Topology) -> dict[str, str]:
     return {vm.name: str(subnet.network_address + 4 + i) for i, vm in enumerate(topo.vms)}
 
 
+def added_range(topo: Topology) -> str:
+    """The subnet's upper half: where VMs the autoscaler adds get their static addresses
+    (tasks/providers/azure/hostvm.py), apart from the stack's own VMs (.4, .5, ...)."""
+    subnet = ipaddress.ip_network(topo.azure.subnet_cidr)
+    return str(list(subnet.subnets(prefixlen_diff=1))[1])
+
+
 def _ports(vm: VM, role: Role, port_name: str) -> list[int]:
     svc = vm.service(role)
     if svc is None:
@@ -160,8 +167,25 @@ def nsg_rules(topo: Topology) -> list[Rule]:
             rules.append(Rule(f"allow-{name}-{vm.name}", priority, tuple(sorted(flow_ports)),
                               sources, (host[vm.name],)))
             priority += 1
+    rules.extend(_added_host_rules(topo, host, priority))
     rules.append(Rule("deny-vnet-inbound", DENY_PRIORITY, (), ("VirtualNetwork",),
                       access="Deny", protocol="*"))
+    return rules
+
+
+def _added_host_rules(topo: Topology, host: dict[str, str], priority: int) -> list[Rule]:
+    """With ``azure.added_hosts``: the stock API's ports of the added hosts' range open to
+    its clients, and SSH to it from the admin range (the autoscaler drives their engines)."""
+    api_vm = topo.vm_with(Role.STOCK_API)
+    if topo.azure.added_hosts <= 0 or api_vm is None:
+        return []
+    added = (added_range(topo),)
+    ports = tuple(sorted(_ports(api_vm, Role.STOCK_API, "*")))
+    clients = tuple(host[c.name] for c in _vms_with(topo, CLIENTS[(Role.STOCK_API, "*")]))
+    rules = [Rule("allow-admin-ssh-added-hosts", ADMIN_PRIORITY + 90, (SSH_PORT,),
+                  (topo.allowed_admin_cidr,), added)]
+    if clients and ports:
+        rules.append(Rule("allow-stock-api-added-hosts", priority, ports, clients, added))
     return rules
 
 

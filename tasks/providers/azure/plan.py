@@ -113,7 +113,9 @@ def pip_body(topo: Topology, vm: VM) -> dict[str, Any]:
     )
 
 
-def nic_body(topo: Topology, vm: VM, *, subnet_id: str, pip_id: str, nsg_id: str) -> dict[str, Any]:
+def nic_body(topo: Topology, vm: VM, *, subnet_id: str, pip_id: str, nsg_id: str,
+             private_address: str | None = None) -> dict[str, Any]:
+    """The NIC with its static private address (default: the topology's for ``vm``)."""
     return tagged(
         topo,
         {
@@ -127,7 +129,8 @@ def nic_body(topo: Topology, vm: VM, *, subnet_id: str, pip_id: str, nsg_id: str
                             "subnet": {"id": subnet_id},
                             "publicIPAddress": {"id": pip_id},
                             "privateIPAllocationMethod": "Static",
-                            "privateIPAddress": private_addresses(topo)[vm.name],
+                            "privateIPAddress": (private_address
+                                                 or private_addresses(topo)[vm.name]),
                         },
                     }
                 ],
