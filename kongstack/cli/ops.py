@@ -31,7 +31,7 @@ from kongstack.cli.stackopts import (
 from kongstack.cli.views import StackOptions, active
 from kongstack.core.errors import ConfigError, StackError
 from tasks.tick.act import scale_down, scale_up
-from tasks.tick.manual_scale import scale_by_hand
+from tasks.tick.manual_scale import held_by_hand, scale_by_hand
 from tasks.tick.pool import build_driver
 from tasks.tick.record import ActionRecord, record_manual
 from tasks.tick.targets import publish_scrape_targets
@@ -113,33 +113,35 @@ def restart(instance: Annotated[str | None, typer.Argument(
     if (instance is None) == (not all_):
         raise typer.BadParameter("give an INSTANCE or --all (not both)", param_hint="INSTANCE")
     opts = options(stack, driver, gateway, ready_timeout=ready_timeout)
-    pool = opts.pool()
+    pool, config = opts.pool(), opts.config()
     try:
-        current = active(build_driver(pool).list())
-        chosen = current if all_ else [i for i in current if instance in (i.name, i.id,
-                                                                          i.address)]
-        if not chosen:
-            raise typer.BadParameter(f"{instance!r}: no active instance with that name, id "
-                                     "or address (see `kongstack status`)",
-                                     param_hint="INSTANCE")
-        began, started = datetime.now(UTC), time.monotonic()
-        for n, old in enumerate(chosen, 1):
-            with console.status(f"[{n}/{len(chosen)}] replacing {old.name}..."):
-                up = scale_up.fn(pool, to_count=len(current) + 1)
-                if up.outcome != "ok":
-                    raise fail(f"replacement for {old.name} did not start: {up.reason}",
-                               FAILED)
-                scale_down.fn(pool, victim_ids=[old.id])
-            console.print(f"[{n}/{len(chosen)}] {old.name} replaced ({up.details[-1]})")
-        publish_scrape_targets(pool, [i.address for i in build_driver(pool).list()
-                               if str(i.state) == "ready"])
+        # Held as a tick holds the pool: no tick acts while instances are replaced.
+        with prefect_of(opts), held_by_hand(config):
+            current = active(build_driver(pool).list())
+            chosen = current if all_ else [i for i in current if instance in (i.name, i.id,
+                                                                              i.address)]
+            if not chosen:
+                raise typer.BadParameter(f"{instance!r}: no active instance with that name, id "
+                                         "or address (see `kongstack status`)",
+                                         param_hint="INSTANCE")
+            began, started = datetime.now(UTC), time.monotonic()
+            for n, old in enumerate(chosen, 1):
+                with console.status(f"[{n}/{len(chosen)}] replacing {old.name}..."):
+                    up = scale_up.fn(pool, to_count=len(current) + 1)
+                    if up.outcome != "ok":
+                        raise fail(f"replacement for {old.name} did not start: {up.reason}",
+                                   FAILED)
+                    scale_down.fn(pool, victim_ids=[old.id])
+                console.print(f"[{n}/{len(chosen)}] {old.name} replaced ({up.details[-1]})")
+            publish_scrape_targets(pool, [i.address for i in build_driver(pool).list()
+                                   if str(i.state) == "ready"])
     except StackError as exc:
         raise fail(exc) from None
     # The same "manual" row a `kongstack scale` writes (record_manual): the pool size is
     # unchanged, the instances are new.
     replaced = ActionRecord(kind="manual", from_count=len(current), to_count=len(current),
                             outcome="ok", reason=f"replaced {', '.join(i.name for i in chosen)}")
-    record_manual(opts.config().record, replaced, at=began, reason="rolling restart",
+    record_manual(config.record, replaced, at=began, reason="rolling restart",
                   source="cli", duration_s=time.monotonic() - started)
 
 

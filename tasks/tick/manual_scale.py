@@ -37,11 +37,27 @@ def scale_by_hand(config: AutoscaleConfig, to_count: int, *, reason: str, dry_ru
                   pool_lock: bool | None = None) -> ActionRecord | None:
     """Resize the pool to ``to_count`` as the tick would (None when it is that size already);
     the change is recorded unless ``dry_run``. Limits (min/max) are the caller's to check.
-
-    ``pool_lock``: also hold the pool's Prefect concurrency limit, as every tick does;
-    default: when a Prefect API is configured (PREFECT_API_URL). Without one no tick can
-    run against a server either, and the file lock excludes the ticks of this machine."""
+    The pool is held as a tick holds it (``held_by_hand``)."""
     started_at, t0 = datetime.now(UTC), time.monotonic()
+    with held_by_hand(config, lock_wait_seconds=lock_wait_seconds, pool_lock=pool_lock):
+        action = _resize_by_hand(config, to_count, dry_run=dry_run)
+        if action is None or dry_run:
+            return action
+    record_manual(config.record, action, at=started_at, reason=reason, source=source,
+                  duration_s=time.monotonic() - t0)
+    return action
+
+
+@contextmanager
+def held_by_hand(config: AutoscaleConfig, *, lock_wait_seconds: float | None = None,
+                 pool_lock: bool | None = None) -> Iterator[None]:
+    """Hold the pool the way a tick does (the file lock, and the pool's Prefect concurrency
+    limit when a Prefect API is configured), so no tick acts while a person changes the pool;
+    raises StackError, naming what still holds it, after ``lock_wait_seconds``.
+
+    ``pool_lock`` default: when a Prefect API is configured (PREFECT_API_URL). Without one no
+    tick can run against a server either, and the file lock excludes the ticks of this
+    machine."""
     if lock_wait_seconds is None:
         lock_wait_seconds = LOCK_WAIT_SECONDS
     if pool_lock is None:
@@ -59,12 +75,7 @@ def scale_by_hand(config: AutoscaleConfig, to_count: int, *, reason: str, dry_ru
                     f"an autoscale tick of {config.pool.stack} (on another machine) still holds "
                     f"the pool's concurrency limit {limit_name(config.pool.stack)} after "
                     f"{lock_wait_seconds:g}s: try again")
-            action = _resize_by_hand(config, to_count, dry_run=dry_run)
-            if action is None or dry_run:
-                return action
-    record_manual(config.record, action, at=started_at, reason=reason, source=source,
-                  duration_s=time.monotonic() - t0)
-    return action
+            yield
 
 
 @contextmanager

@@ -88,17 +88,21 @@ def test_scale_respects_min_max_and_records_manual_events(
     assert runner.invoke(app, ["scale", "-1"], env=env).exit_code == 2
 
 
-def test_scale_waits_for_a_running_tick_then_refuses(
+def test_scale_and_restart_wait_for_a_running_tick_then_refuse(
         stack: LocalStack, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tasks.tick.manual_scale.LOCK_WAIT_SECONDS", 0.5)
     config = StackOptions(stack=stack.config.stack, driver="process", gateway="nginx")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    before = _addresses(stack)
     with tick_lock(config.config().lock_file()) as held:
         assert held
         refused = runner.invoke(app, ["scale", "3"], env=env)
+        restart = runner.invoke(app, ["restart", "--all"], env=env)
     assert refused.exit_code == 1 and "holds" in refused.output
-    assert len(_addresses(stack)) == 2
+    # A rolling restart is a change to the pool too: it never runs beside a tick.
+    assert restart.exit_code == 1 and "holds" in restart.output
+    assert _addresses(stack) == before
 
 
 def test_logs_of_an_instance_and_of_the_gateway(stack: LocalStack, env: dict[str, str]) -> None:
