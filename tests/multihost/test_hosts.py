@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kongstack.core.procs import port_open, wait_until
+from kongstack.core.procs import free_port, port_open, wait_until
 from tasks.instances.base import InstanceState
 from tasks.instances.common import DockerSettings
 from tasks.instances.docker import DockerDriver
@@ -58,7 +58,9 @@ def test_containers_spread_over_two_hosts(hosts: NetnsLab, run_label: dict[str, 
     """The same port on two hosts: two containers, each answering on its own host's address
     only, each engine listing only its own."""
     h1, h2 = hosts.hosts[0], hosts.hosts[1]
-    port = 18101
+    # Free on this (root) namespace, so the leak check below cannot see someone else's
+    # listener (a demo's first instance is on 18101).
+    port = free_port()
     clients = {h.name: h.docker_client(timeout=10) for h in (h1, h2)}
     started = {}
     for host in (h1, h2):
