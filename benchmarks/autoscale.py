@@ -282,6 +282,8 @@ def serve_main(config_path: str, name: str) -> None:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import RunnerDeployment
 
+    from kongstack.cli.serve import RUNNER_PREFETCH_SECONDS
+
     config = json.loads(Path(config_path).read_text())
     limit = ConcurrencyLimitConfig(limit=1,
                                    collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
@@ -289,7 +291,8 @@ def serve_main(config_path: str, name: str) -> None:
         name=name, interval=30, parameters={"config": config, "trigger": "schedule"},
         concurrency_limit=limit)
     assert isinstance(deployment, RunnerDeployment)
-    serve(deployment, pause_on_shutdown=False, print_starting_message=False)
+    serve(deployment, pause_on_shutdown=False, print_starting_message=False,
+          prefetch_seconds=RUNNER_PREFETCH_SECONDS)
 
 
 def fmt(values: list[float | None]) -> str:

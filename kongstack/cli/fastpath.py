@@ -140,8 +140,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if started.outcome == "started":
             self.server.emitted += 1
-        log.info("alert firing (%s): %s %s", ", ".join(payload["alerts"]), started.outcome,
-                 started.flow_run_id or "")
+        log.info("alert firing (%s): %s %s%s", ", ".join(payload["alerts"]), started.outcome,
+                 started.flow_run_id or "", " (deferred until the tick in flight ends)"
+                 if started.deferred else "")
         self._reply(200, started.as_json())
 
 
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+        if server.runner is not None:
+            server.runner.stop()  # deferred alerts: the next process's schedule covers them
         if server.runner is not None and not server.runner.wait_idle(timeout=STOP_GRACE_S):
             log.warning("stopping while a fast-path run is still executing")
 

@@ -24,6 +24,10 @@ from kongstack.core.settings import REPO_ROOT
 from kongstack.core.yamlfile import load_yaml
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+RUNNER_PREFETCH_SECONDS = 3.0
+"""How early the runner takes a scheduled run (Prefect's default: 10 s). A taken run is
+Pending and holds the deployment's concurrency slot until its time, which refuses the alert
+fast path; 3 s still covers the process start on a quiet host (~1-2 s)."""
 
 
 def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
@@ -85,7 +89,8 @@ def main() -> None:
 
     # pause_on_shutdown=False: `kongstack down` stops the server too, and a later `up`
     # must find the schedule active without a manual resume.
-    serve(*build_deployments(), pause_on_shutdown=False)
+    serve(*build_deployments(), pause_on_shutdown=False,
+          prefetch_seconds=RUNNER_PREFETCH_SECONDS)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,13 @@ for each alert, does what the runner does, minus the process:
 Coalescing: one run at a time per process. An alert that arrives while this process runs a
 tick starts nothing (that tick already observes the load the alert reports); Alertmanager
 repeats a firing alert, and the next delivery after the tick finds the process free.
+
+Deferral: an alert the concurrency rule refuses is not dropped. The tick that holds the slot
+may have read its metrics before the alert's load showed (a scheduled run is Pending from
+the moment the runner picks it up, before its time). A follow-up thread watches the
+deployment's runs in flight: if each of them went Running after the refusal, it reads what
+the alert saw and nothing more is needed; otherwise, as soon as none is in flight, the
+alert's run is created again (once).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -44,11 +53,33 @@ class Started:
     outcome: str
     flow_run_id: UUID | None = None
     state: str | None = None
+    deferred: bool = False
+    """Refused by the concurrency rule; a follow-up runs once the tick in flight ends."""
 
     def as_json(self) -> dict[str, Any]:
         return {"run": self.outcome,
                 "flow_run_id": str(self.flow_run_id) if self.flow_run_id else None,
-                "state": self.state}
+                "state": self.state, "deferred": self.deferred}
+
+
+IN_FLIGHT = ("PENDING", "RUNNING", "CANCELLING")
+"""Run states that hold a deployment's concurrency slot."""
+FOLLOW_UP_POLL_S = 0.25
+FOLLOW_UP_TIMEOUT_S = 120.0
+"""Longest a refused alert waits for the tick in flight (the flow's own timeout is shorter)."""
+
+
+def follow_up_needed(refused_at: datetime, in_flight: list[tuple[str, datetime | None]]
+                     ) -> bool | None:
+    """Whether a refused alert still needs its own run, given the deployment's runs in flight
+    as (state type, start time): ``None`` while undecided (wait), ``True`` once none is in
+    flight (run again), ``False`` when every one went Running after the refusal (they read
+    the metrics the alert saw)."""
+    if not in_flight:
+        return True
+    if all(start is not None and start >= refused_at for _, start in in_flight):
+        return False
+    return None
 
 
 class WarmRunner:
@@ -65,6 +96,11 @@ class WarmRunner:
         self.parameters = dict(parameters or {})
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._follower: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.follow_ups: list[str] = []
+        """What each deferred alert came to: "ran", "covered" (a tick that started after
+        it read its load), "timed out" or "failed"."""
         self.finished: list[tuple[UUID, str]] = []
         """(flow run id, final state name) of every run executed here, oldest first."""
 
@@ -106,11 +142,60 @@ class WarmRunner:
             self._busy.release()
             log.info("fast-path run %s not executed: the server set it %s (%s)", flow_run.id,
                      state.name, state.message or "")
-            return Started("refused", flow_run.id, state.name)
+            deferred = "concurrency" in (state.message or "").lower() and self._defer(state)
+            return Started("refused", flow_run.id, state.name, deferred=deferred)
         self._thread = threading.Thread(target=self._execute, args=(flow_run,),
                                         name=f"warm-run-{flow_run.id}", daemon=True)
         self._thread.start()
         return Started("started", flow_run.id, state.name)
+
+    def _defer(self, refusal: Any) -> bool:
+        """Start the follow-up of a refused alert (one at a time; a refusal inside a
+        follow-up is left to the run that holds the slot, which started after it)."""
+        follower = self._follower
+        if follower is not None and follower.is_alive():
+            return follower is not threading.current_thread()
+        self._follower = threading.Thread(target=self._follow_up, args=(refusal.timestamp,),
+                                          name="warm-follow-up", daemon=True)
+        self._follower.start()
+        return True
+
+    def _follow_up(self, refused_at: datetime) -> None:
+        outcome = "failed"
+        try:
+            outcome = self._await_slot(refused_at)
+            if outcome == "free":
+                started = self.trigger()
+                outcome = "ran" if started.outcome == "started" else started.outcome
+                log.info("deferred alert: %s %s", started.outcome, started.flow_run_id or "")
+        except Exception as exc:  # Prefect unreachable: Alertmanager's repeat is the fallback
+            log.error("deferred alert not run: %s", exc)
+        finally:
+            self.follow_ups.append(outcome)
+
+    def _await_slot(self, refused_at: datetime) -> str:
+        """Watch the deployment's runs in flight (server times) until the alert is covered
+        by a tick that started after ``refused_at`` or none is in flight."""
+        from prefect.client.orchestration import get_client
+
+        deployment_id = self.deployment_id()
+        deadline = time.monotonic() + FOLLOW_UP_TIMEOUT_S
+        with get_client(sync_client=True) as client:
+            while not self._stop.is_set():
+                runs = _in_flight(client, deployment_id)
+                needed = follow_up_needed(refused_at, [(r.state_type.value, r.start_time)
+                                                       for r in runs])
+                if needed is not None:
+                    if not needed:
+                        log.info("deferred alert covered by %s (started after the refusal)",
+                                 ", ".join(r.name for r in runs))
+                    return "free" if needed else "covered"
+                if time.monotonic() > deadline:
+                    log.warning("deferred alert dropped: %s still in flight after %.0f s",
+                                ", ".join(r.name for r in runs), FOLLOW_UP_TIMEOUT_S)
+                    return "timed out"
+                self._stop.wait(FOLLOW_UP_POLL_S)
+        return "stopped"
 
     def _create_pending(self) -> tuple[Any, Any]:
         from prefect.client.orchestration import get_client
@@ -150,8 +235,33 @@ class WarmRunner:
             self._busy.release()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait (bounded) for the run executing here to end; True if none is running."""
+        """Wait (bounded) for a deferred alert's follow-up and the run executing here to
+        end; True if neither is left."""
+        deadline = time.monotonic() + timeout
+        follower = self._follower
+        if follower is not None:
+            follower.join(timeout)
         thread = self._thread
         if thread is not None:
-            thread.join(timeout)
-        return not self.busy
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.busy and not (follower is not None and follower.is_alive())
+
+    def stop(self) -> None:
+        """Stop waiting on behalf of deferred alerts (a run executing here goes on)."""
+        self._stop.set()
+
+
+def _in_flight(client: Any, deployment_id: UUID) -> list[Any]:
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    return list(client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+            any_=[StateType(t) for t in IN_FLIGHT])))))

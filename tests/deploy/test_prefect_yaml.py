@@ -99,3 +99,20 @@ def test_the_fast_path_trigger_is_the_one_prefect_yaml_declares() -> None:
 
     (trigger,) = deployments()["autoscale"]["triggers"]
     assert trigger == fastpath_trigger()
+
+
+def test_serve_takes_scheduled_runs_shortly_before_their_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run the runner has taken is Pending and holds the autoscale deployment's concurrency
+    slot until its time, refusing the alert fast path: serve takes runs 3 s ahead, not
+    Prefect's 10 s (a third of every 30 s tick)."""
+    import prefect
+
+    from kongstack.cli import serve as serve_module
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(prefect, "serve", lambda *deployments, **kwargs: seen.update(
+        kwargs, count=len(deployments)))
+    serve_module.main()
+    assert seen["prefetch_seconds"] == serve_module.RUNNER_PREFETCH_SECONDS == 3.0
+    assert seen["pause_on_shutdown"] is False and seen["count"] >= 3

@@ -151,14 +151,24 @@ def test_the_deployment_concurrency_rule_holds_between_schedule_and_fast_path(
     url = start(fast)
 
     held = scheduled.trigger()
-    assert held.outcome == "started"
+    assert held.outcome == "started" and held.flow_run_id
     assert GATES[gate].started.wait(WAIT_S)
-    # A fast-path run while the scheduled one runs: the server cancels it (CANCEL_NEW).
+    # A fast-path run while the scheduled one runs: the server cancels it (CANCEL_NEW) and
+    # the alert waits for that tick, which read its metrics before the alert.
     refused = alert(url)
     assert refused["run"] == "refused" and refused["state"] == "Cancelled"
+    assert refused["deferred"] is True
     assert "concurrency limit" in (read_run(refused["flow_run_id"]).state.message or "")
+    assert not fast.busy  # nothing runs beside the scheduled tick
     GATES[gate].release.set()
     assert scheduled.wait_idle(WAIT_S)
+    # ...then runs once the slot is free: the alert's run, after the scheduled one.
+    assert fast.wait_idle(WAIT_S)
+    assert fast.follow_ups == ["ran"]
+    assert [state for _, state in fast.finished] == ["Completed"]
+    after = read_run(fast.finished[0][0])
+    assert after.parameters["trigger"] == "alert"
+    assert after.start_time >= read_run(held.flow_run_id).end_time  # never side by side
 
     # The other way round: the fast-path run holds the slot, the schedule's run is refused.
     GATES[gate].started.clear()
@@ -170,13 +180,82 @@ def test_the_deployment_concurrency_rule_holds_between_schedule_and_fast_path(
     GATES[gate].release.set()
     assert fast.wait_idle(WAIT_S)
     assert read_run(went["flow_run_id"]).state.is_completed()
+    assert scheduled.wait_idle(WAIT_S)  # its follow-up ran after the fast-path run
 
-    # The slot was given back each time: the next scheduled run goes ahead.
-    assert scheduled.trigger().outcome == "started"
-    assert scheduled.wait_idle(WAIT_S)
     states = sorted(r.state.name for r in runs_of(deployment_id))
-    assert states == ["Cancelled", "Cancelled", "Completed", "Completed", "Completed"]
-    assert len(GATES[gate].pids) == 3 and set(GATES[gate].pids) == {os.getpid()}
+    assert states == ["Cancelled", "Cancelled", "Completed", "Completed", "Completed",
+                      "Completed"]
+    assert len(GATES[gate].pids) == 4 and set(GATES[gate].pids) == {os.getpid()}
+    runs = sorted((r for r in runs_of(deployment_id) if r.state.is_completed()),
+                  key=lambda r: r.start_time)
+    for before, later in zip(runs, runs[1:], strict=False):
+        assert later.start_time >= before.end_time  # the slot was held by one run at a time
+
+
+def hold_slot_pending(deployment_id: UUID) -> UUID:
+    """A run of the deployment taken the runner's way but not started: Pending holds the
+    slot, as a scheduled run the runner picked up before its time does."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending
+    from prefect.utilities.engine import propose_state_sync
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(deployment_id)
+        assert propose_state_sync(client, Pending(), flow_run_id=run.id).is_pending()
+    return run.id
+
+
+def move(run_id: UUID, state: Any) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.engine import propose_state_sync
+
+    with get_client(sync_client=True) as client:
+        assert propose_state_sync(client, state, flow_run_id=run_id).type == state.type
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_refused_alert_covered_by_a_tick_that_starts_after_it_runs_nothing_more(
+        gate: str, webhook: Any) -> None:
+    from prefect.states import Completed, Running
+
+    start = webhook
+    name, deployment_id = make_deployment(gate)
+    fast = WarmRunner(probe, name, parameters={"trigger": "alert"})
+    url = start(fast)
+    holder = hold_slot_pending(deployment_id)
+
+    refused = alert(url)
+    assert refused["run"] == "refused" and refused["deferred"] is True
+    move(holder, Running())  # the scheduled tick starts after the alert: it sees its load
+    assert fast.wait_idle(WAIT_S)  # the follow-up decides while that tick still runs
+    assert fast.follow_ups == ["covered"]
+    move(holder, Completed())
+    assert fast.finished == []  # no second tick for the same load
+    assert not GATES[gate].started.is_set()
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "expected", "why"),
+    [
+        ([], True, "nothing in flight: the alert's own run can go now"),
+        ([("RUNNING", -5)], None, "started before the refusal: may have missed the load; wait"),
+        ([("PENDING", None)], None, "taken, not started: cannot tell yet; wait"),
+        ([("RUNNING", 2)], False, "started after the refusal: it reads what the alert saw"),
+        ([("RUNNING", 0)], False, "started at the refusal's instant: same metrics"),
+        ([("RUNNING", -5), ("PENDING", None)], None, "one in flight started before: wait"),
+        ([("RUNNING", 3), ("CANCELLING", -1)], None, "any started before: wait"),
+    ],
+)
+def test_follow_up_needed_table(in_flight: list[tuple[str, int | None]], expected: bool | None,
+                                why: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kongstack.cli.warmrun import follow_up_needed
+
+    refused_at = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+    runs = [(state, None if offset is None else refused_at + timedelta(seconds=offset))
+            for state, offset in in_flight]
+    assert follow_up_needed(refused_at, runs) is expected, why
 
 
 @pytest.mark.usefixtures("prefect_harness")
