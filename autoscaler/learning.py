@@ -37,8 +37,11 @@ def capacity_sample(
     observation: Observation, policy: AutoscalePolicy, now: datetime
 ) -> CapacitySample | None:
     """This tick's capacity evidence: the gateway's rate per ready instance, the mean CPU of
-    those instances (or the pool average the engine gave), and whether p95 was over its
-    threshold. ``warm`` is False while any ready instance is in its warm-up or any instance
+    those instances, and whether p95 was over its threshold. The CPU is the pool's average
+    over the rate's own window when the observation has one (Prometheus: the same 60 s as the
+    rate), else the mean of the engine's per-instance samples (a second or so each: at a
+    steady load they swing several-fold, which the fit would read as a wrong slope). ``warm``
+    is False while any ready instance is in its warm-up or any instance
     drains: their share of the load is unknown, so nothing is learnt from that tick.
     ``None`` without a fresh request rate or a ready instance."""
     agg = fresh_metrics(observation.aggregate, policy, now)
@@ -54,11 +57,9 @@ def capacity_sample(
         for i in warm
         if (m := fresh_metrics(i.metrics, policy, now)) is not None and m.cpu_percent is not None
     ]
-    cpu: float | None = None
-    if cpus and len(cpus) == len(warm):
+    cpu: float | None = agg.cpu_percent  # the rate's window (or the replay's pool average)
+    if cpu is None and cpus and len(cpus) == len(warm):
         cpu = sum(cpus) / len(cpus)
-    elif not cpus and agg.cpu_percent is not None:
-        cpu = agg.cpu_percent  # a pool average only (the replay, or an engine without stats)
     p95 = agg.p95_latency_ms
     return CapacitySample(
         at=now,

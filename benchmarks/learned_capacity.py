@@ -16,6 +16,9 @@ ports, stack file and autoscale config). Two phases:
    learner's definition. On a shared machine the instance may not get a whole CPU while
    saturated; the script therefore also prints requests per CPU-second (rps / CPU% x 100),
    the same quantity extrapolated to 100 %, and compares the learned value with that.
+   Then the same closed loop through the gateway (with the key, over every ready instance):
+   requests per CPU-second for the traffic the learner saw (the gateway's connections and
+   headers), which is the learner's own quantity.
 
 Run (with the demo's environment):
     .venv/bin/python benchmarks/learned_capacity.py [--rates 60,120,200,280,160,90,240]
@@ -87,14 +90,15 @@ def fmt_estimate(est: dict[str, Any]) -> str:
             f"{est['confidence']:.2f}")
 
 
-def truth(driver: Any, instance: Any, clients: int, seconds: float) -> dict[str, float]:
-    """Closed loop against one instance; its CPU from the driver over the same interval."""
-    url = f"http://{instance.address}/api/stocks"
+def truth(driver: Any, instances: list[Any], url: str, headers: dict[str, str], clients: int,
+          seconds: float) -> dict[str, float]:
+    """Closed loop on ``url`` (one instance directly, or the gateway); the CPU of
+    ``instances`` (summed) from the driver over the same interval."""
     ok = [0] * clients
     stop = threading.Event()
 
     def client(i: int) -> None:
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=10, headers=headers) as http:
             while not stop.is_set():
                 try:
                     if http.get(url).status_code == 200:
@@ -109,18 +113,25 @@ def truth(driver: Any, instance: Any, clients: int, seconds: float) -> dict[str,
     base, t0 = sum(ok), time.monotonic()
     cpus: list[float] = []
     while time.monotonic() - t0 < seconds:
-        stats = driver.stats(instance.id)
-        if stats.cpu_percent is not None:
-            cpus.append(stats.cpu_percent)
+        readings = [driver.stats(i.id).cpu_percent for i in instances]
+        if all(r is not None for r in readings):
+            cpus.append(sum(r for r in readings if r is not None))
     served = sum(ok) - base
     elapsed = time.monotonic() - t0
     stop.set()
     for t in threads:
         t.join(timeout=15)
-    rps = served / elapsed
-    cpu = statistics.mean(cpus) if cpus else float("nan")
+    rps = served / elapsed / len(instances)
+    cpu = statistics.mean(cpus) / len(instances) if cpus else float("nan")
     return {"clients": clients, "rps": rps, "cpu_percent": cpu,
             "rps_per_cpu": rps / cpu * 100 if cpus and cpu > 0 else float("nan")}
+
+
+def show(runs: list[dict[str, float]]) -> None:
+    for r in runs:
+        print(f"  {r['clients']:3d} clients: {r['rps']:.1f} rps per instance at "
+              f"{r['cpu_percent']:.0f} % CPU -> {r['rps_per_cpu']:.1f} requests per CPU-second",
+              flush=True)
 
 
 def main() -> None:
@@ -167,16 +178,22 @@ def run(args: argparse.Namespace, settings: LocalSettings, config: Any, driver: 
     instance = ready[0]
     print(f"truth on {instance.name} ({instance.address}); load average {os.getloadavg()}",
           flush=True)
-    runs = [truth(driver, instance, int(c), args.truth_seconds)
-            for c in args.clients.split(",")]
-    for r in runs:
-        print(f"  {r['clients']:3d} clients: {r['rps']:.1f} rps at {r['cpu_percent']:.0f} % CPU"
-              f" -> {r['rps_per_cpu']:.1f} requests per CPU-second", flush=True)
+    runs = [truth(driver, [instance], f"http://{instance.address}/api/stocks", {}, int(c),
+                  args.truth_seconds) for c in args.clients.split(",")]
+    show(runs)
     best = max(runs, key=lambda r: r["rps"])
+    # The same quantity for the traffic the learner saw: through the gateway, with the key,
+    # spread over every ready instance (per instance: rate / ready, CPU averaged).
+    print(f"truth through the gateway on {len(ready)} ready instance(s)", flush=True)
+    via = [truth(driver, ready, f"{url}/api/stocks", {"apikey": key}, int(c),
+                 args.truth_seconds) for c in args.clients.split(",")]
+    show(via)
     print(f"learned: {fmt_estimate(est)}")
     if est.get("capacity_rps"):
-        for label, true in (("saturated throughput", best["rps"]),
-                            ("requests per CPU-second", best["rps_per_cpu"])):
+        for label, true in (("saturated throughput, direct", best["rps"]),
+                            ("requests per CPU-second, direct", best["rps_per_cpu"]),
+                            *((f"requests per CPU-second via the gateway, {r['clients']} clients",
+                               r["rps_per_cpu"]) for r in via)):
             print(f"learned / true ({label} {true:.1f}): {est['capacity_rps'] / true:.3f}")
     print(f"load average {os.getloadavg()}. Reproduce: .venv/bin/python "
           f"benchmarks/learned_capacity.py --rates {args.rates} --hold {args.hold:g} "

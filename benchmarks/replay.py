@@ -14,6 +14,12 @@
    foresight ``oracle``. Scores: ``autoscaler.scoring`` (the same as ``kongstack simulate``).
 3. A reference for what is reachable at all on noisy traces: a policy that knows the load's
    centred 5-minute mean in advance and holds k x that mean for each 30 s tick.
+4. A frontier (``--frontier``): each 30 s tick, a policy that knows the whole distribution of
+   the per-second needs in the centred 5-minute window (not which second gets which) and
+   picks the pool that minimises instance-seconds + lambda x expected violation seconds, with
+   no start-up delay. Sweeping lambda traces the lowest cost at each number of violation
+   seconds such a policy reaches, summed over the traces (one lambda for all: the optimal
+   split of a violation budget between traces and ticks).
 """
 
 from __future__ import annotations
@@ -207,6 +213,77 @@ def mean_clairvoyant(paths: Sequence[Path], model: ServiceModel) -> list[str]:
     return lines
 
 
+LAMBDAS = (0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+def _window_ticks(
+    need: Sequence[int], lo: int, hi: int
+) -> list[tuple[int, list[float], list[int]]]:
+    """Per 30 s tick: its length, the share of the centred 5-minute window's seconds that need
+    more than n instances (n = 0..hi), and the tick's own seconds that need more than n."""
+    rows = []
+    for t in range(0, len(need), ORACLE_TICK):
+        a, b = max(0, t - 150), min(len(need), t + 150)
+        counts = [0] * (hi + 2)
+        for x in need[a:b]:
+            counts[min(x, hi + 1)] += 1
+        tail, above = [0.0] * (hi + 2), 0
+        for n in range(hi + 1, -1, -1):
+            tail[n] = above / (b - a)
+            above += counts[n]
+        seg = need[t : t + ORACLE_TICK]
+        rows.append((len(seg), tail, [sum(1 for x in seg if x > n) for n in range(hi + 1)]))
+    return rows
+
+
+def _cheapest(tail: Sequence[float], lam: float, lo: int, hi: int) -> int:
+    """The pool that minimises instances + lambda x the share of seconds it would not carry."""
+    return min(range(lo, hi + 1), key=lambda n: n + lam * tail[n])
+
+
+def frontier(paths: Sequence[Path], model: ServiceModel) -> list[str]:
+    """Lowest cost for each number of violation seconds a distribution-clairvoyant policy
+    reaches (see the module's point 4), against HPA's and the foresight oracle's."""
+    lo, hi = POOLS[0]
+    demands = [fitted(p, model)[0] for p in paths]
+    # needs counted up to hi + 1: a second beyond the largest pool is a violation at any size
+    ticks = [_window_ticks([model.needed(d, lo, hi + 1) for d in demand], lo, hi)
+             for demand in demands]
+    best = sum(oracle(d, model, lo, hi).instance_seconds for d in demands)
+    hpa = [simulate(PRESETS["hpa"](model, lo, hi), d, model) for d in demands]
+    hpa_cost = sum(r.instance_seconds for r in hpa)
+    hpa_violations = sum(r.slo_violation_seconds for r in hpa)
+    budget = TARGETS["violations"] * hpa_violations
+    lines = [
+        "| lambda | SLO-violation s | x HPA's | instance-s x oracle | x HPA's | per trace: "
+        "violation s / x oracle |",
+        "|---|---|---|---|---|---|",
+    ]
+    cheapest: float | None = None
+    for lam in LAMBDAS:
+        cost = violations = 0
+        per = []
+        for path, rows, demand in zip(paths, ticks, demands, strict=True):
+            c = v = 0
+            for length, tail, over in rows:
+                n = _cheapest(tail, lam, lo, hi)
+                c += n * length
+                v += over[n]
+            floor = oracle(demand, model, lo, hi).instance_seconds
+            per.append(f"{path.stem.split('_')[0]} {v:,} / {c / floor:.2f}")
+            cost, violations = cost + c, violations + v
+        if violations <= budget:
+            cheapest = cost if cheapest is None else min(cheapest, cost)
+        lines.append(f"| {lam:g} | {violations:,} | {violations / hpa_violations:.3f} "
+                     f"| {cost / best:.3f} | {cost / hpa_cost:.3f} | {'; '.join(per)} |")
+    lines += ["", f"HPA: {hpa_violations:,} violation s; the budget (x "
+              f"{TARGETS['violations']:g}) is {budget:,.0f}. Cheapest point within it: "
+              + ("none" if cheapest is None else
+                 f"{cheapest / best:.3f}x the oracle, {cheapest / hpa_cost:.3f}x HPA's cost")
+              + "."]
+    return lines
+
+
 def variants(paths: Sequence[Path], model: ServiceModel) -> list[str]:
     demands = [fitted(p, model)[0] for p in paths]
     pool = POOLS[0]
@@ -245,6 +322,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--traces", type=Path, default=REAL, help="directory of real traces")
     parser.add_argument("--variants", action="store_true", help="only the variants table")
+    parser.add_argument("--frontier", action="store_true",
+                        help="only the distribution-clairvoyant frontier (point 4)")
     parser.add_argument("--plots", type=Path, default=ROOT / "var" / "bench" / "autoscaler")
     args = parser.parse_args()
     paths = sorted(args.traces.glob("*.csv"))
@@ -255,6 +334,11 @@ def main() -> None:
         print("\n".join(variants(paths, model)))
         print("\nReproduce: `.venv/bin/python benchmarks/replay.py --variants "
               f"--traces {args.traces}`")
+        return
+    if args.frontier:
+        print("\n".join(frontier(paths, model)))
+        print(f"\nReproduce: `.venv/bin/python benchmarks/replay.py --frontier --traces "
+              f"{args.traces}`")
         return
     started = time.perf_counter()
     report = [*week_speed(model), ""]
@@ -268,6 +352,11 @@ def main() -> None:
         "(pool 1..20):",
         "",
         *mean_clairvoyant(paths, model),
+        "",
+        "Frontier: the whole distribution of the centred 5-minute window known in advance, "
+        "one pool per 30 s tick, no start-up delay (pool 1..20, summed over the traces):",
+        "",
+        *frontier(paths, model),
         "",
     ]
     took = time.perf_counter() - started

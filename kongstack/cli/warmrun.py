@@ -97,10 +97,12 @@ class WarmRunner:
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._follower: threading.Thread | None = None
+        self._defer_lock = threading.Lock()  # alerts arrive on concurrent request threads
         self._stop = threading.Event()
         self.follow_ups: list[str] = []
-        """What each deferred alert came to: "ran", "covered" (a tick that started after
-        it read its load), "timed out" or "failed"."""
+        """What each deferred alert came to: "ran"; "covered" (a tick that started after it
+        read its load); "coalesced" or "refused" (its second attempt met a run, which
+        started after it); "timed out", "stopped" (shutdown) or "failed" (Prefect error)."""
         self.finished: list[tuple[UUID, str]] = []
         """(flow run id, final state name) of every run executed here, oldest first."""
 
@@ -152,13 +154,15 @@ class WarmRunner:
     def _defer(self, refusal: Any) -> bool:
         """Start the follow-up of a refused alert (one at a time; a refusal inside a
         follow-up is left to the run that holds the slot, which started after it)."""
-        follower = self._follower
-        if follower is not None and follower.is_alive():
-            return follower is not threading.current_thread()
-        self._follower = threading.Thread(target=self._follow_up, args=(refusal.timestamp,),
-                                          name="warm-follow-up", daemon=True)
-        self._follower.start()
-        return True
+        with self._defer_lock:
+            follower = self._follower
+            if follower is not None and follower.is_alive():
+                return follower is not threading.current_thread()
+            self._follower = threading.Thread(target=self._follow_up,
+                                              args=(refusal.timestamp,),
+                                              name="warm-follow-up", daemon=True)
+            self._follower.start()
+            return True
 
     def _follow_up(self, refused_at: datetime) -> None:
         outcome = "failed"

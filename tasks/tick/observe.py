@@ -98,6 +98,7 @@ def build_observation(view: PoolView, snapshot: MetricsSnapshot,
                                   metrics=metrics, host=inst.labels.get(HOST_LABEL)))
     aggregate = Metrics(
         rps=snapshot.value("rps"),
+        cpu_percent=snapshot.value("cpu_percent"),
         p95_latency_ms=snapshot.value("p95_latency_ms"),
         error_rate=snapshot.value("error_rate"),
         sampled_at=snapshot.sampled_at,

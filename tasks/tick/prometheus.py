@@ -58,13 +58,23 @@ DEFAULT_QUERIES: dict[str, tuple[str, ...]] = {
         f" or {_STOCK_UP}) / clamp_min(sum(rate({_API_REQUESTS}[$window])), 1e-9)"
         f" or {_STOCK_UP}",
     ),
+    # The backends' own CPU over the rate's window, per instance (CPU-seconds per second). The
+    # capacity learner pairs it with the request rate of the same window; the engine's
+    # one-second CPU sample a tick takes swings far more than the load does.
+    "cpu_seconds_per_instance": (
+        'avg(rate(process_cpu_seconds_total{job="stock_api"}[$window]))',
+    ),
 }
 """Query name -> PromQL expressions, best first, answering in base units (requests/s, seconds,
-ratio 0..1): the recording rules of tasks/monitoring/rules.py (named for their window), then raw
-metrics. ``$window`` is replaced by ``PrometheusConfig.rate_window``."""
+ratio 0..1, CPU-seconds per second): the recording rules of tasks/monitoring/rules.py (named
+for their window), then raw metrics. ``$window`` is replaced by ``PrometheusConfig.rate_window``."""
 
-TO_AUTOSCALER: dict[str, tuple[str, float]] = {"p95_latency_seconds": ("p95_latency_ms", 1000.0)}
-"""Query name -> (``autoscaler.Metrics`` field, factor): the decision core counts latency in ms.
+TO_AUTOSCALER: dict[str, tuple[str, float]] = {
+    "p95_latency_seconds": ("p95_latency_ms", 1000.0),
+    "cpu_seconds_per_instance": ("cpu_percent", 100.0),
+}
+"""Query name -> (``autoscaler.Metrics`` field, factor): the decision core counts latency in ms
+and CPU in % of one CPU.
 A query name not listed here is already the field's name and unit."""
 
 # A p95 of NaN is what histogram_quantile returns when nothing was requested: no latency

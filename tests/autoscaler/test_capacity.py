@@ -272,6 +272,32 @@ def test_capacity_sample(why: str, obs: Observation, warm: bool, per_instance: f
     assert got.version == "img-1" and got.slow is False, why
 
 
+CPU_SOURCE_ROWS = [
+    ("the pool's CPU over the rate's window wins over the engine's one-second samples",
+     [30.0, 70.0, 5.0, 55.0], 41.0, 41.0),
+    ("no window CPU (no process metrics): the engine samples' mean", [30.0, 70.0, 5.0, 55.0],
+     None, 40.0),
+    ("an engine sample missing for a warm instance and no window CPU: no CPU this tick",
+     [30.0, None, 5.0, 55.0], None, None),
+    ("an engine sample missing does not matter when the window CPU is there",
+     [30.0, None, 5.0, 55.0], 41.0, 41.0),
+]
+
+
+@pytest.mark.parametrize(("why", "engine", "window", "expected"), CPU_SOURCE_ROWS)
+def test_capacity_sample_cpu_source(why: str, engine: list[float | None], window: float | None,
+                                    expected: float | None) -> None:
+    instances = tuple(
+        InstanceView(id=f"w{k}", started_at=LONG_AGO,
+                     metrics=None if cpu is None else Metrics(cpu_percent=cpu))
+        for k, cpu in enumerate(engine))
+    obs = Observation(instances=instances, aggregate=Metrics(rps=200.0, cpu_percent=window),
+                      version="img-1")
+    got = capacity_sample(obs, AutoscalePolicy(), NOW)
+    assert got is not None, why
+    assert got.cpu_percent == (None if expected is None else pytest.approx(expected)), why
+
+
 def test_no_rate_no_sample() -> None:
     obs = _observation().model_copy(update={"aggregate": Metrics(p95_latency_ms=100.0)})
     assert capacity_sample(obs, AutoscalePolicy(), NOW) is None

@@ -159,7 +159,17 @@ def test_latency_is_asked_in_seconds_and_handed_on_in_milliseconds() -> None:
     assert snap.value("p95_latency_ms") == 250.0
     assert "p95_latency_seconds" not in snap.readings
     down = unavailable_snapshot(PrometheusConfig(), "prometheus down")
-    assert set(down.readings) == {"rps", "p95_latency_ms", "error_rate"}
+    assert set(down.readings) == {"rps", "p95_latency_ms", "error_rate", "cpu_percent"}
+
+
+def test_backend_cpu_is_asked_over_the_rate_window_and_handed_on_in_percent() -> None:
+    """The learner pairs this CPU with the request rate: same window, % of one CPU."""
+    r = reader({}, queries={"cpu_seconds_per_instance":
+                            DEFAULT_QUERIES["cpu_seconds_per_instance"]}, default=vector("0.375"))
+    r.config = r.config.model_copy(update={"rate_window": "2m"})
+    snap = r.snapshot()
+    assert snap.value("cpu_percent") == 37.5
+    assert 'avg(rate(process_cpu_seconds_total{job="stock_api"}[2m]))' in r.seen  # type: ignore[attr-defined]
 
 
 def test_recording_rule_names_follow_the_rate_window() -> None:
