@@ -249,7 +249,8 @@ def frontier(paths: Sequence[Path], model: ServiceModel) -> list[str]:
     # needs counted up to hi + 1: a second beyond the largest pool is a violation at any size
     ticks = [_window_ticks([model.needed(d, lo, hi + 1) for d in demand], lo, hi)
              for demand in demands]
-    best = sum(oracle(d, model, lo, hi).instance_seconds for d in demands)
+    floors = [oracle(d, model, lo, hi).instance_seconds for d in demands]
+    best = sum(floors)
     hpa = [simulate(PRESETS["hpa"](model, lo, hi), d, model) for d in demands]
     hpa_cost = sum(r.instance_seconds for r in hpa)
     hpa_violations = sum(r.slo_violation_seconds for r in hpa)
@@ -263,13 +264,12 @@ def frontier(paths: Sequence[Path], model: ServiceModel) -> list[str]:
     for lam in LAMBDAS:
         cost = violations = 0
         per = []
-        for path, rows, demand in zip(paths, ticks, demands, strict=True):
+        for path, rows, floor in zip(paths, ticks, floors, strict=True):
             c = v = 0
             for length, tail, over in rows:
                 n = _cheapest(tail, lam, lo, hi)
                 c += n * length
                 v += over[n]
-            floor = oracle(demand, model, lo, hi).instance_seconds
             per.append(f"{path.stem.split('_')[0]} {v:,} / {c / floor:.2f}")
             cost, violations = cost + c, violations + v
         if violations <= budget:

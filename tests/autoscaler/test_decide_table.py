@@ -44,6 +44,21 @@ BASE: dict[str, Any] = {
     "scale_down_peak_window_seconds": 0,
 }
 
+
+def rps_peak_policy(*, spread: float | None, **extra: Any) -> dict[str, Any]:
+    """The scale-in rows' policy: rate target 50/s per instance alone (no CPU or memory
+    target), scale-in sized by the 1200 s peak, ``spread`` = the steady-load test's spread."""
+    return {
+        "min_instances": 1,
+        "target_rps_per_instance": 50,
+        "target_cpu_percent": None,
+        "target_memory_percent": None,
+        "scale_down_peak_window_seconds": 1200,
+        "scale_down_steady_spread": spread,
+        **extra,
+    }
+
+
 CASES = [
     Case("cpu 5% over target is inside the 0.1 tolerance band: hold", pool(63, 63, 63), 3),
     Case(
@@ -231,14 +246,7 @@ CASES = [
         "needs 5 of 6, though 120/s now would need 3",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         5,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": None,
-        },
+        policy=rps_peak_policy(spread=None),
         history=ScalingHistory(
             rates=(RateSample(at=ago(600), rps=250), RateSample(at=ago(30), rps=120))
         ),
@@ -248,28 +256,14 @@ CASES = [
         "a peak inside the down band holds the pool: 280/s on 6 x 50 is 0.93",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         6,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": None,
-        },
+        policy=rps_peak_policy(spread=None),
         history=ScalingHistory(rates=(RateSample(at=ago(900), rps=280),)),
     ),
     Case(
         "a peak older than the window is forgotten: 120/s needs ceil(120/50) = 3",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         3,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": None,
-        },
+        policy=rps_peak_policy(spread=None),
         history=ScalingHistory(rates=(RateSample(at=ago(1500), rps=280),)),
     ),
     Case(
@@ -277,14 +271,7 @@ CASES = [
         "the 250/s of 10 min ago no longer counts: ceil(130/50) = 3",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         3,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": 0.25,
-        },
+        policy=rps_peak_policy(spread=0.25),
         history=ScalingHistory(
             rates=(
                 RateSample(at=ago(600), rps=250),
@@ -300,15 +287,7 @@ CASES = [
         "but outside the plain 0.1 one; the rate to carry is known, so ceil(240/50) = 5",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=230),
         5,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_tolerance": 0.3,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": 0.25,
-        },
+        policy=rps_peak_policy(spread=0.25, scale_down_tolerance=0.3),
         history=ScalingHistory(
             rates=(RateSample(at=ago(240), rps=240), RateSample(at=ago(120), rps=235))
         ),
@@ -319,15 +298,7 @@ CASES = [
         "6 x 50 is 0.87, inside 0.3: hold",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=230),
         6,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_tolerance": 0.3,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": 0.25,
-        },
+        policy=rps_peak_policy(spread=0.25, scale_down_tolerance=0.3),
         history=ScalingHistory(
             rates=(RateSample(at=ago(240), rps=260), RateSample(at=ago(120), rps=180))
         ),
@@ -336,14 +307,7 @@ CASES = [
         "bursty recent rates (90-160/s, more than 25 % apart) keep the long peak: 250/s needs 5",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         5,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": 0.25,
-        },
+        policy=rps_peak_policy(spread=0.25),
         history=ScalingHistory(
             rates=(
                 RateSample(at=ago(600), rps=250),
@@ -358,14 +322,7 @@ CASES = [
         "peak still needs 5",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=120),
         5,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": 0.25,
-        },
+        policy=rps_peak_policy(spread=0.25),
         history=ScalingHistory(rates=(RateSample(at=ago(600), rps=250),)),
         driver="rps",
     ),
@@ -374,15 +331,7 @@ CASES = [
         "but 140/3 = 47/s is over the 40/s slow-load limit, so 4 (90/s now would allow 3)",
         pool(20, 20, 20, 20, 20, 20, memory=20, rps=90),
         4,
-        policy={
-            "min_instances": 1,
-            "target_rps_per_instance": 50,
-            "target_cpu_percent": None,
-            "target_memory_percent": None,
-            "scale_down_peak_window_seconds": 1200,
-            "scale_down_steady_spread": None,
-            "scale_down_tolerance": 0.5,
-        },
+        policy=rps_peak_policy(spread=None, scale_down_tolerance=0.5),
         history=ScalingHistory(
             rates=(RateSample(at=ago(600), rps=140),),
             capacity=slow_at(40, ago(600)),

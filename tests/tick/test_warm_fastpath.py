@@ -107,6 +107,14 @@ def webhook() -> Iterator[Any]:
         assert server.runner is not None and server.runner.wait_idle(WAIT_S)
 
 
+def alert_runner(gate: str, webhook: Any) -> tuple[WarmRunner, str, str, UUID]:
+    """A new deployment of the probe, and a run-mode webhook for it: (the webhook's runner,
+    its URL, the deployment's "flow/name", its id)."""
+    name, deployment_id = make_deployment(gate)
+    runner = WarmRunner(probe, name, parameters={"trigger": "alert"})
+    return runner, webhook(runner), name, deployment_id
+
+
 def alert(url: str) -> dict[str, Any]:
     r = httpx.post(url, json=alertmanager_body("firing"), timeout=WAIT_S)
     assert r.status_code == 200, r.text
@@ -116,10 +124,7 @@ def alert(url: str) -> dict[str, Any]:
 @pytest.mark.usefixtures("prefect_harness")
 def test_an_alert_runs_the_deployment_in_this_process_and_repeats_coalesce(
         gate: str, webhook: Any) -> None:
-    start = webhook
-    name, deployment_id = make_deployment(gate)
-    warm = WarmRunner(probe, name, parameters={"trigger": "alert"})
-    url = start(warm)
+    warm, url, _, deployment_id = alert_runner(gate, webhook)
 
     first = alert(url)
     assert first["run"] == "started" and first["state"] == "Pending"
@@ -142,13 +147,10 @@ def test_an_alert_runs_the_deployment_in_this_process_and_repeats_coalesce(
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_deployment_concurrency_rule_holds_between_schedule_and_fast_path(
         gate: str, webhook: Any) -> None:
-    start = webhook
-    name, deployment_id = make_deployment(gate)
+    fast, url, name, deployment_id = alert_runner(gate, webhook)
     # The scheduled run, taken the runner's way (Pending first, then the engine). Another
     # WarmRunner does exactly those steps; only the process start is missing.
     scheduled = WarmRunner(probe, name, parameters={"trigger": "schedule"})
-    fast = WarmRunner(probe, name, parameters={"trigger": "alert"})
-    url = start(fast)
 
     held = scheduled.trigger()
     assert held.outcome == "started" and held.flow_run_id
@@ -218,10 +220,7 @@ def test_a_refused_alert_covered_by_a_tick_that_starts_after_it_runs_nothing_mor
         gate: str, webhook: Any) -> None:
     from prefect.states import Completed, Running
 
-    start = webhook
-    name, deployment_id = make_deployment(gate)
-    fast = WarmRunner(probe, name, parameters={"trigger": "alert"})
-    url = start(fast)
+    fast, url, _, deployment_id = alert_runner(gate, webhook)
     holder = hold_slot_pending(deployment_id)
 
     refused = alert(url)
@@ -260,8 +259,7 @@ def test_follow_up_needed_table(in_flight: list[tuple[str, int | None]], expecte
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_missing_deployment_is_a_503_naming_it(webhook: Any) -> None:
-    start = webhook
-    url = start(WarmRunner(probe, "warm-probe/not-registered"))
+    url = webhook(WarmRunner(probe, "warm-probe/not-registered"))
     r = httpx.post(url, json=alertmanager_body("firing"), timeout=WAIT_S)
     assert r.status_code == 503  # Alertmanager retries a 5xx
     assert "warm-probe/not-registered" in r.json()["error"] and "not registered" in \

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,24 +55,37 @@ def read_line(stream: IO[str] | None) -> str:
     return stream.readline().strip()
 
 
+@contextmanager
+def held_worker(config: AutoscaleConfig, tmp: Path, name: str
+                ) -> Iterator[subprocess.Popen[str]]:
+    """A worker whose tick stops inside its act step, holding the pool, until ``let_finish``."""
+    proc = worker(config, tmp, name, hold=True)
+    try:
+        assert read_line(proc.stdout) == "inside", proc.stderr.read() if proc.stderr else ""
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def let_finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """Let a held worker finish its tick; its result."""
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return result_of(proc)
+
+
 def test_two_workers_at_once_exactly_one_acts(process_stack: Stack, tmp_path: Path) -> None:
     s = process_stack
     grow = s.with_policy(min_instances=3)  # real work: whoever runs must act
-    first = worker(grow, tmp_path, "machine-a", hold=True)
-    try:
-        # The first worker holds the pool's slot at its act step (it says so).
-        assert read_line(first.stdout) == "inside", first.stderr.read() if first.stderr else ""
+    # The first worker holds the pool's slot at its act step (it says so).
+    with held_worker(grow, tmp_path, "machine-a") as first:
         second = result_of(worker(grow, tmp_path, "machine-b"))
         assert second.get("skipped") is True, second
         assert "concurrency limit" in second["reason"]
-        assert first.stdin is not None
-        first.stdin.write("go\n")
-        first.stdin.flush()
-        done = result_of(first)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=30)
+        done = let_finish(first)
     assert done.get("after") == 3, done
     assert len(s.driver().list()) == 3  # one tick's worth of instances, not two
     # The slot is free again: the next worker (either machine) ticks.
@@ -134,20 +149,11 @@ def test_a_manual_scale_and_a_tick_on_another_machine_never_act_at_once(
 
     s = process_stack
     grow = s.with_policy(min_instances=3)
-    first = worker(grow, tmp_path, "machine-a", hold=True)
-    try:
-        assert read_line(first.stdout) == "inside", first.stderr.read() if first.stderr else ""
+    with held_worker(grow, tmp_path, "machine-a") as first:
         with pytest.raises(StackError, match="still holds the pool's concurrency limit"):
             manual_scale.scale_by_hand(s.config, 2, reason="by hand", lock_wait_seconds=1.0)
         assert s.driver().list() == []  # the manual scale did nothing
-        assert first.stdin is not None
-        first.stdin.write("go\n")
-        first.stdin.flush()
-        done = result_of(first)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=30)
+        done = let_finish(first)
     assert done.get("after") == 3, done
 
     inside, release = threading.Event(), threading.Event()
