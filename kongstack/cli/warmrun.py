@@ -25,7 +25,9 @@ may have read its metrics before the alert's load showed (a scheduled run is Pen
 the moment the runner picks it up, before its time). A follow-up thread watches the
 deployment's runs in flight: if each of them went Running after the refusal, it reads what
 the alert saw and nothing more is needed; otherwise, as soon as none is in flight, the
-alert's run is created again (once).
+alert's run is created again (once). Refusals that arrive while a follow-up waits join it,
+and it answers for the newest of them: a tick that started between two refusals covers the
+first, not the second.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class WarmRunner:
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._follower: threading.Thread | None = None
+        self._refused_at: datetime | None = None
+        """The newest refusal the follow-up answers for (guarded by ``_defer_lock``)."""
         self._defer_lock = threading.Lock()  # alerts arrive on concurrent request threads
         self._stop = threading.Event()
         self.follow_ups: list[str] = []
@@ -152,34 +156,57 @@ class WarmRunner:
         return Started("started", flow_run.id, state.name)
 
     def _defer(self, refusal: Any) -> bool:
-        """Start the follow-up of a refused alert (one at a time; a refusal inside a
-        follow-up is left to the run that holds the slot, which started after it)."""
+        """Have a follow-up answer for a refused alert: the one waiting already (it now
+        answers for this newer refusal too) or a new one. A refusal met by the follow-up's
+        own run is left to the run that holds the slot, which started after it."""
         with self._defer_lock:
             follower = self._follower
-            if follower is not None and follower.is_alive():
-                return follower is not threading.current_thread()
-            self._follower = threading.Thread(target=self._follow_up,
-                                              args=(refusal.timestamp,),
-                                              name="warm-follow-up", daemon=True)
+            if follower is not None:
+                if follower is threading.current_thread():
+                    return False
+                if self._refused_at is None or refusal.timestamp > self._refused_at:
+                    self._refused_at = refusal.timestamp
+                return True
+            self._refused_at = refusal.timestamp
+            self._follower = threading.Thread(target=self._follow_up, name="warm-follow-up",
+                                              daemon=True)
             self._follower.start()
             return True
 
-    def _follow_up(self, refused_at: datetime) -> None:
-        outcome = "failed"
-        try:
-            outcome = self._await_slot(refused_at)
-            if outcome == "free":
-                started = self.trigger()
-                outcome = "ran" if started.outcome == "started" else started.outcome
-                log.info("deferred alert: %s %s", started.outcome, started.flow_run_id or "")
-        except Exception as exc:  # Prefect unreachable: Alertmanager's repeat is the fallback
-            log.error("deferred alert not run: %s", exc)
-        finally:
-            self.follow_ups.append(outcome)
+    def _newest_refusal(self) -> datetime:
+        with self._defer_lock:
+            assert self._refused_at is not None  # set before the follow-up starts
+            return self._refused_at
 
-    def _await_slot(self, refused_at: datetime) -> str:
-        """Watch the deployment's runs in flight (server times) until the alert is covered
-        by a tick that started after ``refused_at`` or none is in flight."""
+    def _follow_up(self) -> None:
+        """Answer for the newest refusal until no newer one arrived meanwhile."""
+        try:
+            while True:
+                outcome, answered = "failed", self._newest_refusal()
+                try:
+                    outcome, answered = self._await_slot()
+                    if outcome == "free":
+                        started = self.trigger()
+                        outcome = "ran" if started.outcome == "started" else started.outcome
+                        log.info("deferred alert: %s %s", started.outcome,
+                                 started.flow_run_id or "")
+                except Exception as exc:  # Prefect unreachable: Alertmanager repeats
+                    log.error("deferred alert not run: %s", exc)
+                self.follow_ups.append(outcome)
+                with self._defer_lock:
+                    newer = self._refused_at is not None and self._refused_at > answered
+                    if not newer or outcome in ("failed", "timed out", "stopped"):
+                        self._follower = None
+                        return
+        finally:
+            with self._defer_lock:
+                if self._follower is threading.current_thread():
+                    self._follower = None
+
+    def _await_slot(self) -> tuple[str, datetime]:
+        """Watch the deployment's runs in flight (server times) until the newest refusal is
+        covered by a tick that started after it or none is in flight. Returns the outcome
+        and the refusal it answered."""
         from prefect.client.orchestration import get_client
 
         deployment_id = self.deployment_id()
@@ -187,19 +214,20 @@ class WarmRunner:
         with get_client(sync_client=True) as client:
             while not self._stop.is_set():
                 runs = _in_flight(client, deployment_id)
+                refused_at = self._newest_refusal()
                 needed = follow_up_needed(refused_at, [(r.state_type.value, r.start_time)
                                                        for r in runs])
                 if needed is not None:
                     if not needed:
                         log.info("deferred alert covered by %s (started after the refusal)",
                                  ", ".join(r.name for r in runs))
-                    return "free" if needed else "covered"
+                    return ("free" if needed else "covered"), refused_at
                 if time.monotonic() > deadline:
                     log.warning("deferred alert dropped: %s still in flight after %.0f s",
                                 ", ".join(r.name for r in runs), FOLLOW_UP_TIMEOUT_S)
-                    return "timed out"
+                    return "timed out", refused_at
                 self._stop.wait(FOLLOW_UP_POLL_S)
-        return "stopped"
+        return "stopped", self._newest_refusal()
 
     def _create_pending(self) -> tuple[Any, Any]:
         from prefect.client.orchestration import get_client

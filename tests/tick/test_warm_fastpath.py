@@ -233,6 +233,50 @@ def test_a_refused_alert_covered_by_a_tick_that_starts_after_it_runs_nothing_mor
     assert not GATES[gate].started.is_set()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_follow_up_answers_for_the_newest_refusal_not_the_first(
+        gate: str, webhook: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two alerts refused while a scheduled tick holds the slot, that tick starting between
+    them: it read the first alert's load, not the second's, so one more tick runs after it."""
+    from prefect.states import Completed, Running
+
+    from kongstack.cli import warmrun
+
+    fast, url, _, deployment_id = alert_runner(gate, webhook)
+    holder = hold_slot_pending(deployment_id)
+    looked = [threading.Event(), threading.Event()]
+    resume = threading.Event()
+    real_in_flight, calls = warmrun._in_flight, []
+
+    def in_flight_in_step(client: Any, deployment: UUID) -> list[Any]:
+        calls.append(deployment)
+        if len(calls) == 2:  # the follow-up's second look waits for the test's moves
+            assert resume.wait(WAIT_S)
+        runs = real_in_flight(client, deployment)
+        looked[min(len(calls), 2) - 1].set()
+        return runs
+
+    monkeypatch.setattr(warmrun, "_in_flight", in_flight_in_step)
+
+    first = alert(url)
+    assert first["run"] == "refused" and first["deferred"] is True
+    assert looked[0].wait(WAIT_S)  # the follow-up saw the holder Pending: waiting
+    move(holder, Running())  # the tick starts after the first alert...
+    second = alert(url)  # ...and before the second
+    assert second["run"] == "refused" and second["deferred"] is True
+    resume.set()
+    assert looked[1].wait(WAIT_S)  # it saw the tick Running, started before the second
+    move(holder, Completed())
+    assert GATES[gate].started.wait(WAIT_S), "no tick ran for the second alert"
+    GATES[gate].release.set()
+    assert fast.wait_idle(WAIT_S)
+    assert fast.follow_ups == ["ran"]  # one follow-up, for the second alert
+    assert [state for _, state in fast.finished] == ["Completed"]
+    ran = read_run(fast.finished[0][0])
+    assert ran.start_time >= read_run(holder).end_time
+    assert ran.start_time > read_run(second["flow_run_id"]).state.timestamp
+
+
 @pytest.mark.parametrize(
     ("in_flight", "expected", "why"),
     [
