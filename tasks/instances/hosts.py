@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kongstack.core.files import write_atomic
 from tasks.instances.base import Instance, InstanceState
@@ -45,6 +45,9 @@ class HostConfig(BaseModel):
         default=None, description="address the gateway reaches instances on (default: the "
         "ssh:// host, or 127.0.0.1 for a local socket)")
     ssh_key_file: Path | None = Field(default=None, description="default: ~/.ssh keys")
+    ssh_key_secret: str | None = Field(
+        default=None, min_length=1,
+        description="Prefect Secret block holding the private key (instead of ssh_key_file)")
     known_hosts_file: Path | None = Field(default=None, description="default: ~/.ssh/known_hosts")
     timeout_seconds: float = Field(default=10.0, gt=0, le=120,
                                    description="bound on every engine call, SSH waits included")
@@ -63,6 +66,12 @@ class HostConfig(BaseModel):
                 raise ValueError(f"{value!r}: an ssh:// engine is ssh://user@host[:port]")
             return value
         raise ValueError(f"{value!r}: must be unix:///path or ssh://user@host[:port]")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> HostConfig:
+        if self.ssh_key_file is not None and self.ssh_key_secret is not None:
+            raise ValueError(f"host {self.name}: set ssh_key_file or ssh_key_secret, not both")
+        return self
 
     @property
     def remote(self) -> bool:

@@ -35,7 +35,7 @@ import requests
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from autoscaler.placement import HostLoad, place
-from kongstack.core.errors import InstanceError
+from kongstack.core.errors import ConfigError, InstallError, InstanceError
 from tasks.instances.base import Instance, InstanceState, InstanceStats
 from tasks.instances.common import DockerSettings
 from tasks.instances.docker import DockerDriver
@@ -96,9 +96,20 @@ def connect(host: HostConfig) -> docker.DockerClient:
     if host.remote:
         from tasks.instances.ssh_client import ssh_docker_client  # the [azure] extra (paramiko)
 
-        return ssh_docker_client(host.docker_host, key_file=host.ssh_key_file,
-                                 known_hosts=host.known_hosts_file,
-                                 timeout=host.timeout_seconds)
+        key_text = None
+        if host.ssh_key_secret is not None:  # read at connect: never kept in config or logs
+            from tasks.providers.secrets import read_secret
+
+            try:
+                key_text = read_secret(host.ssh_key_secret, f"host {host.name}: ssh_key_secret")
+            except ConfigError as exc:  # this host is down for it; the others go on
+                raise InstanceError(str(exc)) from None
+        try:
+            return ssh_docker_client(host.docker_host, key_file=host.ssh_key_file,
+                                     private_key=key_text, known_hosts=host.known_hosts_file,
+                                     timeout=host.timeout_seconds)
+        except InstallError as exc:  # a malformed key (its text is never shown)
+            raise InstanceError(f"host {host.name}: ssh_key_secret: {exc}") from None
     return docker.DockerClient(base_url=host.docker_host, timeout=int(host.timeout_seconds + 0.999))
 
 

@@ -9,8 +9,9 @@ a tick for as long as a host is down. The SDK also keys its connection pools by 
 request URL, so a busy client holds more SSH channels than sshd's default ``MaxSessions`` (10)
 allows and the next is refused: ``ChannelException(2, 'Connect failed')`` (docker/compose#6463).
 This client is the same SDK and transport with every SSH wait bounded by ``timeout``, one pool
-of ``POOL_SIZE`` channels per engine, the key and known-hosts file given explicitly (or the
-user's ``~/.ssh`` defaults) and unknown host keys rejected.
+of ``POOL_SIZE`` channels per engine, the key (a file, or a Secret block's text) and the
+known-hosts file given explicitly (or the user's ``~/.ssh`` defaults) and unknown host keys
+rejected.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ with requires_extra("azure", "ssh:// engines of a multi-host pool"):
     import paramiko
     from docker.transport.sshconn import SSHHTTPAdapter
 
+    from tasks.providers.ssh import load_private_key
+
 API_VERSION = "1.41"  # Podman 4.3's Docker-compatible API; Docker Engine 20.10+ speaks it too
 POOL_SIZE = 4  # SSH channels kept open per engine; below sshd's default MaxSessions (10)
 
@@ -34,8 +37,9 @@ class BoundedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]  # untyped SDK
     """The SDK's paramiko adapter, with the key, known hosts and SSH timeouts given here."""
 
     def __init__(self, base_url: str, *, key_file: Path | None, known_hosts: Path | None,
-                 timeout: float) -> None:
+                 timeout: float, private_key: str | None = None) -> None:
         self._key_file = key_file
+        self._pkey = None if private_key is None else load_private_key(private_key)
         self._known_hosts = known_hosts
         self._ssh_timeout = timeout
         super().__init__(base_url, timeout=timeout, pool_connections=1,
@@ -44,12 +48,14 @@ class BoundedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]  # untyped SDK
     def _create_paramiko_client(self, base_url: str) -> None:
         url = urllib.parse.urlparse(base_url)
         self.ssh_client = paramiko.SSHClient()
-        self.ssh_params = {
+        self.ssh_params: dict[str, object] = {
             "hostname": url.hostname, "port": url.port or 22, "username": url.username,
             "timeout": self._ssh_timeout, "banner_timeout": self._ssh_timeout,
             "auth_timeout": self._ssh_timeout, "channel_timeout": self._ssh_timeout,
         }
-        if self._key_file is not None:
+        if self._pkey is not None:
+            self.ssh_params.update(pkey=self._pkey, look_for_keys=False, allow_agent=False)
+        elif self._key_file is not None:
             self.ssh_params.update(key_filename=str(self._key_file), look_for_keys=False,
                                    allow_agent=False)
         if self._known_hosts is not None:
@@ -64,7 +70,7 @@ class BoundedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]  # untyped SDK
 
 
 def ssh_docker_client(base_url: str, *, key_file: Path | None = None,
-                      known_hosts: Path | None = None,
+                      private_key: str | None = None, known_hosts: Path | None = None,
                       timeout: float = 10.0) -> docker.DockerClient:
     """A ``docker.DockerClient`` for ``ssh://user@host[:port]``: connects (SSH handshake and
     the engine's version) now, and every later call fails within about ``timeout`` seconds
@@ -73,8 +79,8 @@ def ssh_docker_client(base_url: str, *, key_file: Path | None = None,
     # then pointed at the SSH adapter exactly as the SDK does for ssh:// URLs.
     client = docker.DockerClient(base_url="unix:///nonexistent", version=API_VERSION,
                                  timeout=int(timeout + 0.999))
-    adapter = BoundedSSHAdapter(base_url, key_file=key_file, known_hosts=known_hosts,
-                                timeout=timeout)
+    adapter = BoundedSSHAdapter(base_url, key_file=key_file, private_key=private_key,
+                                known_hosts=known_hosts, timeout=timeout)
     api = client.api
     api.mount("http+docker://ssh", adapter)
     api._custom_adapter = adapter

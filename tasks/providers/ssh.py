@@ -91,7 +91,9 @@ class ScriptResult:
         return any(line.startswith("changed:") for line in self.output.splitlines())
 
 
-def _load_pkey(text: str) -> paramiko.PKey:
+def load_private_key(text: str) -> paramiko.PKey:
+    """A private key from its PEM/OpenSSH text (a Secret block's value); the error never
+    shows the text."""
     for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return cls.from_private_key(io.StringIO(text))
@@ -113,7 +115,7 @@ def connect(target: SSHTarget) -> paramiko.SSHClient:
             raise InstallError(f"{target.host}: pinned key is not a valid OpenSSH public key")
         client.get_host_keys().add(target.host_id, entry.key.get_name(), entry.key)
     client.set_missing_host_key_policy(_Reject())
-    pkey = _load_pkey(target.private_key) if target.private_key else None
+    pkey = load_private_key(target.private_key) if target.private_key else None
     try:
         client.connect(
             target.host,

@@ -38,6 +38,12 @@ def test_engine_address_must_be_unix_or_ssh_with_user(url: str) -> None:
         pool({**SSH1, "docker_host": url})
 
 
+def test_a_key_file_and_a_key_secret_together_are_refused_naming_the_host() -> None:
+    with pytest.raises(ValidationError, match="host h1: set ssh_key_file or ssh_key_secret"):
+        pool({**SSH1, "ssh_key_file": "/etc/kongstack/key", "ssh_key_secret": "pool-key"})
+    assert pool({**SSH1, "ssh_key_secret": "pool-key"}).hosts[0].ssh_key_secret == "pool-key"
+
+
 def test_ssh_hosts_need_a_base_port() -> None:
     with pytest.raises(ValidationError, match="base_port is required"):
         PoolConfig.model_validate({"hosts": [SSH1]})

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from kongstack.core.procs import wait_until
 from kongstack.core.settings import REPO_ROOT
@@ -144,6 +145,47 @@ def test_bad_hosts_are_named_and_the_rest_keeps_working(hosts: NetnsLab, redis_o
         finally:
             driver.close()
             remove_stack(hosts, stack)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_engines_reached_with_keys_from_secret_blocks(hosts: NetnsLab, redis_on_bridge: str,
+                                                      tmp_path: Path) -> None:
+    """A host whose key lives in a Prefect Secret block (as an added Azure VM's does) serves;
+    one whose block holds a key it does not accept, or names no block, is down with a status
+    line naming why, never showing the key; the pool goes on without them."""
+    from prefect.blocks.system import Secret
+
+    suffix = uuid.uuid4().hex[:8]
+    good_key, wrong_key = hosts.key_file.read_text(), ed25519_keypair("not-authorized")[0]
+    for name, key in ((f"pool-key-{suffix}", good_key), (f"wrong-key-{suffix}", wrong_key)):
+        Secret(value=SecretStr(key)).save(name)
+    h1, h2 = hosts.hosts[0], hosts.hosts[1]
+    stack = stack_name()
+    configs = [
+        host_config(hosts, h2, 3, name="a-wrongkey", ssh_key_file=None,
+                    ssh_key_secret=f"wrong-key-{suffix}"),
+        host_config(hosts, h2, 3, name="b-noblock", ssh_key_file=None,
+                    ssh_key_secret=f"missing-{suffix}",
+                    docker_host=f"ssh://root@{hosts.subnet.rsplit('.', 1)[0]}.98"),
+        host_config(hosts, h1, 3, ssh_key_file=None, ssh_key_secret=f"pool-key-{suffix}"),
+    ]
+    driver = driver_for(hosts, configs, stack, redis_on_bridge, tmp_path)
+    try:
+        started = driver.start()
+        assert started.labels[HOST_LABEL] == "h1"
+        assert driver.wait_ready(started, timeout=60).state is InstanceState.READY
+        lines = {s.name: s.line() for s in driver.status()}
+        assert lines["a-wrongkey"].startswith("a-wrongkey: down")
+        assert "Authentication" in lines["a-wrongkey"]
+        assert lines["b-noblock"].startswith("b-noblock: down")
+        assert f"ssh_key_secret: Secret block 'missing-{suffix}' not found" in lines["b-noblock"]
+        assert lines["h1"] == "h1: up 1/3"
+        shown = " ".join(lines.values())
+        assert good_key.splitlines()[1] not in shown and wrong_key.splitlines()[1] not in shown
+        driver.stop(started.id, grace=2)
+    finally:
+        driver.close()
+        remove_stack(hosts, stack)
 
 
 # -- a host lost under load, through the real tick ------------------------------------------

@@ -216,6 +216,10 @@ class AzureHostFactory:
                             name=record.name, docker_host=f"ssh://{user}@{public_ip}",
                             capacity=self.config.capacity, advertise_host=private_ip,
                             ssh_key_file=self.config.ssh_key_file,
+                            # No key file: the engine is reached with the key the installer
+                            # used, the topology's Secret block (read at each connect).
+                            ssh_key_secret=(None if self.config.ssh_key_file else
+                                            self.topo.ssh.private_key_secret),
                             known_hosts_file=self.known_hosts,
                             timeout_seconds=self.config.timeout_seconds, added=True))
 

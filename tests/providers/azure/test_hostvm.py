@@ -177,6 +177,28 @@ def test_pool_full_adds_a_tagged_vm_by_the_deploy_plan_without_waiting(rig: Rig)
     assert len(puts) == 3  # public IP, NIC, VM: each created once
 
 
+@pytest.mark.parametrize("key_file", [None, "pool-key"])
+def test_the_added_engine_is_reached_with_the_key_the_installer_used(
+        rig: Rig, tmp_path: Path, key_file: str | None) -> None:
+    """No key file in pool.growth: the installer used the topology's Secret-block key, so the
+    engine is reached with it too (the block named, the key not copied into the record); a
+    key file, when set, is used for both."""
+    if key_file is not None:
+        data = rig.pool.model_dump(mode="json")
+        data["growth"]["ssh_key_file"] = str(tmp_path / key_file)
+        rig.pool = PoolConfig.model_validate(data)
+    rig.until("ready", FULL, desired=4)
+    host = rig.records()[0].host_config()
+    assert host is not None and host.remote
+    if key_file is None:
+        assert host.ssh_key_file is None
+        assert host.ssh_key_secret == rig.topo.ssh.private_key_secret
+        assert host.ssh_key_secret == "kongstack-ssh-private-key"
+    else:
+        assert host.ssh_key_file == tmp_path / key_file and host.ssh_key_secret is None
+    assert "PRIVATE KEY" not in rig.pool.added_hosts_file().read_text()
+
+
 def test_idle_added_vm_is_removed_after_the_cool_down_and_only_it(rig: Rig) -> None:
     rig.until("ready", FULL, desired=4)
     loads = [HostLoad("h1", 2, 2), HostLoad("added-1", 3, 2)]
