@@ -28,6 +28,10 @@ the alert saw and nothing more is needed; otherwise, as soon as none is in fligh
 alert's run is created again (once). Refusals that arrive while a follow-up waits join it,
 and it answers for the newest of them: a tick that started between two refusals covers the
 first, not the second.
+
+Cancel: the runner stops a cancelled run by killing its process; a run executing here is a
+thread, which nothing can kill safely. The tick runs to its end (seconds; each step converges
+on the next tick) and the run then ends Cancelled, saying so, instead of staying Cancelling.
 """
 
 from __future__ import annotations
@@ -258,6 +262,8 @@ class WarmRunner:
         try:
             outcome = run_flow(self.flow, flow_run=flow_run, return_type="state")
             state = asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
+            if getattr(state, "type", None) is not None and state.is_cancelling():
+                state = _finish_cancel(flow_run.id)
             name = getattr(state, "name", None) or "Completed"
             log.info("fast-path run %s (%s) ended %s", flow_run.id, flow_run.name, name)
         except BaseException as exc:  # the engine has recorded the failure on the run
@@ -281,6 +287,26 @@ class WarmRunner:
     def stop(self) -> None:
         """Stop waiting on behalf of deferred alerts (a run executing here goes on)."""
         self._stop.set()
+
+
+CANCELLED_WHILE_RUNNING = (
+    "cancelled while its tick ran: a fast-path tick executes in the webhook's process and "
+    "is not interrupted part-way; it ran to its end (a tick is short and each step converges "
+    "on the next)")
+
+
+def _finish_cancel(flow_run_id: UUID) -> Any:
+    """Cancelled from the UI while the tick ran here: the engine's end state was refused
+    (the run is Cancelling), so the run would stay Cancelling for good. Prefect's runner
+    ends it Cancelled after stopping the process; this ends it Cancelled after the tick."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        result = client.set_flow_run_state(
+            flow_run_id, Cancelled(message=CANCELLED_WHILE_RUNNING), force=True)
+    log.warning("fast-path run %s %s", flow_run_id, CANCELLED_WHILE_RUNNING)
+    return result.state
 
 
 def _in_flight(client: Any, deployment_id: UUID) -> list[Any]:

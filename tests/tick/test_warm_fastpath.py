@@ -17,7 +17,7 @@ import pytest
 from prefect import flow
 
 from kongstack.cli.fastpath import WebhookServer
-from kongstack.cli.warmrun import WarmRunner
+from kongstack.cli.warmrun import IN_FLIGHT, WarmRunner
 from kongstack.core.errors import ConfigError
 from kongstack.core.procs import free_port
 from tests.support.autoscale_stack import Stack
@@ -275,6 +275,33 @@ def test_a_follow_up_answers_for_the_newest_refusal_not_the_first(
     ran = read_run(fast.finished[0][0])
     assert ran.start_time >= read_run(holder).end_time
     assert ran.start_time > read_run(second["flow_run_id"]).state.timestamp
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_cancelled_from_the_ui_while_its_tick_runs_ends_cancelled(
+        gate: str, webhook: Any) -> None:
+    """The UI's Cancel sets Cancelling; nothing kills a tick executing in this process, so
+    the run must still end Cancelled, not stay Cancelling (and look in flight) for good."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from kongstack.cli.warmrun import CANCELLED_WHILE_RUNNING
+
+    fast, url, _, deployment_id = alert_runner(gate, webhook)
+    started = alert(url)
+    assert GATES[gate].started.wait(WAIT_S)
+    with get_client(sync_client=True) as client:
+        assert client.set_flow_run_state(started["flow_run_id"], Cancelling()).state.name \
+            == "Cancelling"  # what the UI's Cancel button does
+    GATES[gate].release.set()
+    assert fast.wait_idle(WAIT_S)
+    run = read_run(started["flow_run_id"])
+    assert run.state.is_cancelled() and run.state.message == CANCELLED_WHILE_RUNNING
+    assert fast.finished == [(run.id, "Cancelled")]
+    assert runs_of(deployment_id)[0].state.type.value not in IN_FLIGHT
+    follow = alert(url)  # the slot is free: the next alert runs at once
+    assert follow["run"] == "started"
+    assert fast.wait_idle(WAIT_S)
 
 
 @pytest.mark.parametrize(
