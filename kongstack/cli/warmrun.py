@@ -262,7 +262,9 @@ class WarmRunner:
         try:
             outcome = run_flow(self.flow, flow_run=flow_run, return_type="state")
             state = asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
-            if getattr(state, "type", None) is not None and state.is_cancelling():
+            from prefect.client.schemas.objects import State
+
+            if isinstance(state, State) and state.is_cancelling():
                 state = _finish_cancel(flow_run.id)
             name = getattr(state, "name", None) or "Completed"
             log.info("fast-path run %s (%s) ended %s", flow_run.id, flow_run.name, name)
@@ -303,7 +305,7 @@ def _finish_cancel(flow_run_id: UUID) -> Any:
     from prefect.states import Cancelled
 
     with get_client(sync_client=True) as client:
-        result = client.set_flow_run_state(
+        result: Any = client.set_flow_run_state(
             flow_run_id, Cancelled(message=CANCELLED_WHILE_RUNNING), force=True)
     log.warning("fast-path run %s %s", flow_run_id, CANCELLED_WHILE_RUNNING)
     return result.state

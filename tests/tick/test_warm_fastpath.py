@@ -291,8 +291,8 @@ def test_a_run_cancelled_from_the_ui_while_its_tick_runs_ends_cancelled(
     started = alert(url)
     assert GATES[gate].started.wait(WAIT_S)
     with get_client(sync_client=True) as client:
-        assert client.set_flow_run_state(started["flow_run_id"], Cancelling()).state.name \
-            == "Cancelling"  # what the UI's Cancel button does
+        cancel: Any = client.set_flow_run_state(started["flow_run_id"], Cancelling())
+    assert cancel.state.name == "Cancelling"  # what the UI's Cancel button does
     GATES[gate].release.set()
     assert fast.wait_idle(WAIT_S)
     run = read_run(started["flow_run_id"])
