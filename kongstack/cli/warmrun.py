@@ -256,14 +256,13 @@ class WarmRunner:
         return flow_run, state
 
     def _execute(self, flow_run: Any) -> None:
+        from prefect.client.schemas.objects import State
         from prefect.flow_engine import run_flow
 
         name = "Crashed"
         try:
             outcome = run_flow(self.flow, flow_run=flow_run, return_type="state")
             state = asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
-            from prefect.client.schemas.objects import State
-
             if isinstance(state, State) and state.is_cancelling():
                 state = _finish_cancel(flow_run.id)
             name = getattr(state, "name", None) or "Completed"
